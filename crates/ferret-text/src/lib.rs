@@ -1,1 +1,231 @@
+//! ferret-text: analyzers that turn text into index terms.
+//!
+//! * `en`: Anserini's default English analysis, token for token: Lucene's StandardTokenizer
+//!   (Unicode UAX #29 word boundaries), English possessive removal, lower-casing, Lucene's
+//!   English stop set, and Lucene's Porter stemmer. BM25 numbers match Anserini because the
+//!   terms match.
+//! * `none`: StandardTokenizer and lower-casing only (no stop words, no stemming). On Chinese
+//!   text every Han character becomes its own token, so it doubles as the character-unigram
+//!   analyzer (`zh-char` is accepted as its name for that use).
+//! * `zh`: jieba word segmentation (HMM on), lower-cased, punctuation dropped.
 
+mod porter;
+mod standard;
+mod stopwords;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+pub use porter::PorterStemmer;
+
+/// The analyzers ferret knows, by the names used on the command line and in manifests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnalyzerKind {
+    En,
+    None,
+    Zh,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown analyzer '{0}' (known: en, none, zh, zh-char)")]
+pub struct UnknownAnalyzer(String);
+
+impl FromStr for AnalyzerKind {
+    type Err = UnknownAnalyzer;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "en" | "english" => Ok(AnalyzerKind::En),
+            "none" | "zh-char" | "unigram" => Ok(AnalyzerKind::None),
+            "zh" | "jieba" => Ok(AnalyzerKind::Zh),
+            other => Err(UnknownAnalyzer(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for AnalyzerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AnalyzerKind::En => "en",
+            AnalyzerKind::None => "none",
+            AnalyzerKind::Zh => "zh",
+        })
+    }
+}
+
+/// One output term with the byte span of the text it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Token<'a> {
+    pub text: &'a str,
+    pub start: usize,
+    pub end: usize,
+    /// Position in the token stream, counting removed stop words (as Lucene does).
+    pub position: usize,
+}
+
+/// An analyzer with its reusable buffers. Cheap to create; not shared between threads.
+pub struct Analyzer {
+    kind: AnalyzerKind,
+    stemmer: PorterStemmer,
+    lower: String,
+    stemmed: String,
+}
+
+impl Analyzer {
+    pub fn new(kind: AnalyzerKind) -> Self {
+        Analyzer {
+            kind,
+            stemmer: PorterStemmer::default(),
+            lower: String::new(),
+            stemmed: String::new(),
+        }
+    }
+
+    pub fn kind(&self) -> AnalyzerKind {
+        self.kind
+    }
+
+    /// Calls `sink` for each term of `text`, in order.
+    pub fn analyze(&mut self, text: &str, sink: &mut dyn FnMut(Token<'_>)) {
+        match self.kind {
+            AnalyzerKind::En | AnalyzerKind::None => self.analyze_standard(text, sink),
+            AnalyzerKind::Zh => self.analyze_jieba(text, sink),
+        }
+    }
+
+    /// Convenience: the terms of `text` as owned strings.
+    pub fn terms(&mut self, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.analyze(text, &mut |t| out.push(t.text.to_string()));
+        out
+    }
+
+    fn analyze_standard(&mut self, text: &str, sink: &mut dyn FnMut(Token<'_>)) {
+        let english = self.kind == AnalyzerKind::En;
+        let mut position = 0;
+        for (start, word) in standard::words(text) {
+            let word = if english {
+                strip_possessive(word)
+            } else {
+                word
+            };
+            lowercase_into(word, &mut self.lower);
+            let pos = position;
+            position += 1;
+            if english {
+                if stopwords::is_english_stop_word(&self.lower) {
+                    continue;
+                }
+                self.stemmer.stem_into(&self.lower, &mut self.stemmed);
+                sink(Token {
+                    text: &self.stemmed,
+                    start,
+                    end: start + word.len(),
+                    position: pos,
+                });
+            } else {
+                sink(Token {
+                    text: &self.lower,
+                    start,
+                    end: start + word.len(),
+                    position: pos,
+                });
+            }
+        }
+    }
+
+    fn analyze_jieba(&mut self, text: &str, sink: &mut dyn FnMut(Token<'_>)) {
+        static JIEBA: OnceLock<jieba_rs::Jieba> = OnceLock::new();
+        let jieba = JIEBA.get_or_init(jieba_rs::Jieba::new);
+        let mut position = 0;
+        for token in jieba.cut(text, true) {
+            if !token.word.chars().any(char::is_alphanumeric) {
+                continue; // punctuation and spaces
+            }
+            lowercase_into(token.word, &mut self.lower);
+            sink(Token {
+                text: &self.lower,
+                start: token.byte_start,
+                end: token.byte_end,
+                position,
+            });
+            position += 1;
+        }
+    }
+}
+
+/// Lucene's EnglishPossessiveFilter: drops a trailing `'s`, `’s` or `＇s` (either case of s).
+fn strip_possessive(word: &str) -> &str {
+    for apostrophe in ['\'', '\u{2019}', '\u{FF07}'] {
+        for s in ['s', 'S'] {
+            let mut suffix = [0u8; 8];
+            let a = apostrophe.encode_utf8(&mut suffix).len();
+            let b = s.encode_utf8(&mut suffix[a..]).len();
+            let suffix = std::str::from_utf8(&suffix[..a + b]).expect("built from chars");
+            if let Some(stripped) = word.strip_suffix(suffix) {
+                return stripped;
+            }
+        }
+    }
+    word
+}
+
+fn lowercase_into(word: &str, out: &mut String) {
+    out.clear();
+    if word.is_ascii() {
+        out.push_str(word);
+        out.make_ascii_lowercase();
+    } else {
+        out.extend(word.chars().flat_map(char::to_lowercase));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms(kind: &str, text: &str) -> Vec<String> {
+        Analyzer::new(kind.parse().unwrap()).terms(text)
+    }
+
+    #[test]
+    fn english_matches_lucene_english_analyzer() {
+        assert_eq!(
+            terms("en", "The Cat's 0-dimensional biomaterials show inductive properties."),
+            ["cat", "0", "dimension", "biomateri", "show", "induct", "properti"]
+        );
+        assert_eq!(
+            terms("en", "U.S.A. exports 1,000.5 tons; it's JOHN’S e-mail"),
+            ["u.s.a", "export", "1,000.5", "ton", "john", "e", "mail"]
+        );
+    }
+
+    #[test]
+    fn positions_count_removed_stop_words() {
+        let mut a = Analyzer::new(AnalyzerKind::En);
+        let mut got = Vec::new();
+        a.analyze("the quick fox", &mut |t| got.push((t.text.to_string(), t.position, t.start)));
+        assert_eq!(got, [("quick".to_string(), 1, 4), ("fox".to_string(), 2, 10)]);
+    }
+
+    #[test]
+    fn none_keeps_stop_words_and_splits_han_characters() {
+        assert_eq!(terms("none", "The Cats"), ["the", "cats"]);
+        assert_eq!(terms("zh-char", "北京大学ABC"), ["北", "京", "大", "学", "abc"]);
+    }
+
+    #[test]
+    fn chinese_uses_word_segmentation() {
+        let t = terms("zh", "我来到北京清华大学。");
+        assert!(t.contains(&"清华大学".to_string()) || t.contains(&"清华".to_string()), "{t:?}");
+        assert!(!t.iter().any(|w| w == "。"));
+    }
+
+    #[test]
+    fn unknown_analyzer_is_an_error() {
+        assert!("klingon".parse::<AnalyzerKind>().is_err());
+    }
+}
