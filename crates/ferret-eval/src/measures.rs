@@ -360,14 +360,31 @@ mod tests {
     #[test]
     fn parses_both_naming_styles() {
         assert_eq!(
-            names(&["ndcg_cut.10", "nDCG@10", "ndcg_cut_10", "P.5,10", "map", "AP@100"]),
+            names(&[
+                "ndcg_cut.10",
+                "nDCG@10",
+                "ndcg_cut_10",
+                "P.5,10",
+                "map",
+                "AP@100"
+            ]),
             ["nDCG@10", "P@5", "P@10", "AP", "AP@100"]
         );
         assert_eq!(
-            names(&["recip_rank", "MRR@10", "Rprec", "bpref", "success.1", "Judged@10"]),
+            names(&[
+                "recip_rank",
+                "MRR@10",
+                "Rprec",
+                "bpref",
+                "success.1",
+                "Judged@10"
+            ]),
             ["RR", "RR@10", "Rprec", "Bpref", "Success@1", "Judged@10"]
         );
-        assert_eq!(names(&["P(rel=2)@5", "recall_100"]), ["P(rel=2)@5", "R@100"]);
+        assert_eq!(
+            names(&["P(rel=2)@5", "recall_100"]),
+            ["P(rel=2)@5", "R@100"]
+        );
         assert!(Measure::parse_list("ndcg@x").is_err());
         assert!(Measure::parse_list("foo").is_err());
         assert!(Measure::parse_list("P").is_err());
@@ -402,9 +419,6 @@ mod tests {
         let idcg = 2.0 + 1.0 / 3f64.log2() + 1.0 / 4f64.log2();
         assert!((m("nDCG@4") - dcg / idcg).abs() < 1e-12);
         // With rel level 2 only the grade-2 document counts.
-        assert_eq!(
-            Measure::parse_list("RR").unwrap()[0].compute(&q, 2),
-            0.25
-        );
+        assert_eq!(Measure::parse_list("RR").unwrap()[0].compute(&q, 2), 0.25);
     }
 }

@@ -108,6 +108,8 @@ impl Run {
     }
 
     /// Writes the run in TREC format, each query's documents in stored order with ranks 1..n.
+    /// Scores are written in full (shortest round-trip form), so reading the file back gives
+    /// exactly the same ties and order as the run in memory.
     pub fn write_trec(&self, mut out: impl Write) -> std::io::Result<()> {
         let tag = if self.tag.is_empty() {
             "ferret"
@@ -116,7 +118,7 @@ impl Run {
         };
         for (qid, docs) in &self.queries {
             for (rank, (docid, score)) in docs.iter().enumerate() {
-                writeln!(out, "{qid} Q0 {docid} {} {score:.6} {tag}", rank + 1)?;
+                writeln!(out, "{qid} Q0 {docid} {} {score} {tag}", rank + 1)?;
             }
         }
         Ok(())
@@ -144,7 +146,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert_eq!(
             text,
-            "1 Q0 a 1 2.500000 bm25\n1 Q0 b 2 1.500000 bm25\n2 Q0 c 1 0.250000 bm25\n"
+            "1 Q0 a 1 2.5 bm25\n1 Q0 b 2 1.5 bm25\n2 Q0 c 1 0.25 bm25\n"
         );
     }
 

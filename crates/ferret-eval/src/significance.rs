@@ -20,7 +20,8 @@ pub fn paired_t_test(a: &[f64], b: &[f64]) -> f64 {
         return if mean == 0.0 { 1.0 } else { 0.0 };
     }
     let t = mean / (var / n as f64).sqrt();
-    let dist = StudentsT::new(0.0, 1.0, (n - 1) as f64).expect("n >= 2 gives a valid t distribution");
+    let dist =
+        StudentsT::new(0.0, 1.0, (n - 1) as f64).expect("n >= 2 gives a valid t distribution");
     2.0 * (1.0 - dist.cdf(t.abs()))
 }
 

@@ -1,1 +1,31 @@
+//! ferret-index: the index directory.
+//!
+//! ```text
+//! <index>/
+//!   manifest.json          the commit point: generation, documents, representations
+//!   docs/                  the docstore: chunk-<gen>.jsonl (+ .idx offsets, .ids), deleted-<gen>.bin
+//!   lexical/               tantivy index (postings, field norms, exact lengths, internal numbers)
+//! ```
+//!
+//! Every document gets a dense internal number (u32) in the order it was added; numbers are
+//! never reused, so every representation can be keyed by them. Writes are atomic: see
+//! [`writer`] for the commit protocol.
 
+pub mod corpus;
+pub mod docstore;
+pub mod document;
+pub mod error;
+pub mod lexical;
+pub mod manifest;
+pub mod reader;
+pub mod writer;
+
+pub use document::Document;
+pub use error::IndexError;
+pub use lexical::{FieldMode, LexicalReader};
+pub use manifest::Manifest;
+pub use reader::Index;
+pub use writer::{IndexOptions, IndexStats, IndexWriter, Progress};
+
+/// Internal document number, dense from 0, never reused inside one index.
+pub type DocNo = u32;

@@ -1,1 +1,29 @@
+//! ferret-search: pipelines of stages over an index.
+//!
+//! A pipeline goes through the same three phases as a tantivy query: a [`pipeline::Expr`]
+//! parsed from text (what the user asked for), a [`Stage`] prepared against an
+//! [`ferret_index::Index`] (statistics and models bound once), and a run over one query's
+//! candidates. Stages are registered in [`registry`]: adding one is one file in `stages/` and
+//! one line there.
 
+pub mod batch;
+pub mod error;
+pub mod pipeline;
+pub mod queries;
+pub mod registry;
+pub mod stage;
+pub mod stages;
+
+pub use error::SearchError;
+pub use pipeline::Expr;
+pub use queries::Query;
+pub use stage::{Hit, Stage};
+
+/// Builds a ready-to-run stage tree from pipeline text.
+pub fn prepare(
+    text: &str,
+    index: &std::sync::Arc<ferret_index::Index>,
+) -> Result<Box<dyn Stage>, SearchError> {
+    let expr = pipeline::parse(text)?;
+    registry::prepare(&expr, index).map_err(|e| e.with_source_text(text))
+}

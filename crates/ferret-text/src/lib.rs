@@ -194,8 +194,19 @@ mod tests {
     #[test]
     fn english_matches_lucene_english_analyzer() {
         assert_eq!(
-            terms("en", "The Cat's 0-dimensional biomaterials show inductive properties."),
-            ["cat", "0", "dimension", "biomateri", "show", "induct", "properti"]
+            terms(
+                "en",
+                "The Cat's 0-dimensional biomaterials show inductive properties."
+            ),
+            [
+                "cat",
+                "0",
+                "dimension",
+                "biomateri",
+                "show",
+                "induct",
+                "properti"
+            ]
         );
         assert_eq!(
             terms("en", "U.S.A. exports 1,000.5 tons; it's JOHN’S e-mail"),
@@ -207,20 +218,31 @@ mod tests {
     fn positions_count_removed_stop_words() {
         let mut a = Analyzer::new(AnalyzerKind::En);
         let mut got = Vec::new();
-        a.analyze("the quick fox", &mut |t| got.push((t.text.to_string(), t.position, t.start)));
-        assert_eq!(got, [("quick".to_string(), 1, 4), ("fox".to_string(), 2, 10)]);
+        a.analyze("the quick fox", &mut |t| {
+            got.push((t.text.to_string(), t.position, t.start))
+        });
+        assert_eq!(
+            got,
+            [("quick".to_string(), 1, 4), ("fox".to_string(), 2, 10)]
+        );
     }
 
     #[test]
     fn none_keeps_stop_words_and_splits_han_characters() {
         assert_eq!(terms("none", "The Cats"), ["the", "cats"]);
-        assert_eq!(terms("zh-char", "北京大学ABC"), ["北", "京", "大", "学", "abc"]);
+        assert_eq!(
+            terms("zh-char", "北京大学ABC"),
+            ["北", "京", "大", "学", "abc"]
+        );
     }
 
     #[test]
     fn chinese_uses_word_segmentation() {
         let t = terms("zh", "我来到北京清华大学。");
-        assert!(t.contains(&"清华大学".to_string()) || t.contains(&"清华".to_string()), "{t:?}");
+        assert!(
+            t.contains(&"清华大学".to_string()) || t.contains(&"清华".to_string()),
+            "{t:?}"
+        );
         assert!(!t.iter().any(|w| w == "。"));
     }
 

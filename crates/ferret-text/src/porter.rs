@@ -197,7 +197,10 @@ impl PorterStemmer {
                     ("ousli", "ous"),
                 ],
             ),
-            ('o', &[("ization", "ize"), ("ation", "ate"), ("ator", "ate")]),
+            (
+                'o',
+                &[("ization", "ize"), ("ation", "ate"), ("ator", "ate")],
+            ),
             (
                 's',
                 &[

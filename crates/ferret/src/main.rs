@@ -1,1 +1,57 @@
-fn main() {}
+//! The `ferret` command line: parses arguments and calls the libraries.
+
+mod commands;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ferret",
+    version,
+    about = "Multi-stage retrieval and ranking with evaluation built in",
+    long_about = "ferret indexes BEIR/TREC collections, runs ranking pipelines over query sets and evaluates them exactly as trec_eval does.\n\nStart with `ferret quickstart`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build an index from a corpus, add documents to one, or delete documents from one
+    Index(commands::index::Args),
+    /// Search an index for one query
+    Search(commands::search::Args),
+    /// Run a pipeline over a query set and write a TREC run
+    Run(commands::run::Args),
+    /// Evaluate TREC runs against qrels (trec_eval-identical), comparing several runs
+    Eval(commands::eval::Args),
+    /// Measure query throughput of a pipeline (queries/s, in-process)
+    Bench(commands::bench::Args),
+    /// Index BEIR SciFact, run BM25 (flat and multi-field) and print the evaluation
+    Quickstart(commands::quickstart::Args),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERRET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Index(a) => commands::index::main(a),
+        Command::Search(a) => commands::search::main(a),
+        Command::Run(a) => commands::run::main(a),
+        Command::Eval(a) => commands::eval::main(a),
+        Command::Bench(a) => commands::bench::main(a),
+        Command::Quickstart(a) => commands::quickstart::main(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}

@@ -1,0 +1,36 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong reading a corpus or reading/writing an index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bad input in a corpus file, with the 1-based line (and column where known).
+    #[error("{path}:{line}: {message}")]
+    Corpus {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: not a ferret index: {reason}")]
+    NotAnIndex { path: PathBuf, reason: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("unknown document id '{0}'")]
+    UnknownDocument(String),
+    #[error("lexical index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    #[error("lexical index: reading postings: {0}")]
+    Postings(#[from] std::io::Error),
+}
+
+impl IndexError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> IndexError {
+        let path = path.into();
+        move |source| IndexError::Io { path, source }
+    }
+}

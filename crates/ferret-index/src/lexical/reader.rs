@@ -1,0 +1,169 @@
+use std::path::Path;
+use std::sync::Arc;
+
+use ferret_text::AnalyzerKind;
+use tantivy::fieldnorm::FieldNormReader;
+use tantivy::schema::{IndexRecordOption, Term};
+use tantivy::{DocSet, Index, InvertedIndexReader, ReloadPolicy, Searcher, SegmentReader};
+
+use super::{FieldMode, LexicalSchema};
+use crate::{DocNo, IndexError};
+
+/// Statistics of one text field over the live documents, as BM25 needs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldStats {
+    /// Live documents with at least one term in the field (Lucene's `docCount`).
+    pub doc_count: u64,
+    /// Sum of the field's exact lengths over live documents (Lucene's `sumTotalTermFreq`).
+    pub total_len: u64,
+}
+
+impl FieldStats {
+    /// Average field length, computed as Lucene does (double division, then float).
+    pub fn avg_len(&self) -> f32 {
+        if self.doc_count == 0 {
+            1.0
+        } else {
+            (self.total_len as f64 / self.doc_count as f64) as f32
+        }
+    }
+}
+
+pub(crate) struct SegmentView {
+    pub reader: SegmentReader,
+    /// tantivy doc id → internal number.
+    pub ords: Vec<DocNo>,
+    /// Per text field: norms and postings.
+    pub norms: Vec<FieldNormReader>,
+    pub inverted: Vec<Arc<InvertedIndexReader>>,
+}
+
+/// Read access to a committed lexical representation.
+pub struct LexicalReader {
+    pub(crate) schema: LexicalSchema,
+    mode: FieldMode,
+    analyzer: AnalyzerKind,
+    pub(crate) segments: Vec<SegmentView>,
+    stats: Vec<FieldStats>,
+    slots: usize,
+    // Keeps the segment files open for as long as the views above are used.
+    _searcher: Searcher,
+}
+
+impl LexicalReader {
+    pub(crate) fn open(
+        index: &Index,
+        dir: &Path,
+        mode: FieldMode,
+        analyzer: AnalyzerKind,
+        slots: usize,
+    ) -> Result<Self, IndexError> {
+        let invalid = |message: String| IndexError::Invalid {
+            path: dir.to_path_buf(),
+            message,
+        };
+        let schema = LexicalSchema::from_schema(index.schema(), mode).map_err(invalid)?;
+        let searcher = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?
+            .searcher();
+        let mut segments = Vec::new();
+        let mut stats = vec![
+            FieldStats {
+                doc_count: 0,
+                total_len: 0
+            };
+            schema.text.len()
+        ];
+        for seg in searcher.segment_readers() {
+            let ord_col = seg.fast_fields().u64("ord")?;
+            let mut ords = Vec::with_capacity(seg.max_doc() as usize);
+            for doc in 0..seg.max_doc() {
+                let o = ord_col.first(doc).unwrap_or(u64::MAX);
+                if o >= slots as u64 {
+                    return Err(invalid(format!(
+                        "lexical document {doc} has internal number {o}, but the docstore has {slots}"
+                    )));
+                }
+                ords.push(o as DocNo);
+            }
+            let mut norms = Vec::new();
+            let mut inverted = Vec::new();
+            for (i, (field, _)) in schema.text.iter().enumerate() {
+                norms.push(seg.get_fieldnorms_reader(*field)?);
+                inverted.push(seg.inverted_index(*field)?);
+                let name = mode.field_names()[i];
+                let len_col = seg.fast_fields().u64(&format!("len_{name}"))?;
+                for doc in 0..seg.max_doc() {
+                    if seg.alive_bitset().is_some_and(|a| !a.is_alive(doc)) {
+                        continue;
+                    }
+                    let len = len_col.first(doc).unwrap_or(0);
+                    stats[i].doc_count += u64::from(len > 0);
+                    stats[i].total_len += len;
+                }
+            }
+            segments.push(SegmentView {
+                reader: seg.clone(),
+                ords,
+                norms,
+                inverted,
+            });
+        }
+        Ok(LexicalReader {
+            schema,
+            mode,
+            analyzer,
+            segments,
+            stats,
+            slots,
+            _searcher: searcher,
+        })
+    }
+
+    pub fn mode(&self) -> FieldMode {
+        self.mode
+    }
+
+    pub fn analyzer(&self) -> AnalyzerKind {
+        self.analyzer
+    }
+
+    /// Number of internal numbers (the size a score accumulator needs).
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// Index of a text field by name (`contents`, `title`, `text`).
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.mode.field_names().iter().position(|n| *n == name)
+    }
+
+    pub fn field_stats(&self, field: usize) -> FieldStats {
+        self.stats[field]
+    }
+
+    /// Number of live documents containing `term` in text field `field`.
+    pub fn doc_freq(&self, field: usize, term: &str) -> Result<u64, IndexError> {
+        let t = Term::from_field_text(self.schema.text[field].0, term);
+        let mut df = 0u64;
+        for seg in &self.segments {
+            let Some(info) = seg.inverted[field].get_term_info(&t)? else {
+                continue;
+            };
+            match seg.reader.alive_bitset() {
+                None => df += u64::from(info.doc_freq),
+                Some(alive) => {
+                    let mut postings = seg.inverted[field]
+                        .read_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
+                    while postings.doc() != tantivy::TERMINATED {
+                        df += u64::from(alive.is_alive(postings.doc()));
+                        postings.advance();
+                    }
+                }
+            }
+        }
+        Ok(df)
+    }
+}

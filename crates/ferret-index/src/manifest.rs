@@ -1,0 +1,89 @@
+//! `manifest.json`: what a committed index holds. Written atomically (temporary file, fsync,
+//! rename); see [`crate::writer`] for how it is committed together with the lexical index.
+
+use std::path::Path;
+
+use ferret_text::AnalyzerKind;
+use serde::{Deserialize, Serialize};
+
+use crate::docstore::{write_synced, ChunkInfo};
+use crate::lexical::FieldMode;
+use crate::IndexError;
+
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST: &str = "manifest.json";
+/// The manifest of a generation whose lexical commit may have happened but whose
+/// `manifest.json` rename did not (see the commit protocol in [`crate::writer`]).
+pub const MANIFEST_NEXT: &str = "manifest.next.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format_version: u32,
+    /// ferret version that wrote this generation.
+    pub ferret_version: String,
+    /// Incremented by every commit.
+    pub generation: u64,
+    /// Live documents.
+    pub doc_count: u64,
+    /// Internal numbers assigned so far (live + deleted).
+    pub slots: u64,
+    pub chunks: Vec<ChunkInfo>,
+    /// Generation whose `deleted-<gen>.bin` lists the deleted documents, if any.
+    pub deleted_generation: Option<u64>,
+    pub representations: Representations,
+    /// This index as one shard of many (id, count); a single index is shard 0 of 1.
+    pub shard: Shard,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Shard {
+    pub id: u32,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Representations {
+    pub lexical: Option<LexicalInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LexicalInfo {
+    pub analyzer: AnalyzerKind,
+    pub fields: FieldMode,
+}
+
+impl Manifest {
+    pub fn read(path: &Path) -> Result<Self, IndexError> {
+        let bytes = std::fs::read(path).map_err(IndexError::io(path))?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| IndexError::Invalid {
+            path: path.to_path_buf(),
+            message: format!("corrupt manifest: {e}"),
+        })?;
+        if m.format_version != FORMAT_VERSION {
+            return Err(IndexError::Invalid {
+                path: path.to_path_buf(),
+                message: format!(
+                    "index format version {} is not supported by this ferret (which reads {})",
+                    m.format_version, FORMAT_VERSION
+                ),
+            });
+        }
+        Ok(m)
+    }
+
+    /// Writes `path` atomically: a temporary file is fsynced, then renamed over `path`.
+    pub fn write_atomic(&self, path: &Path) -> Result<(), IndexError> {
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec_pretty(self).expect("manifest always serialises");
+        write_synced(&tmp, &bytes)?;
+        std::fs::rename(&tmp, path).map_err(IndexError::io(path))?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))
+    }
+}
+
+/// fsyncs a directory so that renames inside it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), IndexError> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(IndexError::io(dir))
+}

@@ -1,0 +1,377 @@
+//! Building and changing an index, with atomic commits.
+//!
+//! Commit protocol (a crash at any point leaves the last committed generation readable):
+//! 1. the new generation's docstore files (`chunk-<gen>.*`, `deleted-<gen>.bin`) are written and
+//!    fsynced under names no committed manifest refers to;
+//! 2. its manifest is written to `manifest.next.json` and fsynced;
+//! 3. tantivy commits with the generation number as its commit payload — the single atomic
+//!    switch from the old generation to the new one;
+//! 4. `manifest.next.json` is renamed to `manifest.json`.
+//!
+//! A reader that finds tantivy's payload one generation ahead of `manifest.json` (a crash
+//! between 3 and 4) uses `manifest.next.json`, which step 2 made durable. Files of generations
+//! that never committed are removed by the next writer.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use ferret_text::AnalyzerKind;
+
+use crate::corpus::CorpusReader;
+use crate::docstore::{deleted_path, write_deleted, ChunkInfo, ChunkWriter};
+use crate::lexical::{FieldMode, LexicalWriter};
+use crate::manifest::{
+    sync_dir, LexicalInfo, Manifest, Representations, Shard, FORMAT_VERSION, MANIFEST,
+    MANIFEST_NEXT,
+};
+use crate::reader::{committed_manifest, Index};
+use crate::{DocNo, Document, IndexError};
+
+/// How to build the lexical representation and how much to use while doing it.
+#[derive(Debug, Clone)]
+pub struct IndexOptions {
+    pub analyzer: AnalyzerKind,
+    pub fields: FieldMode,
+    /// Worker threads for analysis and indexing.
+    pub threads: usize,
+    /// Memory the lexical indexer may use for its in-memory segments, in bytes.
+    pub memory_budget: usize,
+    /// Skip (and count) invalid documents instead of failing on the first one.
+    pub skip_invalid: bool,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions {
+            analyzer: AnalyzerKind::En,
+            fields: FieldMode::Flat,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_budget: 256_000_000,
+            skip_invalid: false,
+        }
+    }
+}
+
+/// What a writer did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IndexStats {
+    pub added: u64,
+    pub deleted: u64,
+    /// Skipped documents: (file:line, reason), when `skip_invalid` is set.
+    pub skipped: Vec<String>,
+}
+
+/// Progress of reading a corpus: bytes of the file consumed, its size, documents added.
+pub trait Progress {
+    fn update(&mut self, bytes_done: u64, bytes_total: u64, docs: u64);
+}
+
+impl<F: FnMut(u64, u64, u64)> Progress for F {
+    fn update(&mut self, bytes_done: u64, bytes_total: u64, docs: u64) {
+        self(bytes_done, bytes_total, docs)
+    }
+}
+
+const BATCH: usize = 2048;
+
+/// Adds and deletes documents; nothing is visible to readers until [`IndexWriter::commit`].
+pub struct IndexWriter {
+    dir: PathBuf,
+    previous: Option<Manifest>,
+    generation: u64,
+    opts: IndexOptions,
+    chunks: Vec<ChunkInfo>,
+    chunk: Option<ChunkWriter>,
+    lexical: LexicalWriter,
+    next_docno: DocNo,
+    /// Live external ids → internal number (committed plus added here).
+    live: HashMap<String, DocNo>,
+    /// Where each id added by this writer came from, for duplicate errors.
+    added_at: HashMap<String, String>,
+    deleted: BTreeSet<DocNo>,
+    batch: Vec<(DocNo, Document)>,
+    stats: IndexStats,
+}
+
+impl IndexWriter {
+    /// Starts a new index in `dir`. With `overwrite`, an existing index there is replaced by
+    /// this one at commit (until then it stays readable); without, an existing index is an
+    /// error.
+    pub fn create(dir: &Path, opts: IndexOptions, overwrite: bool) -> Result<Self, IndexError> {
+        let previous = match committed_manifest(dir) {
+            Ok(m) => Some(m),
+            Err(IndexError::NotAnIndex { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        if previous.is_some() && !overwrite {
+            return Err(IndexError::Invalid {
+                path: dir.to_path_buf(),
+                message: "an index already exists here; use --append to add documents or --overwrite to rebuild it".into(),
+            });
+        }
+        let lexical_dir = dir.join("lexical");
+        let fresh_lexical = match &previous {
+            // A replaced index keeps its tantivy directory (and so its commit history) only
+            // when the schema stays the same; otherwise the lexical directory must be new.
+            Some(m) => m.representations.lexical.as_ref().map(|l| l.fields) != Some(opts.fields),
+            None => true,
+        };
+        if fresh_lexical && previous.is_some() {
+            return Err(IndexError::Invalid {
+                path: dir.to_path_buf(),
+                message: "--overwrite cannot change the field mode of an existing index; index into a new directory".into(),
+            });
+        }
+        if previous.is_none() {
+            // Leftovers of an interrupted first build: nothing committed, safe to clear.
+            if lexical_dir.exists() {
+                std::fs::remove_dir_all(&lexical_dir).map_err(IndexError::io(&lexical_dir))?;
+            }
+        }
+        let mut lexical = LexicalWriter::open(
+            &lexical_dir,
+            previous.is_none(),
+            opts.fields,
+            opts.analyzer,
+            opts.threads,
+            opts.memory_budget,
+        )?;
+        if previous.is_some() {
+            lexical.delete_all()?;
+        }
+        let generation = previous.as_ref().map_or(1, |m| m.generation + 1);
+        Ok(IndexWriter {
+            dir: dir.to_path_buf(),
+            previous,
+            generation,
+            opts,
+            chunks: Vec::new(),
+            chunk: None,
+            lexical,
+            next_docno: 0,
+            live: HashMap::new(),
+            added_at: HashMap::new(),
+            deleted: BTreeSet::new(),
+            batch: Vec::new(),
+            stats: IndexStats::default(),
+        })
+    }
+
+    /// Opens an existing index to add or delete documents. Analyzer and field mode are the
+    /// index's own; `threads`, `memory_budget` and `skip_invalid` are taken from `opts`.
+    pub fn open(dir: &Path, opts: IndexOptions) -> Result<Self, IndexError> {
+        let index = Index::open(dir)?;
+        let manifest = index.manifest().clone();
+        let lex = manifest
+            .representations
+            .lexical
+            .clone()
+            .ok_or_else(|| IndexError::Invalid {
+                path: dir.to_path_buf(),
+                message: "index has no lexical representation".into(),
+            })?;
+        let live = index
+            .docstore()
+            .live_id_map()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let deleted = index.docstore().deleted_list().into_iter().collect();
+        drop(index);
+        let opts = IndexOptions {
+            analyzer: lex.analyzer,
+            fields: lex.fields,
+            ..opts
+        };
+        let lexical = LexicalWriter::open(
+            &dir.join("lexical"),
+            false,
+            lex.fields,
+            lex.analyzer,
+            opts.threads,
+            opts.memory_budget,
+        )?;
+        Ok(IndexWriter {
+            dir: dir.to_path_buf(),
+            generation: manifest.generation + 1,
+            chunks: manifest.chunks.clone(),
+            next_docno: manifest.slots as DocNo,
+            previous: Some(manifest),
+            opts,
+            chunk: None,
+            lexical,
+            live,
+            added_at: HashMap::new(),
+            deleted,
+            batch: Vec::new(),
+            stats: IndexStats::default(),
+        })
+    }
+
+    /// Reads and adds every document of a corpus file.
+    pub fn add_corpus(
+        &mut self,
+        path: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<(), IndexError> {
+        let mut reader = CorpusReader::open(path)?;
+        while let Some(doc) = reader.next_document() {
+            let location = format!("{}:{}", path.display(), reader.line());
+            match doc.and_then(|d| self.check_new_id(d, reader.path(), reader.line())) {
+                Ok(d) => self.add_checked(d, location)?,
+                Err(e @ IndexError::Corpus { .. }) if self.opts.skip_invalid => {
+                    self.stats.skipped.push(e.to_string());
+                }
+                Err(e) => return Err(e),
+            }
+            if self.stats.added % 1024 == 0 {
+                let (done, total) = reader.progress_bytes();
+                progress.update(done, total, self.stats.added);
+            }
+        }
+        let (done, total) = reader.progress_bytes();
+        progress.update(done, total, self.stats.added);
+        Ok(())
+    }
+
+    /// Adds one document (ids must be new to the index).
+    pub fn add(&mut self, doc: Document) -> Result<(), IndexError> {
+        let location = format!("document {}", self.stats.added + 1);
+        let doc = self.check_new_id(doc, Path::new("<api>"), 0)?;
+        self.add_checked(doc, location)
+    }
+
+    fn check_new_id(
+        &self,
+        doc: Document,
+        path: &Path,
+        line: usize,
+    ) -> Result<Document, IndexError> {
+        if self.live.contains_key(&doc.id) {
+            let message = match self.added_at.get(&doc.id) {
+                Some(first) => {
+                    format!("duplicate document id '{}' (first seen at {first})", doc.id)
+                }
+                None => format!("document id '{}' is already in the index", doc.id),
+            };
+            return Err(IndexError::Corpus {
+                path: path.to_path_buf(),
+                line,
+                message,
+            });
+        }
+        Ok(doc)
+    }
+
+    fn add_checked(&mut self, doc: Document, location: String) -> Result<(), IndexError> {
+        if self.chunk.is_none() {
+            let docs_dir = self.dir.join("docs");
+            self.chunk = Some(ChunkWriter::create(
+                &docs_dir,
+                self.generation,
+                self.next_docno,
+            )?);
+        }
+        let docno = self.chunk.as_mut().expect("created above").add(&doc)?;
+        self.next_docno = docno + 1;
+        self.live.insert(doc.id.clone(), docno);
+        self.added_at.insert(doc.id.clone(), location);
+        self.batch.push((docno, doc));
+        self.stats.added += 1;
+        if self.batch.len() >= BATCH {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    fn flush_batch(&mut self) -> Result<(), IndexError> {
+        self.lexical.add_batch(&self.batch)?;
+        self.batch.clear();
+        Ok(())
+    }
+
+    /// Deletes documents by external id; an unknown id is an error and deletes nothing.
+    pub fn delete(&mut self, ids: &[String]) -> Result<(), IndexError> {
+        if let Some(unknown) = ids.iter().find(|id| !self.live.contains_key(id.as_str())) {
+            return Err(IndexError::UnknownDocument(unknown.clone()));
+        }
+        self.flush_batch()?;
+        for id in ids {
+            if let Some(d) = self.live.remove(id) {
+                self.deleted.insert(d);
+                self.lexical.delete(id);
+                self.stats.deleted += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes everything added and deleted visible, atomically. Returns what was done.
+    pub fn commit(mut self) -> Result<IndexStats, IndexError> {
+        self.flush_batch()?;
+        if let Some(chunk) = self.chunk.take() {
+            self.chunks.push(chunk.finish()?);
+        }
+        let docs_dir = self.dir.join("docs");
+        std::fs::create_dir_all(&docs_dir).map_err(IndexError::io(&docs_dir))?;
+        let deleted_generation = if self.deleted.is_empty() {
+            None
+        } else if self.stats.deleted == 0 {
+            self.previous.as_ref().and_then(|m| m.deleted_generation)
+        } else {
+            let list: Vec<DocNo> = self.deleted.iter().copied().collect();
+            write_deleted(&deleted_path(&docs_dir, self.generation), &list)?;
+            Some(self.generation)
+        };
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            ferret_version: env!("CARGO_PKG_VERSION").to_string(),
+            generation: self.generation,
+            doc_count: self.live.len() as u64,
+            slots: self.next_docno as u64,
+            chunks: self.chunks.clone(),
+            deleted_generation,
+            representations: Representations {
+                lexical: Some(LexicalInfo {
+                    analyzer: self.opts.analyzer,
+                    fields: self.opts.fields,
+                }),
+            },
+            shard: self
+                .previous
+                .as_ref()
+                .map_or(Shard { id: 0, count: 1 }, |m| m.shard),
+        };
+        let next = self.dir.join(MANIFEST_NEXT);
+        manifest.write_atomic(&next)?;
+        sync_dir(&docs_dir)?;
+        self.lexical.commit(&self.generation.to_string())?;
+        std::fs::rename(&next, self.dir.join(MANIFEST)).map_err(IndexError::io(&next))?;
+        sync_dir(&self.dir)?;
+        remove_unreferenced(&docs_dir, &manifest);
+        Ok(self.stats)
+    }
+}
+
+/// Removes docstore files no committed generation refers to (left by replaced indexes or
+/// interrupted writers). Failures are harmless and ignored: the files are only clutter.
+fn remove_unreferenced(docs_dir: &Path, manifest: &Manifest) {
+    let keep: BTreeSet<String> = manifest
+        .chunks
+        .iter()
+        .flat_map(|c| ["jsonl", "ids", "idx"].map(|ext| format!("chunk-{:06}.{ext}", c.generation)))
+        .chain(
+            manifest
+                .deleted_generation
+                .map(|g| format!("deleted-{g:06}.bin")),
+        )
+        .collect();
+    if let Ok(entries) = std::fs::read_dir(docs_dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !keep.contains(&name) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}

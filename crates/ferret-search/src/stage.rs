@@ -1,0 +1,70 @@
+//! The stage abstraction every retriever, feedback step, fusion and reranker implements.
+
+use ferret_index::DocNo;
+
+use crate::{Query, SearchError};
+
+/// One scored document. A ranking is a `Vec<Hit>`, best first.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub doc: DocNo,
+    pub score: f32,
+}
+
+/// A stage prepared against an index: run it once per query.
+pub trait Stage: Send + Sync {
+    /// The stage's text form, for run cards and messages.
+    fn describe(&self) -> String;
+
+    /// Returns at most `k` hits for `query`, best first. `candidates` is the previous stage's
+    /// ranking when this stage follows `>>`; a retriever then scores only those documents.
+    fn run(
+        &self,
+        query: &Query,
+        candidates: Option<&[Hit]>,
+        k: usize,
+    ) -> Result<Vec<Hit>, SearchError>;
+}
+
+/// `input % k`: caps the depth of its input.
+pub struct Cutoff {
+    pub input: Box<dyn Stage>,
+    pub k: usize,
+}
+
+impl Stage for Cutoff {
+    fn describe(&self) -> String {
+        format!("{} % {}", self.input.describe(), self.k)
+    }
+
+    fn run(
+        &self,
+        query: &Query,
+        candidates: Option<&[Hit]>,
+        k: usize,
+    ) -> Result<Vec<Hit>, SearchError> {
+        self.input.run(query, candidates, k.min(self.k))
+    }
+}
+
+/// `first >> then`: `then` consumes `first`'s ranking.
+pub struct Then {
+    pub first: Box<dyn Stage>,
+    pub then: Box<dyn Stage>,
+}
+
+impl Stage for Then {
+    fn describe(&self) -> String {
+        format!("{} >> {}", self.first.describe(), self.then.describe())
+    }
+
+    fn run(
+        &self,
+        query: &Query,
+        candidates: Option<&[Hit]>,
+        k: usize,
+    ) -> Result<Vec<Hit>, SearchError> {
+        let first = self.first.run(query, candidates, k)?;
+        self.then.run(query, Some(&first), k)
+    }
+}

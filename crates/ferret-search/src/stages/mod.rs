@@ -1,0 +1,3 @@
+//! One file per stage; each exposes `build`, registered in [`crate::registry::STAGES`].
+
+pub mod bm25;

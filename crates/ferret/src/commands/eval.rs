@@ -1,0 +1,204 @@
+use std::path::PathBuf;
+
+use ferret_eval::significance::{holm_bonferroni, paired_randomization_test, paired_t_test};
+use ferret_eval::{evaluate, EvalOptions, Evaluation, Measure, Qrels, Run};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Qrels: TREC (qid iter docid rel) or BEIR TSV (query-id corpus-id score)
+    #[arg(long)]
+    qrels: PathBuf,
+    /// TREC run files; with several, each is compared with the first
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Measures, trec_eval style (ndcg_cut.10, P.5,10, map) or ir_measures style (nDCG@10, AP, RR@10)
+    #[arg(short, long = "measure", required = true, num_args = 1..)]
+    measures: Vec<String>,
+    /// JSON output
+    #[arg(long)]
+    json: bool,
+    /// Per-query values as well as means
+    #[arg(short = 'q')]
+    per_query: bool,
+    /// Average over all judged queries (missing queries score 0), like trec_eval -c
+    #[arg(short = 'c')]
+    complete: bool,
+    /// Relevance level: judgements >= this are relevant for binary measures (trec_eval -l)
+    #[arg(short = 'l', default_value_t = 1)]
+    level: i32,
+    /// Randomisation test trials
+    #[arg(long, default_value_t = 10_000)]
+    trials: usize,
+}
+
+struct Comparison {
+    t_p: Vec<f64>,
+    t_adj: Vec<f64>,
+    rand_p: Vec<f64>,
+    rand_adj: Vec<f64>,
+}
+
+pub fn main(a: Args) -> anyhow::Result<()> {
+    let measures = Measure::parse_all(&a.measures)?;
+    let qrels = Qrels::read(&a.qrels)?;
+    let opts = EvalOptions {
+        relevance_level: a.level,
+        average_over_judged: a.complete,
+    };
+    let mut evals = Vec::new();
+    for path in &a.runs {
+        let run = Run::read(path)?;
+        evals.push(evaluate(&qrels, &run, &measures, opts));
+    }
+    let names: Vec<String> = a.runs.iter().map(|p| p.display().to_string()).collect();
+    let comparisons = compare(&evals, measures.len(), a.trials);
+    if a.json {
+        print_json(&names, &evals, &comparisons, a.per_query)?;
+    } else {
+        if a.per_query {
+            for (name, e) in names.iter().zip(&evals) {
+                for (qid, values) in &e.per_query {
+                    for (m, v) in e.measures.iter().zip(values) {
+                        println!("{name}\t{m}\t{qid}\t{v:.4}");
+                    }
+                }
+            }
+        }
+        print_table(&names, &evals, &comparisons);
+    }
+    Ok(())
+}
+
+/// Per run after the first, per measure: p-values against the first run over the union of
+/// evaluated queries (a query missing from one side scores 0 there), Holm-corrected over the
+/// comparisons made for each measure.
+fn compare(evals: &[Evaluation], num_measures: usize, trials: usize) -> Vec<Comparison> {
+    if evals.len() < 2 {
+        return Vec::new();
+    }
+    let mut queries: Vec<&str> = evals
+        .iter()
+        .flat_map(|e| e.per_query.keys().map(String::as_str))
+        .collect();
+    queries.sort_unstable();
+    queries.dedup();
+    let mut out: Vec<Comparison> = (1..evals.len())
+        .map(|_| Comparison {
+            t_p: vec![],
+            t_adj: vec![],
+            rand_p: vec![],
+            rand_adj: vec![],
+        })
+        .collect();
+    for m in 0..num_measures {
+        let base = evals[0].column(m, queries.iter().copied());
+        let mut t = Vec::new();
+        let mut r = Vec::new();
+        for e in &evals[1..] {
+            let other = e.column(m, queries.iter().copied());
+            t.push(paired_t_test(&other, &base));
+            r.push(paired_randomization_test(&other, &base, trials, 42));
+        }
+        let (t_adj, r_adj) = (holm_bonferroni(&t), holm_bonferroni(&r));
+        for (i, c) in out.iter_mut().enumerate() {
+            c.t_p.push(t[i]);
+            c.t_adj.push(t_adj[i]);
+            c.rand_p.push(r[i]);
+            c.rand_adj.push(r_adj[i]);
+        }
+    }
+    out
+}
+
+fn print_table(names: &[String], evals: &[Evaluation], comparisons: &[Comparison]) {
+    let measures = &evals[0].measures;
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(3).max(3);
+    print!("{:<width$}  {:>7}", "run", "queries");
+    for m in measures {
+        print!("  {:>10}", m.to_string());
+    }
+    println!();
+    for (i, (name, e)) in names.iter().zip(evals).enumerate() {
+        print!("{name:<width$}  {:>7}", e.num_queries());
+        for (j, v) in e.mean.iter().enumerate() {
+            let mark = if i == 0 {
+                String::new()
+            } else {
+                let c = &comparisons[i - 1];
+                let mut s = String::new();
+                if c.t_adj[j] < 0.05 {
+                    s.push('†');
+                }
+                if c.rand_adj[j] < 0.05 {
+                    s.push('‡');
+                }
+                s
+            };
+            print!("  {:>10}", format!("{v:.4}{mark}"));
+        }
+        println!();
+    }
+    if evals.len() > 1 {
+        println!("† paired t-test, ‡ paired randomisation test: p < 0.05 against the first run (Holm–Bonferroni corrected)");
+    }
+}
+
+fn print_json(
+    names: &[String],
+    evals: &[Evaluation],
+    comparisons: &[Comparison],
+    per_query: bool,
+) -> anyhow::Result<()> {
+    let runs: Vec<serde_json::Value> = names
+        .iter()
+        .zip(evals)
+        .enumerate()
+        .map(|(i, (name, e))| {
+            let mean: serde_json::Map<String, serde_json::Value> = e
+                .measures
+                .iter()
+                .zip(&e.mean)
+                .map(|(m, v)| (m.to_string(), (*v).into()))
+                .collect();
+            let mut obj =
+                serde_json::json!({"run": name, "queries": e.num_queries(), "mean": mean});
+            if i > 0 {
+                let c = &comparisons[i - 1];
+                let sig: serde_json::Map<String, serde_json::Value> = e
+                    .measures
+                    .iter()
+                    .enumerate()
+                    .map(|(j, m)| {
+                        (m.to_string(), serde_json::json!({
+                            "t_test_p": c.t_p[j], "t_test_p_holm": c.t_adj[j],
+                            "randomization_p": c.rand_p[j], "randomization_p_holm": c.rand_adj[j],
+                        }))
+                    })
+                    .collect();
+                obj["vs_first"] = sig.into();
+            }
+            if per_query {
+                let pq: serde_json::Map<String, serde_json::Value> = e
+                    .per_query
+                    .iter()
+                    .map(|(q, vals)| {
+                        let m: serde_json::Map<String, serde_json::Value> = e
+                            .measures
+                            .iter()
+                            .zip(vals)
+                            .map(|(m, v)| (m.to_string(), (*v).into()))
+                            .collect();
+                        (q.clone(), m.into())
+                    })
+                    .collect();
+                obj["per_query"] = pq.into();
+            }
+            obj
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({ "runs": runs }))?
+    );
+    Ok(())
+}

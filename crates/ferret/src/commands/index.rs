@@ -1,0 +1,89 @@
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use ferret_index::{IndexOptions, IndexWriter};
+
+use crate::progress::bytes_bar;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Corpus file: BEIR JSONL (.jsonl/.jsonl.gz) or TSV (id<TAB>text)
+    #[arg(long, required_unless_present = "delete")]
+    corpus: Option<PathBuf>,
+    /// Index directory
+    #[arg(long)]
+    index: PathBuf,
+    /// Analyzer: en (Anserini English), none (lower-case only; also zh-char), zh (jieba)
+    #[arg(long, default_value = "en")]
+    analyzer: String,
+    /// flat (title + text in one field) or multi (title and text fields, weighted at query time)
+    #[arg(long, default_value = "flat")]
+    fields: String,
+    /// Add the corpus's documents to an existing index
+    #[arg(long, conflicts_with = "overwrite")]
+    append: bool,
+    /// Replace an existing index (it stays readable until the new one commits)
+    #[arg(long)]
+    overwrite: bool,
+    /// Delete documents by id from an existing index (repeatable)
+    #[arg(long, value_name = "ID")]
+    delete: Vec<String>,
+    /// Skip invalid documents (counted and reported) instead of stopping at the first
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Memory for in-memory index segments, in MB (at least 15 per indexing thread)
+    #[arg(long, default_value_t = 256)]
+    memory_mb: usize,
+    /// Indexing threads (default: all cores)
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn main(a: Args) -> anyhow::Result<()> {
+    let opts = IndexOptions {
+        analyzer: a.analyzer.parse()?,
+        fields: a.fields.parse().map_err(anyhow::Error::msg)?,
+        threads: a.threads.unwrap_or_else(super::default_threads),
+        memory_budget: a.memory_mb * 1_000_000,
+        skip_invalid: a.skip_invalid,
+    };
+    let start = Instant::now();
+    let mut writer = if a.append || (!a.delete.is_empty() && a.corpus.is_none()) {
+        IndexWriter::open(&a.index, opts)?
+    } else {
+        IndexWriter::create(&a.index, opts, a.overwrite)?
+    };
+    if let Some(corpus) = &a.corpus {
+        let bar = bytes_bar("indexing");
+        writer
+            .add_corpus(corpus, &mut |done, total, docs| {
+                bar.set_length(total);
+                bar.set_position(done);
+                bar.set_message(format!("{docs} docs"));
+            })
+            .with_context(|| format!("indexing {}", corpus.display()))?;
+        bar.finish_and_clear();
+    }
+    if !a.delete.is_empty() {
+        writer.delete(&a.delete)?;
+    }
+    let stats = writer.commit()?;
+    let index = ferret_index::Index::open(&a.index)?;
+    println!(
+        "{}: added {}, deleted {}, skipped {}; {} documents in the index ({:.2}s)",
+        a.index.display(),
+        stats.added,
+        stats.deleted,
+        stats.skipped.len(),
+        index.manifest().doc_count,
+        start.elapsed().as_secs_f64()
+    );
+    for s in stats.skipped.iter().take(20) {
+        eprintln!("skipped: {s}");
+    }
+    if stats.skipped.len() > 20 {
+        eprintln!("skipped: ... and {} more", stats.skipped.len() - 20);
+    }
+    Ok(())
+}

@@ -1,0 +1,199 @@
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ferret_eval::{evaluate, EvalOptions, Measure, Qrels};
+use ferret_index::{IndexOptions, IndexWriter};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Data directory holding beir-scifact/ (default: $FERRET_DATA, else ../shared/data)
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Where to build indexes and write runs (default: $FERRET_HOME/quickstart)
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// Also run the classic collections (Cranfield, CISI) and the Chinese CMRC 2018 set
+    #[arg(long)]
+    all: bool,
+}
+
+/// One evaluation recipe: a dataset, how to index it, which pipeline to run.
+struct Recipe {
+    name: &'static str,
+    dataset: &'static str,
+    qrels: &'static str,
+    analyzer: &'static str,
+    fields: &'static str,
+    pipeline: &'static str,
+}
+
+const SCIFACT: &[Recipe] = &[
+    Recipe {
+        name: "scifact bm25 flat",
+        dataset: "beir-scifact",
+        qrels: "qrels/test.tsv",
+        analyzer: "en",
+        fields: "flat",
+        pipeline: "bm25(k1=0.9, b=0.4) % 1000",
+    },
+    Recipe {
+        name: "scifact bm25 multifield",
+        dataset: "beir-scifact",
+        qrels: "qrels/test.tsv",
+        analyzer: "en",
+        fields: "multi",
+        pipeline: "bm25(k1=0.9, b=0.4, title=1.0, text=1.0) % 1000",
+    },
+];
+
+const MORE: &[Recipe] = &[
+    Recipe {
+        name: "cranfield bm25 flat",
+        dataset: "cranfield",
+        qrels: "qrels/test.tsv",
+        analyzer: "en",
+        fields: "flat",
+        pipeline: "bm25 % 1000",
+    },
+    Recipe {
+        name: "cisi bm25 flat",
+        dataset: "cisi",
+        qrels: "qrels/test.tsv",
+        analyzer: "en",
+        fields: "flat",
+        pipeline: "bm25 % 1000",
+    },
+    Recipe {
+        name: "cmrc2018 bm25 zh (jieba)",
+        dataset: "cmrc2018-zh-retrieval",
+        qrels: "qrels/dev.tsv",
+        analyzer: "zh",
+        fields: "flat",
+        pipeline: "bm25 % 1000",
+    },
+    Recipe {
+        name: "cmrc2018 bm25 zh-char",
+        dataset: "cmrc2018-zh-retrieval",
+        qrels: "qrels/dev.tsv",
+        analyzer: "zh-char",
+        fields: "flat",
+        pipeline: "bm25 % 1000",
+    },
+];
+
+/// `--data`, else `$FERRET_DATA`, else `../shared/data` when it exists.
+pub fn find_data(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = explicit {
+        return Ok(d.to_path_buf());
+    }
+    if let Some(d) = std::env::var_os("FERRET_DATA") {
+        return Ok(PathBuf::from(d));
+    }
+    let shared = PathBuf::from("../shared/data");
+    if shared.join("beir-scifact").is_dir() {
+        return Ok(shared);
+    }
+    anyhow::bail!(
+        "SciFact not found: pass --data DIR or set FERRET_DATA to a folder holding beir-scifact/ \
+         (corpus.jsonl[.gz], queries.jsonl, qrels/test.tsv), e.g. the unzipped official BEIR scifact.zip. \
+         Downloading it is not implemented yet."
+    )
+}
+
+fn corpus_file(dir: &Path) -> anyhow::Result<PathBuf> {
+    ["corpus.jsonl.gz", "corpus.jsonl"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.exists())
+        .with_context(|| format!("{}: no corpus.jsonl[.gz]", dir.display()))
+}
+
+pub fn main(a: Args) -> anyhow::Result<()> {
+    let data = find_data(a.data.as_deref())?;
+    let work = match a.workdir {
+        Some(w) => w,
+        None => super::ferret_home()?.join("quickstart"),
+    };
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let measures = Measure::parse_all(&["nDCG@10", "R@100", "R@1000", "AP", "RR@10"])?;
+    let recipes: Vec<&Recipe> = SCIFACT
+        .iter()
+        .chain(if a.all { MORE } else { &[] })
+        .collect();
+    let mut rows = Vec::new();
+    for r in recipes {
+        let dir = data.join(r.dataset);
+        let index_dir = work.join(format!("{}-{}-{}", r.dataset, r.analyzer, r.fields));
+        let opts = IndexOptions {
+            analyzer: r.analyzer.parse()?,
+            fields: r.fields.parse().map_err(anyhow::Error::msg)?,
+            // Anserini also skips empty documents (Cranfield has two); they are reported.
+            skip_invalid: true,
+            ..IndexOptions::default()
+        };
+        let start = std::time::Instant::now();
+        let mut w = IndexWriter::create(&index_dir, opts, true)?;
+        w.add_corpus(&corpus_file(&dir)?, &mut |_, _, _| {})?;
+        let stats = w.commit()?;
+        let index_secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "{}: indexed {} documents in {:.2}s{}",
+            r.name,
+            stats.added,
+            index_secs,
+            if stats.skipped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (skipped {}: {})",
+                    stats.skipped.len(),
+                    stats.skipped.join("; ")
+                )
+            }
+        );
+        let qrels = Qrels::read(&dir.join(r.qrels))?;
+        let index = super::open_index(&index_dir)?;
+        let stage = ferret_search::prepare(r.pipeline, &index)?;
+        let queries = super::load_queries(&dir.join("queries.jsonl"), Some(&qrels))?;
+        let start = std::time::Instant::now();
+        let run = ferret_search::batch::run_queries(
+            stage.as_ref(),
+            &index,
+            &queries,
+            1000,
+            super::default_threads(),
+            "ferret",
+            &|_| {},
+        )?;
+        let run_secs = start.elapsed().as_secs_f64();
+        let run_path = work.join(format!("{}.run", r.name.replace(' ', "-")));
+        run.write_trec(std::io::BufWriter::new(std::fs::File::create(&run_path)?))?;
+        let e = evaluate(&qrels, &run, &measures, EvalOptions::default());
+        rows.push((r.name, stage.describe(), queries.len(), e.mean, run_secs));
+    }
+    println!(
+        "\n{:<28} {:>7}  {}",
+        "run",
+        "queries",
+        measures
+            .iter()
+            .map(|m| format!("{:>8}", m.to_string()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for (name, _, n, mean, _) in &rows {
+        println!(
+            "{name:<28} {n:>7}  {}",
+            mean.iter()
+                .map(|v| format!("{v:>8.4}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    println!("\npipelines:");
+    for (name, pipeline, n, _, secs) in &rows {
+        println!("  {name}: {pipeline}  ({n} queries in {secs:.2}s)");
+    }
+    println!("indexes and runs: {}", work.display());
+    Ok(())
+}

@@ -1,0 +1,73 @@
+use std::path::PathBuf;
+
+use ferret_search::Query;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Index directory (or give it as the first positional argument)
+    #[arg(long)]
+    index: Option<PathBuf>,
+    /// [INDEX] QUERY
+    #[arg(required = true, num_args = 1..=2)]
+    positional: Vec<String>,
+    /// Number of results
+    #[arg(short, default_value_t = 10)]
+    k: usize,
+    /// Ranking pipeline
+    #[arg(long, default_value = "bm25")]
+    pipeline: String,
+    /// JSON output
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn main(a: Args) -> anyhow::Result<()> {
+    let (index_dir, text) = match (a.index, a.positional.as_slice()) {
+        (Some(i), [q]) => (i, q.clone()),
+        (None, [i, q]) => (PathBuf::from(i), q.clone()),
+        (Some(_), _) => anyhow::bail!("give the query once (the index is already set by --index)"),
+        (None, _) => anyhow::bail!("give the index: `ferret search INDEX \"query\"` or --index"),
+    };
+    anyhow::ensure!(!text.trim().is_empty(), "the query is empty");
+    let index = super::open_index(&index_dir)?;
+    let stage = ferret_search::prepare(&a.pipeline, &index)?;
+    let hits = stage.run(&Query::new("q", text.clone()), None, a.k)?;
+    let mut rows = Vec::new();
+    for (rank, h) in hits.iter().enumerate() {
+        let doc = index.document(h.doc)?;
+        rows.push(serde_json::json!({
+            "rank": rank + 1, "id": doc.id, "score": h.score, "title": doc.title,
+            "text": if a.json { doc.text.clone() } else { String::new() },
+        }));
+        if !a.json {
+            let title = if doc.title.is_empty() {
+                snippet(&doc.text)
+            } else {
+                doc.title.clone()
+            };
+            println!(
+                "{:>3}  {:>10.4}  {:<12}  {}",
+                rank + 1,
+                h.score,
+                doc.id,
+                title
+            );
+        }
+    }
+    if a.json {
+        let out = serde_json::json!({"query": text, "pipeline": stage.describe(), "hits": rows});
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if hits.is_empty() {
+        println!("no results");
+    }
+    Ok(())
+}
+
+fn snippet(text: &str) -> String {
+    let s: String = text.chars().take(80).collect();
+    if s.len() < text.len() {
+        format!("{s}…")
+    } else {
+        s
+    }
+}
