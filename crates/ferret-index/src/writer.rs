@@ -224,7 +224,7 @@ impl IndexWriter {
                 }
                 Err(e) => return Err(e),
             }
-            if self.stats.added % 1024 == 0 {
+            if self.stats.added.is_multiple_of(1024) {
                 let (done, total) = reader.progress_bytes();
                 progress.update(done, total, self.stats.added);
             }

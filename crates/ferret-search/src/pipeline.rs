@@ -194,16 +194,14 @@ impl Parser<'_> {
             ));
         }
         let mut args = Vec::new();
-        if self.eat("(") {
-            if !self.eat(")") {
-                loop {
-                    args.push(self.arg()?);
-                    if self.eat(")") {
-                        break;
-                    }
-                    if !self.eat(",") {
-                        return Err(SearchError::at(self.i, "expected ',' or ')'"));
-                    }
+        if self.eat("(") && !self.eat(")") {
+            loop {
+                args.push(self.arg()?);
+                if self.eat(")") {
+                    break;
+                }
+                if !self.eat(",") {
+                    return Err(SearchError::at(self.i, "expected ',' or ')'"));
                 }
             }
         }

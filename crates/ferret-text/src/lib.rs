@@ -105,16 +105,13 @@ impl Analyzer {
 
     fn analyze_standard(&mut self, text: &str, sink: &mut dyn FnMut(Token<'_>)) {
         let english = self.kind == AnalyzerKind::En;
-        let mut position = 0;
-        for (start, word) in standard::words(text) {
+        for (pos, (start, word)) in standard::words(text).enumerate() {
             let word = if english {
                 strip_possessive(word)
             } else {
                 word
             };
             lowercase_into(word, &mut self.lower);
-            let pos = position;
-            position += 1;
             if english {
                 if stopwords::is_english_stop_word(&self.lower) {
                     continue;
