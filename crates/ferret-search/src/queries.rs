@@ -33,6 +33,15 @@ struct JsonQuery {
 /// Reads every query of a file. Bad lines, duplicate ids and empty query texts are errors
 /// naming the file and line.
 pub fn read_queries(path: &Path) -> Result<Vec<Query>, SearchError> {
+    read_queries_where(path, &|_| true)
+}
+
+/// Reads the queries whose id passes `keep` (e.g. the judged ones). Queries left out are still
+/// parsed, but an empty text is only an error in a query that is kept.
+pub fn read_queries_where(
+    path: &Path,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Query>, SearchError> {
     let err = |line: usize, message: String| SearchError::Queries {
         path: path.to_path_buf(),
         line,
@@ -100,6 +109,9 @@ pub fn read_queries(path: &Path) -> Result<Vec<Query>, SearchError> {
             };
             Query::new(id, raw.text.unwrap_or_default())
         };
+        if !keep(&q.id) {
+            continue;
+        }
         if q.text.trim().is_empty() {
             return Err(err(line_no, format!("query '{}' has an empty text", q.id)));
         }

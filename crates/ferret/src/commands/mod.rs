@@ -23,9 +23,10 @@ pub fn load_queries(
     queries: &std::path::Path,
     qrels: Option<&ferret_eval::Qrels>,
 ) -> anyhow::Result<Vec<ferret_search::Query>> {
-    let mut qs = ferret_search::queries::read_queries(queries)?;
-    if let Some(qrels) = qrels {
-        qs.retain(|q| qrels.get(&q.id).is_some());
+    let qs = ferret_search::queries::read_queries_where(queries, &|id| {
+        qrels.is_none_or(|q| q.get(id).is_some())
+    })?;
+    if qrels.is_some() {
         anyhow::ensure!(
             !qs.is_empty(),
             "{}: no query has judgements in the qrels file",

@@ -166,7 +166,12 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             &|_| {},
         )?;
         let run_secs = start.elapsed().as_secs_f64();
-        let run_path = work.join(format!("{}.run", r.name.replace(' ', "-")));
+        let file_name: String = r
+            .name
+            .chars()
+            .map(|c| if c.is_alphanumeric() { c } else { '-' })
+            .collect();
+        let run_path = work.join(format!("{file_name}.run"));
         run.write_trec(std::io::BufWriter::new(std::fs::File::create(&run_path)?))?;
         let e = evaluate(&qrels, &run, &measures, EvalOptions::default());
         rows.push((r.name, stage.describe(), queries.len(), e.mean, run_secs));
