@@ -1,0 +1,182 @@
+//! Appends, deletes and interrupted writes on real data: statistics stay exact and the last
+//! committed index stays readable.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+/// Splits SciFact's corpus into two JSONL files (first `n` documents, the rest).
+fn split_corpus(dir: &Path, n: usize) -> (std::path::PathBuf, std::path::PathBuf) {
+    let file = std::fs::File::open(dataset("beir-scifact").join("corpus.jsonl.gz")).unwrap();
+    let lines: Vec<String> = std::io::BufReader::new(flate2::read::GzDecoder::new(file))
+        .lines()
+        .map(Result::unwrap)
+        .collect();
+    let (a, b) = (dir.join("a.jsonl"), dir.join("b.jsonl"));
+    std::fs::write(&a, lines[..n].join("\n") + "\n").unwrap();
+    std::fs::write(&b, lines[n..].join("\n") + "\n").unwrap();
+    (a, b)
+}
+
+fn run(index: &Path, out: &Path) -> String {
+    let d = dataset("beir-scifact");
+    ferret_ok(&[
+        "run",
+        "--index",
+        s(index),
+        "--queries",
+        s(&d.join("queries.jsonl")),
+        "--qrels",
+        s(&d.join("qrels/test.tsv")),
+        "-k",
+        "100",
+        "-o",
+        s(out),
+    ]);
+    std::fs::read_to_string(out).unwrap()
+}
+
+#[test]
+fn append_gives_the_same_scores_as_one_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let full = t.join("full");
+    index(&full, "beir-scifact", &[]);
+    let (a, b) = split_corpus(t, 2000);
+    let parts = t.join("parts");
+    ferret_ok(&["index", "--corpus", s(&a), "--index", s(&parts)]);
+    ferret_ok(&["index", "--corpus", s(&b), "--index", s(&parts), "--append"]);
+    assert_eq!(
+        run(&full, &t.join("full.run")),
+        run(&parts, &t.join("parts.run"))
+    );
+    // Appending an id that is already there is refused.
+    let err = ferret_err(&["index", "--corpus", s(&b), "--index", s(&parts), "--append"]);
+    assert!(
+        err.contains("b.jsonl:1: document id") && err.contains("is already in the index"),
+        "{err}"
+    );
+}
+
+#[test]
+fn delete_gives_the_same_scores_as_never_indexing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (a, b) = split_corpus(t, 5000);
+    // Index everything, then delete the documents of b: BM25 statistics must then equal an
+    // index built from a alone.
+    let only_a = t.join("only-a");
+    ferret_ok(&["index", "--corpus", s(&a), "--index", s(&only_a)]);
+    let both = t.join("both");
+    ferret_ok(&["index", "--corpus", s(&a), "--index", s(&both)]);
+    ferret_ok(&["index", "--corpus", s(&b), "--index", s(&both), "--append"]);
+    let ids: Vec<String> = std::fs::read_to_string(&b)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut args = vec!["index", "--index", s(&both)];
+    for id in &ids {
+        args.extend(["--delete", id.as_str()]);
+    }
+    let out = ferret_ok(&args);
+    assert!(
+        out.contains(&format!("deleted {}", ids.len())) && out.contains("5000 documents"),
+        "{out}"
+    );
+    assert_eq!(
+        run(&only_a, &t.join("a.run")),
+        run(&both, &t.join("both.run"))
+    );
+}
+
+#[test]
+fn killing_an_index_build_leaves_the_previous_commit_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let idx = t.join("idx");
+    index(&idx, "cisi", &[]);
+    let before = ferret_ok(&[
+        "search",
+        "--index",
+        s(&idx),
+        "library classification",
+        "--json",
+    ]);
+
+    // A corpus large enough to be killed midway: SciFact five times over, with fresh ids.
+    let big = t.join("big.jsonl");
+    let file = std::fs::File::open(dataset("beir-scifact").join("corpus.jsonl.gz")).unwrap();
+    let lines: Vec<String> = std::io::BufReader::new(flate2::read::GzDecoder::new(file))
+        .lines()
+        .map(Result::unwrap)
+        .collect();
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+    for copy in 0..5 {
+        for l in &lines {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["_id"] = format!("{copy}-{}", v["_id"].as_str().unwrap()).into();
+            writeln!(w, "{v}").unwrap();
+        }
+    }
+    drop(w);
+    for extra in [&["--overwrite"][..], &["--append"][..]] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferret"))
+            .args([
+                "index",
+                "--corpus",
+                s(&big),
+                "--index",
+                s(&idx),
+                "--threads",
+                "1",
+            ])
+            .args(extra)
+            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build finished before it could be killed"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let after = ferret_ok(&[
+            "search",
+            "--index",
+            s(&idx),
+            "library classification",
+            "--json",
+        ]);
+        assert_eq!(before, after, "after killing {extra:?}");
+    }
+    // A killed first build leaves no index, and says so.
+    let fresh = t.join("fresh");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferret"))
+        .args([
+            "index",
+            "--corpus",
+            s(&big),
+            "--index",
+            s(&fresh),
+            "--threads",
+            "1",
+        ])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let err = ferret_err(&["search", "--index", s(&fresh), "x"]);
+    assert!(err.contains("not a ferret index"), "{err}");
+}
