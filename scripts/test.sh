@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit tests and the integration tests on the real
+# datasets (../shared/data, or $FERRET_DATA). The trec_eval-agreement tests need pytrec_eval and
+# ir_measures; this script installs them into a virtualenv (reused between runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv="${FERRET_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ferret/test-venv}"
+if ! "$venv/bin/python" -c "import pytrec_eval, ir_measures" 2>/dev/null; then
+  echo "== installing the reference evaluators (pytrec-eval-terrier, ir-measures) into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check pytrec-eval-terrier==0.5.11 ir-measures==0.4.3
+fi
+export FERRET_PYTHON="$venv/bin/python"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo test"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
+# One closing line for the whole suite (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "\nwhole suite: %d passed, %d failed\n", p, f }' "$log"
