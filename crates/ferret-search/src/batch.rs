@@ -4,10 +4,48 @@ use ferret_eval::Run;
 use ferret_index::Index;
 use rayon::prelude::*;
 
-use crate::{Query, SearchError, Stage};
+use crate::{Hit, Query, SearchError, Stage};
 
-/// Runs `stage` for every query (on `threads` threads) and collects a TREC run of depth `k`.
+/// Runs `stage` for every query on `threads` threads; rankings come back in query order.
 /// `progress` is called with the number of queries done so far.
+pub fn search_queries(
+    stage: &dyn Stage,
+    queries: &[Query],
+    k: usize,
+    threads: usize,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<Vec<Hit>>, SearchError> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| SearchError::Invalid(format!("cannot start {threads} threads: {e}")))?;
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    pool.install(|| {
+        queries
+            .par_iter()
+            .map(|q| {
+                let hits = stage.run(q, None, k)?;
+                progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+                Ok(hits)
+            })
+            .collect()
+    })
+}
+
+/// Names the hits by external id: a TREC run.
+pub fn to_run(index: &Index, queries: &[Query], rankings: Vec<Vec<Hit>>, tag: &str) -> Run {
+    let mut run = Run::new(tag);
+    for (q, hits) in queries.iter().zip(rankings) {
+        let ranking = hits
+            .into_iter()
+            .map(|h| (index.external_id(h.doc).to_string(), h.score as f64))
+            .collect();
+        run.set_ranking(&q.id, ranking);
+    }
+    run
+}
+
+/// [`search_queries`] then [`to_run`].
 pub fn run_queries(
     stage: &dyn Stage,
     index: &Index,
@@ -17,27 +55,6 @@ pub fn run_queries(
     tag: &str,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<Run, SearchError> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .build()
-        .map_err(|e| SearchError::Invalid(format!("cannot start {threads} threads: {e}")))?;
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let rankings: Vec<Vec<(String, f64)>> = pool.install(|| {
-        queries
-            .par_iter()
-            .map(|q| {
-                let hits = stage.run(q, None, k)?;
-                progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
-                Ok(hits
-                    .into_iter()
-                    .map(|h| (index.external_id(h.doc).to_string(), h.score as f64))
-                    .collect())
-            })
-            .collect::<Result<_, SearchError>>()
-    })?;
-    let mut run = Run::new(tag);
-    for (q, ranking) in queries.iter().zip(rankings) {
-        run.set_ranking(&q.id, ranking);
-    }
-    Ok(run)
+    let rankings = search_queries(stage, queries, k, threads, progress)?;
+    Ok(to_run(index, queries, rankings, tag))
 }

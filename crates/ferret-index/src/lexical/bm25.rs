@@ -20,6 +20,7 @@
 use std::cell::RefCell;
 
 use ferret_text::Analyzer;
+use tantivy::postings::TermInfo;
 use tantivy::schema::{IndexRecordOption, Term};
 
 use super::{FieldStats, LexicalReader};
@@ -120,13 +121,14 @@ pub fn lucene_length_table() -> [f32; 256] {
 
 impl LexicalReader {
     /// The top `k` live documents for `query` by BM25, best first; ties go to the lower
-    /// internal number (Lucene's order for equal scores).
+    /// internal number (Lucene's order for equal scores). Collection statistics are the
+    /// index's own unless `external_stats` supplies them (e.g. global ones for a shard).
     pub fn bm25_top_k(
         &self,
         query: &Bm25Query,
         params: Bm25Params,
         k: usize,
-        stats: &dyn CollectionStats,
+        external_stats: Option<&dyn CollectionStats>,
     ) -> Result<Vec<(DocNo, f32)>, IndexError> {
         let lengths = lucene_length_table();
         SCRATCH.with(|cell| {
@@ -138,7 +140,10 @@ impl LexicalReader {
             }
             s.touched.clear();
             for clause in &query.clauses {
-                let fs = stats.field_stats(clause.field);
+                let fs = match external_stats {
+                    Some(st) => st.field_stats(clause.field),
+                    None => self.field_stats(clause.field),
+                };
                 let avgdl = fs.avg_len();
                 let mut cache = [0f32; 256];
                 for (c, len) in cache.iter_mut().zip(lengths.iter()) {
@@ -146,14 +151,25 @@ impl LexicalReader {
                 }
                 s.field_touched.clear();
                 for (term, boost) in &clause.terms {
-                    let df = stats.doc_freq(clause.field, term)?;
+                    // One dictionary lookup per segment serves both the statistics and the
+                    // postings.
+                    let t = Term::from_field_text(self.schema.text[clause.field].0, term);
+                    let infos = self
+                        .segments
+                        .iter()
+                        .map(|seg| seg.inverted[clause.field].get_term_info(&t))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let df = match external_stats {
+                        Some(st) => st.doc_freq(clause.field, term)?,
+                        None => self.live_doc_freq(clause.field, &infos)?,
+                    };
                     if df == 0 {
                         continue;
                     }
                     let idf = (1.0 + (fs.doc_count as f64 - df as f64 + 0.5) / (df as f64 + 0.5))
                         .ln() as f32;
                     let weight = *boost * idf;
-                    self.accumulate(clause.field, term, weight, &cache, s)?;
+                    self.accumulate(clause.field, &infos, weight, &cache, s)?;
                 }
                 for &d in &s.field_touched {
                     let v = std::mem::take(&mut s.field[d as usize]) as f32;
@@ -183,18 +199,17 @@ impl LexicalReader {
     fn accumulate(
         &self,
         field: usize,
-        term: &str,
+        infos: &[Option<TermInfo>],
         weight: f32,
         cache: &[f32; 256],
         s: &mut Scratch,
     ) -> Result<(), IndexError> {
-        let t = Term::from_field_text(self.schema.text[field].0, term);
-        for seg in &self.segments {
-            let Some(mut block) =
-                seg.inverted[field].read_block_postings(&t, IndexRecordOption::WithFreqs)?
-            else {
+        for (seg, info) in self.segments.iter().zip(infos) {
+            let Some(info) = info else {
                 continue;
             };
+            let mut block = seg.inverted[field]
+                .read_block_postings_from_terminfo(info, IndexRecordOption::WithFreqs)?;
             let alive = seg.reader.alive_bitset();
             let norms = &seg.norms[field];
             loop {

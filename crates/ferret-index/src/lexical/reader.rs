@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use ferret_text::AnalyzerKind;
 use tantivy::fieldnorm::FieldNormReader;
+use tantivy::postings::TermInfo;
 use tantivy::schema::{IndexRecordOption, Term};
 use tantivy::{DocSet, Index, InvertedIndexReader, ReloadPolicy, Searcher, SegmentReader};
 
@@ -147,16 +148,32 @@ impl LexicalReader {
     /// Number of live documents containing `term` in text field `field`.
     pub fn doc_freq(&self, field: usize, term: &str) -> Result<u64, IndexError> {
         let t = Term::from_field_text(self.schema.text[field].0, term);
+        let infos = self
+            .segments
+            .iter()
+            .map(|seg| seg.inverted[field].get_term_info(&t))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.live_doc_freq(field, &infos)
+    }
+
+    /// Live document frequency from a term's per-segment dictionary entries: the stored
+    /// document frequency where a segment has no deletes, a count of live postings where it
+    /// has.
+    pub(crate) fn live_doc_freq(
+        &self,
+        field: usize,
+        infos: &[Option<TermInfo>],
+    ) -> Result<u64, IndexError> {
         let mut df = 0u64;
-        for seg in &self.segments {
-            let Some(info) = seg.inverted[field].get_term_info(&t)? else {
+        for (seg, info) in self.segments.iter().zip(infos) {
+            let Some(info) = info else {
                 continue;
             };
             match seg.reader.alive_bitset() {
                 None => df += u64::from(info.doc_freq),
                 Some(alive) => {
                     let mut postings = seg.inverted[field]
-                        .read_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
+                        .read_postings_from_terminfo(info, IndexRecordOption::Basic)?;
                     while postings.doc() != tantivy::TERMINATED {
                         df += u64::from(alive.is_alive(postings.doc()));
                         postings.advance();

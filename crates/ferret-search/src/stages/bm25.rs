@@ -70,7 +70,7 @@ impl Stage for Bm25 {
         let mut analyzer = Analyzer::new(lexical.analyzer());
         let q = Bm25Query::bag_of_words(&mut analyzer, &query.text, &self.fields);
         let depth = if candidates.is_some() { usize::MAX } else { k };
-        let scored = lexical.bm25_top_k(&q, self.params, depth, lexical)?;
+        let scored = lexical.bm25_top_k(&q, self.params, depth, None)?;
         let hits = scored.into_iter().map(|(doc, score)| Hit { doc, score });
         Ok(match candidates {
             None => hits.collect(),
