@@ -28,7 +28,7 @@ VENV = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cach
 
 def ensure_venv():
     py = os.path.join(VENV, "bin", "python")
-    if os.path.realpath(sys.executable) == os.path.realpath(py):
+    if os.path.realpath(sys.prefix) == os.path.realpath(VENV):
         return
     if not os.path.exists(py) or subprocess.run([py, "-c", "import bm25s, Stemmer"], capture_output=True).returncode != 0:
         print(f"installing bm25s into {VENV}", file=sys.stderr)
