@@ -86,8 +86,11 @@ pub struct IndexWriter {
     next_docno: DocNo,
     /// Live external ids → internal number (committed plus added here).
     live: HashMap<String, DocNo>,
-    /// Where each id added by this writer came from, for duplicate errors.
-    added_at: HashMap<String, String>,
+    /// First internal number this writer assigns.
+    first_new: DocNo,
+    /// Source line of each document this writer added (by internal number − `first_new`), for
+    /// duplicate errors; 4 bytes a document rather than a copy of every id.
+    added_lines: Vec<u32>,
     deleted: BTreeSet<DocNo>,
     batch: Vec<(DocNo, Document)>,
     stats: IndexStats,
@@ -150,7 +153,8 @@ impl IndexWriter {
             lexical,
             next_docno: 0,
             live: HashMap::new(),
-            added_at: HashMap::new(),
+            first_new: 0,
+            added_lines: Vec::new(),
             deleted: BTreeSet::new(),
             batch: Vec::new(),
             stats: IndexStats::default(),
@@ -191,6 +195,7 @@ impl IndexWriter {
             opts.threads,
             opts.memory_budget,
         )?;
+        let manifest_slots = manifest.slots as DocNo;
         Ok(IndexWriter {
             dir: dir.to_path_buf(),
             generation: manifest.generation + 1,
@@ -201,7 +206,8 @@ impl IndexWriter {
             chunk: None,
             lexical,
             live,
-            added_at: HashMap::new(),
+            first_new: manifest_slots,
+            added_lines: Vec::new(),
             deleted,
             batch: Vec::new(),
             stats: IndexStats::default(),
@@ -216,9 +222,8 @@ impl IndexWriter {
     ) -> Result<(), IndexError> {
         let mut reader = CorpusReader::open(path)?;
         while let Some(doc) = reader.next_document() {
-            let location = format!("{}:{}", path.display(), reader.line());
             match doc.and_then(|d| self.check_new_id(d, reader.path(), reader.line())) {
-                Ok(d) => self.add_checked(d, location)?,
+                Ok(d) => self.add_checked(d, reader.line())?,
                 Err(e @ IndexError::Corpus { .. }) if self.opts.skip_invalid => {
                     self.stats.skipped.push(e.to_string());
                 }
@@ -236,9 +241,9 @@ impl IndexWriter {
 
     /// Adds one document (ids must be new to the index).
     pub fn add(&mut self, doc: Document) -> Result<(), IndexError> {
-        let location = format!("document {}", self.stats.added + 1);
-        let doc = self.check_new_id(doc, Path::new("<api>"), 0)?;
-        self.add_checked(doc, location)
+        let n = self.stats.added as usize + 1;
+        let doc = self.check_new_id(doc, Path::new("<added documents>"), n)?;
+        self.add_checked(doc, n)
     }
 
     fn check_new_id(
@@ -247,12 +252,15 @@ impl IndexWriter {
         path: &Path,
         line: usize,
     ) -> Result<Document, IndexError> {
-        if self.live.contains_key(&doc.id) {
-            let message = match self.added_at.get(&doc.id) {
-                Some(first) => {
-                    format!("duplicate document id '{}' (first seen at {first})", doc.id)
-                }
-                None => format!("document id '{}' is already in the index", doc.id),
+        if let Some(&d) = self.live.get(&doc.id) {
+            let message = if d >= self.first_new {
+                let first = self.added_lines[(d - self.first_new) as usize];
+                format!(
+                    "duplicate document id '{}' (first seen on line {first})",
+                    doc.id
+                )
+            } else {
+                format!("document id '{}' is already in the index", doc.id)
             };
             return Err(IndexError::Corpus {
                 path: path.to_path_buf(),
@@ -263,7 +271,7 @@ impl IndexWriter {
         Ok(doc)
     }
 
-    fn add_checked(&mut self, doc: Document, location: String) -> Result<(), IndexError> {
+    fn add_checked(&mut self, doc: Document, line: usize) -> Result<(), IndexError> {
         if self.chunk.is_none() {
             let docs_dir = self.dir.join("docs");
             self.chunk = Some(ChunkWriter::create(
@@ -275,7 +283,7 @@ impl IndexWriter {
         let docno = self.chunk.as_mut().expect("created above").add(&doc)?;
         self.next_docno = docno + 1;
         self.live.insert(doc.id.clone(), docno);
-        self.added_at.insert(doc.id.clone(), location);
+        self.added_lines.push(line as u32);
         self.batch.push((docno, doc));
         self.stats.added += 1;
         if self.batch.len() >= BATCH {

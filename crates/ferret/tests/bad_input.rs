@@ -34,7 +34,7 @@ fn corpus_errors_name_file_and_line() {
         (
             "dup.jsonl",
             b"{\"_id\": \"a\", \"text\": \"again\"}\n",
-            "dup.jsonl:2: duplicate document id 'a' (first seen at",
+            "dup.jsonl:2: duplicate document id 'a' (first seen on line 1)",
         ),
         (
             "utf8.jsonl",
