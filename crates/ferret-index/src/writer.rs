@@ -131,17 +131,15 @@ impl IndexWriter {
                 std::fs::remove_dir_all(&lexical_dir).map_err(IndexError::io(&lexical_dir))?;
             }
         }
-        let mut lexical = LexicalWriter::open(
+        let lexical = LexicalWriter::open(
             &lexical_dir,
             previous.is_none(),
             opts.fields,
             opts.analyzer,
             opts.threads,
             opts.memory_budget,
+            previous.is_some(),
         )?;
-        if previous.is_some() {
-            lexical.delete_all()?;
-        }
         let generation = previous.as_ref().map_or(1, |m| m.generation + 1);
         Ok(IndexWriter {
             dir: dir.to_path_buf(),
@@ -194,6 +192,7 @@ impl IndexWriter {
             lex.analyzer,
             opts.threads,
             opts.memory_budget,
+            false,
         )?;
         let manifest_slots = manifest.slots as DocNo;
         Ok(IndexWriter {
@@ -293,8 +292,10 @@ impl IndexWriter {
     }
 
     fn flush_batch(&mut self) -> Result<(), IndexError> {
-        self.lexical.add_batch(&self.batch)?;
-        self.batch.clear();
+        if !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            self.lexical.add_batch(batch)?;
+        }
         Ok(())
     }
 
@@ -307,7 +308,7 @@ impl IndexWriter {
         for id in ids {
             if let Some(d) = self.live.remove(id) {
                 self.deleted.insert(d);
-                self.lexical.delete(id);
+                self.lexical.delete(id)?;
                 self.stats.deleted += 1;
             }
         }

@@ -1,6 +1,7 @@
 //! The `ferret` command line: parses arguments and calls the libraries.
 
 mod commands;
+mod datasets;
 mod progress;
 
 use clap::{Parser, Subcommand};

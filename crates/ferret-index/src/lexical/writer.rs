@@ -1,4 +1,6 @@
 use std::path::Path;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
 
 use ferret_text::{Analyzer, AnalyzerKind};
 use rayon::prelude::*;
@@ -10,12 +12,19 @@ use super::{FieldMode, LexicalSchema};
 use crate::{DocNo, Document, IndexError};
 
 /// Adds and deletes documents in the tantivy index; committed by [`crate::IndexWriter`].
+///
+/// Analysis runs on a worker thread (fanning out over a pool of `threads`) while the caller
+/// goes on reading the corpus; tantivy's own indexing threads build the postings. Batches
+/// travel through a channel of two slots, so at most a few batches are in memory.
 pub struct LexicalWriter {
-    schema: LexicalSchema,
-    mode: FieldMode,
-    analyzer: AnalyzerKind,
-    writer: IndexWriter<TantivyDocument>,
-    pool: rayon::ThreadPool,
+    sender: Option<SyncSender<Op>>,
+    worker: Option<JoinHandle<Result<IndexWriter<TantivyDocument>, IndexError>>>,
+    dir: std::path::PathBuf,
+}
+
+enum Op {
+    Add(Vec<(DocNo, Document)>),
+    Delete(String),
 }
 
 /// tantivy refuses less than this per indexing thread.
@@ -23,7 +32,8 @@ const MIN_BYTES_PER_THREAD: usize = 15_000_000;
 
 impl LexicalWriter {
     /// Opens (creating when `create`) the tantivy index in `dir`. `memory_budget` bytes are
-    /// shared by tantivy's indexing threads; the thread count is lowered to fit it.
+    /// shared by tantivy's indexing threads; the thread count is lowered to fit it. With
+    /// `delete_all`, every committed document is deleted first (a rebuild).
     pub fn open(
         dir: &Path,
         create: bool,
@@ -31,6 +41,7 @@ impl LexicalWriter {
         analyzer: AnalyzerKind,
         threads: usize,
         memory_budget: usize,
+        delete_all: bool,
     ) -> Result<Self, IndexError> {
         let (index, schema) = if create {
             std::fs::create_dir_all(dir).map_err(IndexError::io(dir))?;
@@ -57,56 +68,96 @@ impl LexicalWriter {
             });
         }
         let threads = threads.clamp(1, (memory_budget / MIN_BYTES_PER_THREAD).max(1));
-        let writer = index.writer_with_num_threads(threads, memory_budget)?;
+        let writer: IndexWriter<TantivyDocument> =
+            index.writer_with_num_threads(threads, memory_budget)?;
+        if delete_all {
+            writer.delete_all_documents()?;
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .expect("building a thread pool");
+        let (sender, receiver) = sync_channel::<Op>(2);
+        let worker = std::thread::Builder::new()
+            .name("ferret-analyze".into())
+            .spawn(move || {
+                for op in receiver {
+                    match op {
+                        Op::Add(batch) => {
+                            let docs: Vec<TantivyDocument> = pool.install(|| {
+                                batch
+                                    .par_iter()
+                                    .map_init(
+                                        || Analyzer::new(analyzer),
+                                        |a, (docno, doc)| to_tantivy(&schema, mode, a, *docno, doc),
+                                    )
+                                    .collect()
+                            });
+                            for d in docs {
+                                writer.add_document(d)?;
+                            }
+                        }
+                        Op::Delete(id) => {
+                            writer.delete_term(Term::from_field_text(schema.id, &id));
+                        }
+                    }
+                }
+                Ok(writer)
+            })
+            .map_err(IndexError::io(dir))?;
         Ok(LexicalWriter {
-            schema,
-            mode,
-            analyzer,
-            writer,
-            pool,
+            sender: Some(sender),
+            worker: Some(worker),
+            dir: dir.to_path_buf(),
         })
     }
 
-    /// Analyzes a batch in parallel and adds it.
-    pub fn add_batch(&mut self, batch: &[(DocNo, Document)]) -> Result<(), IndexError> {
-        let schema = &self.schema;
-        let mode = self.mode;
-        let kind = self.analyzer;
-        let docs: Vec<TantivyDocument> = self.pool.install(|| {
-            batch
-                .par_iter()
-                .map_init(
-                    || Analyzer::new(kind),
-                    |analyzer, (docno, doc)| to_tantivy(schema, mode, analyzer, *docno, doc),
-                )
-                .collect()
-        });
-        for d in docs {
-            self.writer.add_document(d)?;
+    fn send(&mut self, op: Op) -> Result<(), IndexError> {
+        let sent = self.sender.as_ref().map(|s| s.send(op).is_ok());
+        if sent == Some(true) {
+            return Ok(());
         }
-        Ok(())
+        // The worker stopped: it failed, and its error says why.
+        Err(self.finish().err().unwrap_or_else(|| IndexError::Invalid {
+            path: self.dir.clone(),
+            message: "the analysis worker stopped".into(),
+        }))
     }
 
-    pub fn delete(&mut self, external_id: &str) {
-        self.writer
-            .delete_term(Term::from_field_text(self.schema.id, external_id));
+    /// Queues a batch for analysis and indexing.
+    pub fn add_batch(&mut self, batch: Vec<(DocNo, Document)>) -> Result<(), IndexError> {
+        self.send(Op::Add(batch))
     }
 
-    pub fn delete_all(&mut self) -> Result<(), IndexError> {
-        self.writer.delete_all_documents()?;
-        Ok(())
+    /// Queues the deletion of a document; it applies to everything queued before it.
+    pub fn delete(&mut self, external_id: &str) -> Result<(), IndexError> {
+        self.send(Op::Delete(external_id.to_string()))
+    }
+
+    /// Waits for the worker to index everything queued and returns tantivy's writer.
+    fn finish(&mut self) -> Result<IndexWriter<TantivyDocument>, IndexError> {
+        drop(self.sender.take());
+        match self.worker.take() {
+            Some(w) => w.join().unwrap_or_else(|_| {
+                Err(IndexError::Invalid {
+                    path: self.dir.clone(),
+                    message: "the analysis worker panicked".into(),
+                })
+            }),
+            None => Err(IndexError::Invalid {
+                path: self.dir.clone(),
+                message: "the lexical writer was already finished".into(),
+            }),
+        }
     }
 
     /// Commits with `payload` recorded in tantivy's meta.json, then lets merges finish.
     pub fn commit(mut self, payload: &str) -> Result<(), IndexError> {
-        let mut prepared = self.writer.prepare_commit()?;
+        let mut writer = self.finish()?;
+        let mut prepared = writer.prepare_commit()?;
         prepared.set_payload(payload);
         prepared.commit()?;
-        self.writer.wait_merging_threads()?;
+        writer.wait_merging_threads()?;
         Ok(())
     }
 }

@@ -6,7 +6,8 @@ use ferret_index::{IndexOptions, IndexWriter};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Data directory holding beir-scifact/ (default: $FERRET_DATA, else ../shared/data)
+    /// Data directory holding beir-scifact/ (default: $FERRET_DATA, else ../shared/data, else
+    /// $FERRET_HOME/data, where the official BEIR SciFact is downloaded if missing)
     #[arg(long)]
     data: Option<PathBuf>,
     /// Where to build indexes and write runs (default: $FERRET_HOME/quickstart)
@@ -81,7 +82,8 @@ const MORE: &[Recipe] = &[
     },
 ];
 
-/// `--data`, else `$FERRET_DATA`, else `../shared/data` when it exists.
+/// `--data`, else `$FERRET_DATA`, else `../shared/data` when it exists, else
+/// `$FERRET_HOME/data`, downloading the official BEIR SciFact there when it is not there yet.
 pub fn find_data(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     if let Some(d) = explicit {
         return Ok(d.to_path_buf());
@@ -93,11 +95,11 @@ pub fn find_data(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     if shared.join("beir-scifact").is_dir() {
         return Ok(shared);
     }
-    anyhow::bail!(
-        "SciFact not found: pass --data DIR or set FERRET_DATA to a folder holding beir-scifact/ \
-         (corpus.jsonl[.gz], queries.jsonl, qrels/test.tsv), e.g. the unzipped official BEIR scifact.zip. \
-         Downloading it is not implemented yet."
-    )
+    let cache = super::ferret_home()?.join("data");
+    if cache.join("beir-scifact").is_dir() {
+        return Ok(cache);
+    }
+    crate::datasets::fetch_scifact(&cache)
 }
 
 fn corpus_file(dir: &Path) -> anyhow::Result<PathBuf> {
