@@ -61,11 +61,7 @@ pub fn fetch_scifact(data_dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn download(url: &str, to: &Path) -> anyhow::Result<()> {
-    let agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(20)))
-        .timeout_global(Some(Duration::from_secs(600)))
-        .build()
-        .new_agent();
+    let agent = ferret_models::source::http_agent(Duration::from_secs(600));
     let response = agent.get(url).call().with_context(|| {
         format!("downloading {url} (set --data or FERRET_DATA to use a local copy)")
     })?;

@@ -32,6 +32,10 @@ enum Command {
     Bench(commands::bench::Args),
     /// Index BEIR SciFact, run BM25 (flat and multi-field) and print the evaluation
     Quickstart(commands::quickstart::Args),
+    /// List, fetch and inspect neural models
+    Models(commands::models::Args),
+    /// Embed documents or queries with a sentence encoder (JSON lines or raw f32 out)
+    Encode(commands::encode::Args),
 }
 
 fn main() {
@@ -50,6 +54,8 @@ fn main() {
         Command::Eval(a) => commands::eval::main(a),
         Command::Bench(a) => commands::bench::main(a),
         Command::Quickstart(a) => commands::quickstart::main(a),
+        Command::Models(a) => commands::models::main(a),
+        Command::Encode(a) => commands::encode::main(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

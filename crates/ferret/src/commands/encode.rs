@@ -1,0 +1,77 @@
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use ferret_index::corpus::CorpusReader;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model id, alias, or folder
+    #[arg(long)]
+    model: String,
+    /// Corpus (BEIR JSONL/TSV): documents are embedded as title + " " + text
+    #[arg(long)]
+    corpus: PathBuf,
+    /// Only the first N documents
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Output: JSON lines {"id", "vector"}, or raw little-endian f32 when the name ends in .f32
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Threads (default: all cores)
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn main(a: Args) -> anyhow::Result<()> {
+    let model = ferret_models::source::resolve(&a.model)?;
+    let encoder = ferret_models::SentenceEncoder::load(&model.dir)?;
+    let mut reader = CorpusReader::open(&a.corpus)?;
+    let mut docs = Vec::new();
+    while let Some(d) = reader.next_document() {
+        docs.push(d?);
+        if a.limit.is_some_and(|l| docs.len() >= l) {
+            break;
+        }
+    }
+    let texts: Vec<String> = docs
+        .iter()
+        .map(|d| {
+            if d.title.is_empty() {
+                d.text.clone()
+            } else {
+                format!("{} {}", d.title, d.text)
+            }
+        })
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads.unwrap_or_else(super::default_threads))
+        .build()?;
+    let start = Instant::now();
+    let vectors = pool.install(|| encoder.encode(&refs, &encoder.document_prefix))?;
+    let secs = start.elapsed().as_secs_f64();
+    let file = std::fs::File::create(&a.output)
+        .with_context(|| format!("creating {}", a.output.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let raw = a.output.extension().is_some_and(|e| e == "f32");
+    for (d, v) in docs.iter().zip(&vectors) {
+        if raw {
+            for x in v {
+                out.write_all(&x.to_le_bytes())?;
+            }
+        } else {
+            writeln!(out, "{}", serde_json::json!({"id": d.id, "vector": v}))?;
+        }
+    }
+    out.flush()?;
+    eprintln!(
+        "{} documents in {:.2}s ({:.1} docs/s), dim {}",
+        docs.len(),
+        secs,
+        docs.len() as f64 / secs,
+        encoder.dim()
+    );
+    Ok(())
+}
