@@ -5,6 +5,7 @@
 //!   manifest.json          the commit point: generation, documents, representations
 //!   docs/                  the docstore: chunk-<gen>.jsonl (+ .idx offsets, .ids), deleted-<gen>.bin
 //!   lexical/               tantivy index (postings, field norms, exact lengths, internal numbers)
+//!   dense/<model>/         vectors-<chunk gen>.f32: one little-endian f32 row per document
 //! ```
 //!
 //! Every document gets a dense internal number (u32) in the order it was added; numbers are
@@ -12,6 +13,7 @@
 //! [`writer`] for the commit protocol.
 
 pub mod corpus;
+pub mod dense;
 pub mod docstore;
 pub mod document;
 pub mod error;

@@ -44,6 +44,28 @@ pub struct Shard {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Representations {
     pub lexical: Option<LexicalInfo>,
+    /// Dense vectors, one entry per model.
+    #[serde(default)]
+    pub dense: Vec<DenseInfo>,
+}
+
+/// A dense representation: one little-endian f32 file per docstore chunk, rows in internal
+/// number order (deleted documents keep their rows).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DenseInfo {
+    /// Canonical model id.
+    pub model: String,
+    pub dim: usize,
+    /// sha256 of the weights that made the vectors.
+    pub weights_sha256: String,
+    pub files: Vec<DenseFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DenseFile {
+    pub chunk_generation: u64,
+    /// Path relative to the index directory.
+    pub file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

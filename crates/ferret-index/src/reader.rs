@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::dense::DenseReader;
 use crate::docstore::Docstore;
 use crate::lexical::LexicalReader;
 use crate::manifest::{Manifest, MANIFEST, MANIFEST_NEXT};
@@ -13,6 +14,7 @@ pub struct Index {
     manifest: Manifest,
     docstore: Docstore,
     lexical: Option<LexicalReader>,
+    dense: Vec<DenseReader>,
 }
 
 /// The manifest of the last committed generation (see the commit protocol in
@@ -93,11 +95,18 @@ impl Index {
             }
             None => None,
         };
+        let dense = manifest
+            .representations
+            .dense
+            .iter()
+            .map(|info| DenseReader::open(dir, info, &manifest.chunks))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Index {
             dir: dir.to_path_buf(),
             manifest,
             docstore,
             lexical,
+            dense,
         })
     }
 
@@ -118,6 +127,33 @@ impl Index {
         self.lexical.as_ref().ok_or_else(|| IndexError::Invalid {
             path: self.dir.clone(),
             message: "index has no lexical representation".into(),
+        })
+    }
+
+    /// The dense representation made with `model` (id or alias); with `None`, the only one.
+    pub fn dense(&self, model: Option<&str>) -> Result<&DenseReader, IndexError> {
+        let available = || {
+            let names: Vec<&str> = self.dense.iter().map(|d| d.info().model.as_str()).collect();
+            if names.is_empty() {
+                "it has none; add one with `ferret index --index DIR --dense MODEL`".to_string()
+            } else {
+                format!("it has: {}", names.join(", "))
+            }
+        };
+        let found = match model {
+            Some(m) => {
+                let id = ferret_models::source::known(m).map_or(m, |k| k.id);
+                self.dense.iter().find(|d| d.info().model == id)
+            }
+            None if self.dense.len() == 1 => self.dense.first(),
+            None => None,
+        };
+        found.ok_or_else(|| IndexError::Invalid {
+            path: self.dir.clone(),
+            message: match model {
+                Some(m) => format!("no dense representation for model '{m}'; {}", available()),
+                None => format!("name the dense model (model=...); {}", available()),
+            },
         })
     }
 

@@ -18,11 +18,12 @@ use std::path::{Path, PathBuf};
 use ferret_text::AnalyzerKind;
 
 use crate::corpus::CorpusReader;
-use crate::docstore::{deleted_path, write_deleted, ChunkInfo, ChunkWriter};
+use crate::dense;
+use crate::docstore::{deleted_path, write_deleted, ChunkInfo, ChunkWriter, Docstore};
 use crate::lexical::{FieldMode, LexicalWriter};
 use crate::manifest::{
-    sync_dir, LexicalInfo, Manifest, Representations, Shard, FORMAT_VERSION, MANIFEST,
-    MANIFEST_NEXT,
+    sync_dir, DenseFile, DenseInfo, LexicalInfo, Manifest, Representations, Shard, FORMAT_VERSION,
+    MANIFEST, MANIFEST_NEXT,
 };
 use crate::reader::{committed_manifest, Index};
 use crate::{DocNo, Document, IndexError};
@@ -94,6 +95,10 @@ pub struct IndexWriter {
     deleted: BTreeSet<DocNo>,
     batch: Vec<(DocNo, Document)>,
     stats: IndexStats,
+    /// Dense representations: those of the index being changed plus any added here.
+    dense: Vec<DenseInfo>,
+    /// Models whose representation is new in this writer (id as given).
+    dense_requested: Vec<String>,
 }
 
 impl IndexWriter {
@@ -156,6 +161,8 @@ impl IndexWriter {
             deleted: BTreeSet::new(),
             batch: Vec::new(),
             stats: IndexStats::default(),
+            dense: Vec::new(),
+            dense_requested: Vec::new(),
         })
     }
 
@@ -195,6 +202,7 @@ impl IndexWriter {
             false,
         )?;
         let manifest_slots = manifest.slots as DocNo;
+        let previous_dense = manifest.representations.dense.clone();
         Ok(IndexWriter {
             dir: dir.to_path_buf(),
             generation: manifest.generation + 1,
@@ -210,6 +218,8 @@ impl IndexWriter {
             deleted,
             batch: Vec::new(),
             stats: IndexStats::default(),
+            dense: previous_dense,
+            dense_requested: Vec::new(),
         })
     }
 
@@ -315,6 +325,89 @@ impl IndexWriter {
         Ok(())
     }
 
+    /// Adds a dense representation made with `model` (an id, alias or folder; fetched if
+    /// needed). Every document, existing or added by this writer, is encoded at commit.
+    pub fn add_dense(&mut self, model: &str) {
+        self.dense_requested.push(model.to_string());
+    }
+
+    /// Encodes every chunk that lacks vectors for a dense representation.
+    fn encode_dense(&mut self, docs_dir: &Path) -> Result<(), IndexError> {
+        if self.dense.is_empty() && self.dense_requested.is_empty() {
+            return Ok(());
+        }
+        let model_err = |e: ferret_models::ModelError| IndexError::Invalid {
+            path: self.dir.clone(),
+            message: e.to_string(),
+        };
+        let docstore = Docstore::open(docs_dir, &self.chunks, None)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.opts.threads.max(1))
+            .build()
+            .expect("building a thread pool");
+        for model in std::mem::take(&mut self.dense_requested) {
+            let resolved = ferret_models::source::resolve(&model).map_err(model_err)?;
+            if self.dense.iter().any(|d| d.model == resolved.info.id) {
+                continue;
+            }
+            let encoder = ferret_models::SentenceEncoder::load(&resolved.dir).map_err(model_err)?;
+            self.dense.push(DenseInfo {
+                model: resolved.info.id.clone(),
+                dim: encoder.dim(),
+                weights_sha256: resolved.info.weights_sha256.clone(),
+                files: Vec::new(),
+            });
+        }
+        for info in &mut self.dense {
+            let missing: Vec<&ChunkInfo> = self
+                .chunks
+                .iter()
+                .filter(|c| {
+                    !info
+                        .files
+                        .iter()
+                        .any(|f| f.chunk_generation == c.generation)
+                })
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let resolved = ferret_models::source::resolve(&info.model).map_err(model_err)?;
+            if resolved.info.weights_sha256 != info.weights_sha256 {
+                return Err(IndexError::Invalid {
+                    path: resolved.dir.clone(),
+                    message: format!(
+                        "weights sha256 {} differ from the {} the index's {} vectors were made with",
+                        resolved.info.weights_sha256, info.weights_sha256, info.model
+                    ),
+                });
+            }
+            let encoder = ferret_models::SentenceEncoder::load(&resolved.dir).map_err(model_err)?;
+            for c in missing {
+                let file = format!(
+                    "dense/{}/vectors-{:06}.f32",
+                    dense::model_slug(&info.model),
+                    c.generation
+                );
+                tracing::info!("encoding {} documents with {}", c.count, info.model);
+                pool.install(|| {
+                    dense::encode_chunk(
+                        &encoder,
+                        &docstore,
+                        c.first,
+                        c.count,
+                        &self.dir.join(&file),
+                    )
+                })?;
+                info.files.push(DenseFile {
+                    chunk_generation: c.generation,
+                    file,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Makes everything added and deleted visible, atomically. Returns what was done.
     pub fn commit(mut self) -> Result<IndexStats, IndexError> {
         self.flush_batch()?;
@@ -323,6 +416,7 @@ impl IndexWriter {
         }
         let docs_dir = self.dir.join("docs");
         std::fs::create_dir_all(&docs_dir).map_err(IndexError::io(&docs_dir))?;
+        self.encode_dense(&docs_dir)?;
         let deleted_generation = if self.deleted.is_empty() {
             None
         } else if self.stats.deleted == 0 {
@@ -345,6 +439,7 @@ impl IndexWriter {
                     analyzer: self.opts.analyzer,
                     fields: self.opts.fields,
                 }),
+                dense: self.dense.clone(),
             },
             shard: self
                 .previous

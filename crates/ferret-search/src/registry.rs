@@ -12,11 +12,18 @@ use crate::SearchError;
 type Constructor = fn(&mut Args<'_>, &Arc<Index>) -> Result<Box<dyn Stage>, SearchError>;
 
 /// Every stage: name, one-line help, constructor.
-pub const STAGES: &[(&str, &str, Constructor)] = &[(
-    "bm25",
-    "BM25 over the lexical representation: k1, b (Anserini defaults 0.9, 0.4); per-field weights by field name (title=, text=) on multi-field indexes",
-    stages::bm25::build,
-)];
+pub const STAGES: &[(&str, &str, Constructor)] = &[
+    (
+        "bm25",
+        "BM25 over the lexical representation: k1, b (Anserini defaults 0.9, 0.4); per-field weights by field name (title=, text=) on multi-field indexes",
+        stages::bm25::build,
+    ),
+    (
+        "dense",
+        "exact inner-product search over a dense representation: model (optional when the index has one)",
+        stages::dense::build,
+    ),
+];
 
 /// Turns a parsed expression into a prepared stage tree.
 pub fn prepare(expr: &Expr, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
@@ -115,6 +122,19 @@ impl<'a> Args<'a> {
                 format!("{}: argument '{name}' must be a number", self.stage),
             )),
         }
+    }
+
+    /// A text argument (a bare word or a quoted string), or `None` when absent.
+    pub fn text(&mut self, name: &str) -> Result<Option<String>, SearchError> {
+        self.accepted.push(name.to_string());
+        let Some(i) = self.args.iter().position(|a| a.name == name) else {
+            return Ok(None);
+        };
+        self.taken[i] = true;
+        Ok(Some(match &self.args[i].value {
+            Value::Text(t) => t.clone(),
+            Value::Number(n) => n.to_string(),
+        }))
     }
 
     fn finish(self) -> Result<(), SearchError> {

@@ -9,7 +9,7 @@ use crate::progress::bytes_bar;
 #[derive(clap::Args)]
 pub struct Args {
     /// Corpus file: BEIR JSONL (.jsonl/.jsonl.gz) or TSV (id<TAB>text)
-    #[arg(long, required_unless_present = "delete")]
+    #[arg(long, required_unless_present_any = ["delete", "dense"])]
     corpus: Option<PathBuf>,
     /// Index directory
     #[arg(long)]
@@ -26,6 +26,10 @@ pub struct Args {
     /// Replace an existing index (it stays readable until the new one commits)
     #[arg(long)]
     overwrite: bool,
+    /// Add a dense representation made with this sentence encoder (id, alias or folder;
+    /// repeatable). Without --corpus, adds it to an existing index.
+    #[arg(long, value_name = "MODEL")]
+    dense: Vec<String>,
     /// Delete documents by id from an existing index (repeatable)
     #[arg(long, value_name = "ID")]
     delete: Vec<String>,
@@ -49,7 +53,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         skip_invalid: a.skip_invalid,
     };
     let start = Instant::now();
-    let mut writer = if a.append || (!a.delete.is_empty() && a.corpus.is_none()) {
+    let mut writer = if a.append || a.corpus.is_none() {
         IndexWriter::open(&a.index, opts)?
     } else {
         IndexWriter::create(&a.index, opts, a.overwrite)?
@@ -67,6 +71,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     }
     if !a.delete.is_empty() {
         writer.delete(&a.delete)?;
+    }
+    for model in &a.dense {
+        eprintln!("encoding the documents with {model} (dense representation)");
+        writer.add_dense(model);
     }
     let stats = writer.commit()?;
     let index = ferret_index::Index::open(&a.index)?;

@@ -1,0 +1,187 @@
+//! The dense representation: vectors from a sentence encoder, one file per docstore chunk,
+//! memory-mapped for exact (brute-force) inner-product search.
+
+use std::path::Path;
+
+use ferret_models::SentenceEncoder;
+
+use crate::docstore::{ChunkInfo, Docstore};
+use crate::manifest::{DenseFile, DenseInfo};
+use crate::{DocNo, Document, IndexError};
+
+/// The text a document is embedded as: title and text joined by a space (the BEIR/MTEB
+/// convention), after the model's document prefix.
+pub fn document_text(doc: &Document) -> String {
+    match (doc.title.is_empty(), doc.text.is_empty()) {
+        (true, _) => doc.text.clone(),
+        (false, true) => doc.title.clone(),
+        (false, false) => format!("{} {}", doc.title, doc.text),
+    }
+}
+
+/// Folder name of a model's vectors inside `dense/`.
+pub fn model_slug(model: &str) -> String {
+    model.replace('/', "--")
+}
+
+/// Encodes internal numbers `first..first + count` from the docstore and writes them as one
+/// vector file (fsynced). Deleted documents are encoded too, so rows stay aligned.
+pub(crate) fn encode_chunk(
+    encoder: &SentenceEncoder,
+    docstore: &Docstore,
+    first: DocNo,
+    count: u32,
+    path: &Path,
+) -> Result<(), IndexError> {
+    const BATCH: usize = 256;
+    let mut bytes = Vec::with_capacity(count as usize * encoder.dim() * 4);
+    let mut d = first;
+    let end = first + count;
+    while d < end {
+        let upto = (d + BATCH as u32).min(end);
+        let docs = (d..upto)
+            .map(|i| docstore.get(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let texts: Vec<String> = docs.iter().map(document_text).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors = encoder
+            .encode(&refs, &encoder.document_prefix)
+            .map_err(|e| IndexError::Invalid {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        for v in vectors {
+            bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+        }
+        d = upto;
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(IndexError::io(parent))?;
+    }
+    crate::docstore::write_synced(path, &bytes)
+}
+
+/// Read access to one model's vectors.
+pub struct DenseReader {
+    info: DenseInfo,
+    /// (first internal number, mapped file) per chunk, in order.
+    chunks: Vec<(DocNo, memmap2::Mmap)>,
+}
+
+impl DenseReader {
+    pub(crate) fn open(
+        dir: &Path,
+        info: &DenseInfo,
+        docs: &[ChunkInfo],
+    ) -> Result<Self, IndexError> {
+        let mut chunks = Vec::new();
+        for &ChunkInfo {
+            generation,
+            first,
+            count,
+        } in docs
+        {
+            let file: &DenseFile = info
+                .files
+                .iter()
+                .find(|f| f.chunk_generation == generation)
+                .ok_or_else(|| IndexError::Invalid {
+                    path: dir.to_path_buf(),
+                    message: format!(
+                        "dense representation {} has no vectors for chunk {generation}",
+                        info.model
+                    ),
+                })?;
+            let path = dir.join(&file.file);
+            let f = std::fs::File::open(&path).map_err(IndexError::io(&path))?;
+            // SAFETY: index files are immutable once committed; the map is only read.
+            let mmap = unsafe { memmap2::Mmap::map(&f) }.map_err(IndexError::io(&path))?;
+            if mmap.len() != count as usize * info.dim * 4 {
+                return Err(IndexError::Invalid {
+                    path,
+                    message: format!(
+                        "truncated or corrupt vector file: {} bytes for {count} vectors of {} dims",
+                        mmap.len(),
+                        info.dim
+                    ),
+                });
+            }
+            chunks.push((first, mmap));
+        }
+        Ok(DenseReader {
+            info: info.clone(),
+            chunks,
+        })
+    }
+
+    pub fn info(&self) -> &DenseInfo {
+        &self.info
+    }
+
+    pub fn dim(&self) -> usize {
+        self.info.dim
+    }
+
+    fn rows(&self, chunk: &memmap2::Mmap) -> &[f32] {
+        // SAFETY: a file mapping starts page-aligned (so f32-aligned) and its length was checked
+        // to be a whole number of vectors; the mapping lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(chunk.as_ptr().cast::<f32>(), chunk.len() / 4) }
+    }
+
+    /// The stored vector of an internal number.
+    pub fn vector(&self, d: DocNo) -> Option<&[f32]> {
+        let (first, m) = self.chunks.iter().rev().find(|(first, _)| *first <= d)?;
+        let rows = self.rows(m);
+        let i = (d - first) as usize * self.dim();
+        rows.get(i..i + self.dim())
+    }
+
+    /// Inner-product score of `query` against one document.
+    pub fn score(&self, query: &[f32], d: DocNo) -> Option<f32> {
+        self.vector(d).map(|v| dot(query, v))
+    }
+
+    /// Exact top-k by inner product over live documents; ties go to the lower number.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        is_deleted: impl Fn(DocNo) -> bool,
+    ) -> Vec<(DocNo, f32)> {
+        let dim = self.dim();
+        let mut hits: Vec<(DocNo, f32)> = Vec::new();
+        for (first, m) in &self.chunks {
+            for (i, row) in self.rows(m).chunks_exact(dim).enumerate() {
+                let d = first + i as DocNo;
+                if !is_deleted(d) {
+                    hits.push((d, dot(query, row)));
+                }
+            }
+        }
+        let order = |a: &(DocNo, f32), b: &(DocNo, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if hits.len() > k && k > 0 {
+            hits.select_nth_unstable_by(k - 1, order);
+        }
+        hits.truncate(k);
+        hits.sort_unstable_by(order);
+        hits
+    }
+}
+
+/// Dot product in 16 independent lanes, which the compiler turns into SIMD.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
