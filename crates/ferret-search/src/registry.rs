@@ -23,6 +23,11 @@ pub const STAGES: &[(&str, &str, Constructor)] = &[
         "exact inner-product search over a dense representation: model (optional when the index has one)",
         stages::dense::build,
     ),
+    (
+        "vprf",
+        "Vector-PRF after a dense stage: depth, alpha, beta, mode=rocchio|average, model",
+        stages::vprf::build,
+    ),
 ];
 
 /// Turns a parsed expression into a prepared stage tree.

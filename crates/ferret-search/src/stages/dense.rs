@@ -16,18 +16,23 @@ pub struct Dense {
     encoder: SentenceEncoder,
 }
 
-pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
+/// The index's dense representation for the `model` argument (optional when there is one),
+/// with the query encoder loaded and checked against it (weights hash, dimension).
+pub(crate) fn bind(
+    args: &mut Args<'_>,
+    index: &Index,
+) -> Result<(String, SentenceEncoder), SearchError> {
     let requested = args.text("model")?;
     let reader = index.dense(requested.as_deref())?;
     let info = reader.info().clone();
     let at = args.position();
-    let model_err = |e: ferret_models::ModelError| SearchError::at(at, format!("dense: {e}"));
+    let model_err = |e: ferret_models::ModelError| SearchError::at(at, format!("{e}"));
     let resolved = ferret_models::source::resolve(&info.model).map_err(model_err)?;
     if resolved.info.weights_sha256 != info.weights_sha256 {
         return Err(SearchError::at(
             at,
             format!(
-                "dense: {} resolves to weights {} but the index was encoded with {}",
+                "{} resolves to weights {} but the index was encoded with {}",
                 info.model, resolved.info.weights_sha256, info.weights_sha256
             ),
         ));
@@ -37,16 +42,64 @@ pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, 
         return Err(SearchError::at(
             at,
             format!(
-                "dense: {} embeds in {} dimensions, the index's vectors have {}",
+                "{} embeds in {} dimensions, the index's vectors have {}",
                 info.model,
                 encoder.dim(),
                 info.dim
             ),
         ));
     }
+    Ok((info.model, encoder))
+}
+
+/// Embeds a query with the model's query prefix.
+pub(crate) fn embed_query(
+    encoder: &SentenceEncoder,
+    query: &Query,
+) -> Result<Vec<f32>, SearchError> {
+    Ok(encoder
+        .encode(&[query.text.as_str()], &encoder.query_prefix)
+        .map_err(|e| SearchError::Invalid(e.to_string()))?
+        .pop()
+        .expect("one query in, one vector out"))
+}
+
+/// Exact search, or rescoring of `candidates` when given.
+pub(crate) fn search(
+    index: &Index,
+    model: &str,
+    q: &[f32],
+    candidates: Option<&[Hit]>,
+    k: usize,
+) -> Result<Vec<Hit>, SearchError> {
+    let reader = index.dense(Some(model))?;
+    let docstore = index.docstore();
+    Ok(match candidates {
+        None => reader
+            .search(q, k, |d| docstore.is_deleted(d))
+            .into_iter()
+            .map(|(doc, score)| Hit { doc, score })
+            .collect(),
+        Some(cands) => {
+            let mut out: Vec<Hit> = cands
+                .iter()
+                .map(|c| Hit {
+                    doc: c.doc,
+                    score: reader.score(q, c.doc).unwrap_or(f32::NEG_INFINITY),
+                })
+                .collect();
+            out.sort_by(|a, b| b.score.total_cmp(&a.score));
+            out.truncate(k);
+            out
+        }
+    })
+}
+
+pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
+    let (model, encoder) = bind(args, index)?;
     Ok(Box::new(Dense {
         index: index.clone(),
-        model: info.model,
+        model,
         encoder,
     }))
 }
@@ -62,32 +115,7 @@ impl Stage for Dense {
         candidates: Option<&[Hit]>,
         k: usize,
     ) -> Result<Vec<Hit>, SearchError> {
-        let reader = self.index.dense(Some(&self.model))?;
-        let q = self
-            .encoder
-            .encode(&[query.text.as_str()], &self.encoder.query_prefix)
-            .map_err(|e| SearchError::Invalid(e.to_string()))?
-            .pop()
-            .expect("one query in, one vector out");
-        let docstore = self.index.docstore();
-        Ok(match candidates {
-            None => reader
-                .search(&q, k, |d| docstore.is_deleted(d))
-                .into_iter()
-                .map(|(doc, score)| Hit { doc, score })
-                .collect(),
-            Some(cands) => {
-                let mut out: Vec<Hit> = cands
-                    .iter()
-                    .map(|c| Hit {
-                        doc: c.doc,
-                        score: reader.score(&q, c.doc).unwrap_or(f32::NEG_INFINITY),
-                    })
-                    .collect();
-                out.sort_by(|a, b| b.score.total_cmp(&a.score));
-                out.truncate(k);
-                out
-            }
-        })
+        let q = embed_query(&self.encoder, query)?;
+        search(&self.index, &self.model, &q, candidates, k)
     }
 }

