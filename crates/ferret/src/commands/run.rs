@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(long)]
     threads: Option<usize>,
     /// Measures printed when --qrels is given
-    #[arg(short, long, default_values_t = ["nDCG@10".to_string(), "R@100".to_string(), "R@1000".to_string(), "AP".to_string(), "RR@10".to_string()])]
+    #[arg(short, long, num_args = 1.., default_values_t = ["nDCG@10".to_string(), "R@100".to_string(), "R@1000".to_string(), "AP".to_string(), "RR@10".to_string()])]
     measures: Vec<String>,
 }
 
