@@ -64,6 +64,7 @@ pub(crate) fn encode_chunk(
 /// Read access to one model's vectors.
 pub struct DenseReader {
     info: DenseInfo,
+    hnsw: Option<crate::hnsw::Hnsw>,
     /// (first internal number, mapped file) per chunk, in order.
     chunks: Vec<(DocNo, memmap2::Mmap)>,
 }
@@ -108,14 +109,28 @@ impl DenseReader {
             }
             chunks.push((first, mmap));
         }
+        let hnsw = match &info.hnsw {
+            Some(h) if !h.file.is_empty() => Some(crate::hnsw::Hnsw::open(
+                info.dim,
+                &h.params,
+                &dir.join(&h.file),
+            )?),
+            _ => None,
+        };
         Ok(DenseReader {
             info: info.clone(),
+            hnsw,
             chunks,
         })
     }
 
     pub fn info(&self) -> &DenseInfo {
         &self.info
+    }
+
+    /// The HNSW graph, when one was built.
+    pub fn hnsw(&self) -> Option<&crate::hnsw::Hnsw> {
+        self.hnsw.as_ref()
     }
 
     pub fn dim(&self) -> usize {

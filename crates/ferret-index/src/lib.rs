@@ -17,6 +17,7 @@ pub mod dense;
 pub mod docstore;
 pub mod document;
 pub mod error;
+pub mod hnsw;
 pub mod lexical;
 pub mod manifest;
 pub mod reader;

@@ -59,6 +59,16 @@ pub struct DenseInfo {
     /// sha256 of the weights that made the vectors.
     pub weights_sha256: String,
     pub files: Vec<DenseFile>,
+    /// An HNSW graph over the live documents' vectors, if one was built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hnsw: Option<HnswInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HnswInfo {
+    /// Path relative to the index directory.
+    pub file: String,
+    pub params: crate::hnsw::HnswParams,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -20,10 +20,11 @@ use ferret_text::AnalyzerKind;
 use crate::corpus::CorpusReader;
 use crate::dense;
 use crate::docstore::{deleted_path, write_deleted, ChunkInfo, ChunkWriter, Docstore};
+use crate::hnsw::{self, HnswParams};
 use crate::lexical::{FieldMode, LexicalWriter};
 use crate::manifest::{
-    sync_dir, DenseFile, DenseInfo, LexicalInfo, Manifest, Representations, Shard, FORMAT_VERSION,
-    MANIFEST, MANIFEST_NEXT,
+    sync_dir, DenseFile, DenseInfo, HnswInfo, LexicalInfo, Manifest, Representations, Shard,
+    FORMAT_VERSION, MANIFEST, MANIFEST_NEXT,
 };
 use crate::reader::{committed_manifest, Index};
 use crate::{DocNo, Document, IndexError};
@@ -97,8 +98,9 @@ pub struct IndexWriter {
     stats: IndexStats,
     /// Dense representations: those of the index being changed plus any added here.
     dense: Vec<DenseInfo>,
-    /// Models whose representation is new in this writer (id as given).
-    dense_requested: Vec<String>,
+    /// Models whose representation is new in this writer (id as given), and whether to build
+    /// an HNSW graph for each.
+    dense_requested: Vec<(String, Option<HnswParams>)>,
 }
 
 impl IndexWriter {
@@ -327,8 +329,10 @@ impl IndexWriter {
 
     /// Adds a dense representation made with `model` (an id, alias or folder; fetched if
     /// needed). Every document, existing or added by this writer, is encoded at commit.
-    pub fn add_dense(&mut self, model: &str) {
-        self.dense_requested.push(model.to_string());
+    /// With `hnsw`, an HNSW graph is built over its vectors too (and rebuilt by later commits
+    /// that add or delete documents).
+    pub fn add_dense(&mut self, model: &str, hnsw: Option<HnswParams>) {
+        self.dense_requested.push((model.to_string(), hnsw));
     }
 
     /// Encodes every chunk that lacks vectors for a dense representation.
@@ -345,9 +349,17 @@ impl IndexWriter {
             .num_threads(self.opts.threads.max(1))
             .build()
             .expect("building a thread pool");
-        for model in std::mem::take(&mut self.dense_requested) {
+        let mut rebuild_graph: Vec<bool> = vec![self.stats.deleted > 0; self.dense.len()];
+        for (model, hnsw) in std::mem::take(&mut self.dense_requested) {
             let resolved = ferret_models::source::resolve(&model).map_err(model_err)?;
-            if self.dense.iter().any(|d| d.model == resolved.info.id) {
+            if let Some(i) = self.dense.iter().position(|d| d.model == resolved.info.id) {
+                if let Some(params) = hnsw {
+                    self.dense[i].hnsw = Some(HnswInfo {
+                        file: String::new(),
+                        params,
+                    });
+                    rebuild_graph[i] = true;
+                }
                 continue;
             }
             let encoder = ferret_models::SentenceEncoder::load(&resolved.dir).map_err(model_err)?;
@@ -356,9 +368,14 @@ impl IndexWriter {
                 dim: encoder.dim(),
                 weights_sha256: resolved.info.weights_sha256.clone(),
                 files: Vec::new(),
+                hnsw: hnsw.map(|params| HnswInfo {
+                    file: String::new(),
+                    params,
+                }),
             });
+            rebuild_graph.push(hnsw.is_some());
         }
-        for info in &mut self.dense {
+        for (info, rebuild) in self.dense.iter_mut().zip(&mut rebuild_graph) {
             let missing: Vec<&ChunkInfo> = self
                 .chunks
                 .iter()
@@ -372,6 +389,7 @@ impl IndexWriter {
             if missing.is_empty() {
                 continue;
             }
+            *rebuild = true;
             let resolved = ferret_models::source::resolve(&info.model).map_err(model_err)?;
             if resolved.info.weights_sha256 != info.weights_sha256 {
                 return Err(IndexError::Invalid {
@@ -404,6 +422,33 @@ impl IndexWriter {
                     file,
                 });
             }
+        }
+        for (info, rebuild) in self.dense.iter_mut().zip(rebuild_graph) {
+            let Some(params) = info.hnsw.as_ref().filter(|_| rebuild).map(|h| h.params) else {
+                continue;
+            };
+            let file = format!(
+                "dense/{}/hnsw-{:06}.usearch",
+                dense::model_slug(&info.model),
+                self.generation
+            );
+            // The vectors only: the graph being replaced is not opened.
+            let vectors = DenseInfo {
+                hnsw: None,
+                ..info.clone()
+            };
+            let reader = dense::DenseReader::open(&self.dir, &vectors, &self.chunks)?;
+            let rows: Vec<(DocNo, &[f32])> = (0..self.next_docno)
+                .filter(|d| !self.deleted.contains(d))
+                .filter_map(|d| reader.vector(d).map(|v| (d, v)))
+                .collect();
+            tracing::info!(
+                "building an HNSW graph over {} vectors of {}",
+                rows.len(),
+                info.model
+            );
+            pool.install(|| hnsw::build(info.dim, rows, &params, &self.dir.join(&file)))?;
+            info.hnsw = Some(HnswInfo { file, params });
         }
         Ok(())
     }
@@ -453,7 +498,37 @@ impl IndexWriter {
         std::fs::rename(&next, self.dir.join(MANIFEST)).map_err(IndexError::io(&next))?;
         sync_dir(&self.dir)?;
         remove_unreferenced(&docs_dir, &manifest);
+        remove_unreferenced_dense(&self.dir, &manifest);
         Ok(self.stats)
+    }
+}
+
+/// Removes vector and graph files the committed manifest does not refer to (replaced graphs,
+/// vectors of an overwritten index). Failures are harmless and ignored.
+fn remove_unreferenced_dense(dir: &Path, manifest: &Manifest) {
+    let keep: BTreeSet<PathBuf> = manifest
+        .representations
+        .dense
+        .iter()
+        .flat_map(|d| {
+            d.files
+                .iter()
+                .map(|f| f.file.clone())
+                .chain(d.hnsw.as_ref().map(|h| h.file.clone()))
+        })
+        .map(|f| dir.join(f))
+        .collect();
+    let Ok(models) = std::fs::read_dir(dir.join("dense")) else {
+        return;
+    };
+    for model in models.flatten() {
+        if let Ok(files) = std::fs::read_dir(model.path()) {
+            for f in files.flatten() {
+                if !keep.contains(&f.path()) {
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+        }
     }
 }
 

@@ -20,7 +20,7 @@ pub const STAGES: &[(&str, &str, Constructor)] = &[
     ),
     (
         "dense",
-        "exact inner-product search over a dense representation: model (optional when the index has one)",
+        "inner-product search over a dense representation: model (optional when the index has one), ef (HNSW candidate list), exact=1 to skip the graph",
         stages::dense::build,
     ),
     (

@@ -30,6 +30,8 @@ enum Command {
     Eval(commands::eval::Args),
     /// Measure query throughput of a pipeline (queries/s, in-process)
     Bench(commands::bench::Args),
+    /// HNSW against exact search on synthetic vectors: build time, memory, recall, queries/s
+    BenchAnn(commands::bench_ann::Args),
     /// Index BEIR SciFact, run BM25 (flat and multi-field) and print the evaluation
     Quickstart(commands::quickstart::Args),
     /// List, fetch and inspect neural models
@@ -53,6 +55,7 @@ fn main() {
         Command::Run(a) => commands::run::main(a),
         Command::Eval(a) => commands::eval::main(a),
         Command::Bench(a) => commands::bench::main(a),
+        Command::BenchAnn(a) => commands::bench_ann::main(a),
         Command::Quickstart(a) => commands::quickstart::main(a),
         Command::Models(a) => commands::models::main(a),
         Command::Encode(a) => commands::encode::main(a),

@@ -136,6 +136,7 @@ fn scifact_dense_retrieval_matches_mteb() {
             s(&idx),
             "--dense",
             "all-minilm-l6-v2",
+            "--hnsw",
         ],
     );
     let run = tmp.path().join("dense.run");
@@ -150,7 +151,7 @@ fn scifact_dense_retrieval_matches_mteb() {
             "--qrels",
             s(&d.join("qrels/test.tsv")),
             "--pipeline",
-            "dense(model=all-minilm-l6-v2) % 1000",
+            "dense(model=all-minilm-l6-v2, exact=1) % 1000",
             "-k",
             "1000",
             "-o",
@@ -173,6 +174,46 @@ fn scifact_dense_retrieval_matches_mteb() {
     let ndcg = v["runs"][0]["mean"]["nDCG@10"].as_f64().unwrap();
     assert!((ndcg - 0.6451).abs() <= 0.005, "dense nDCG@10 {ndcg}");
 
+    // The HNSW graph finds (nearly) the exact top 10.
+    let top10 = |pipeline: &str| {
+        let out = tmp.path().join("top10.run");
+        ok_in(
+            &home,
+            &[
+                "run",
+                "--index",
+                s(&idx),
+                "--queries",
+                s(&d.join("queries.jsonl")),
+                "--qrels",
+                s(&d.join("qrels/test.tsv")),
+                "--pipeline",
+                pipeline,
+                "-k",
+                "10",
+                "-o",
+                s(&out),
+            ],
+        );
+        let mut per_query: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+            Default::default();
+        for line in std::fs::read_to_string(&out).unwrap().lines() {
+            let c: Vec<&str> = line.split_whitespace().collect();
+            per_query
+                .entry(c[0].to_string())
+                .or_default()
+                .insert(c[2].to_string());
+        }
+        per_query
+    };
+    let (exact, approx) = (top10("dense(exact=1)"), top10("dense(ef=128)"));
+    let recall: f64 = exact
+        .iter()
+        .map(|(q, e)| e.intersection(&approx[q]).count() as f64 / e.len() as f64)
+        .sum::<f64>()
+        / exact.len() as f64;
+    assert!(recall >= 0.99, "HNSW recall@10 {recall}");
+
     // A dense model the index does not have is named in a clear error.
     let err = err_in(
         &home,
@@ -186,6 +227,50 @@ fn scifact_dense_retrieval_matches_mteb() {
         ],
     );
     assert!(err.contains("no dense representation for model 'bge-small'; it has: sentence-transformers/all-MiniLM-L6-v2"), "{err}");
+}
+
+#[test]
+fn resolves_models_from_the_hugging_face_cache() {
+    let home = ferret_home();
+    ok_in(&home, &["models", "pull", "all-minilm-l6-v2"]);
+    // The Hugging Face cache layout: hub/models--org--name/snapshots/<revision>/...
+    let hf = tempfile::tempdir().unwrap();
+    let snapshot = hf
+        .path()
+        .join("hub/models--sentence-transformers--all-MiniLM-L6-v2/snapshots/0123abc");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    let src = home.join("models/sentence-transformers--all-MiniLM-L6-v2");
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::os::unix::fs::symlink(e.path(), snapshot.join(e.file_name())).unwrap();
+    }
+    let empty_home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferret"))
+        .args(["models", "info", "sentence-transformers/all-MiniLM-L6-v2"])
+        .env("FERRET_HOME", empty_home.path())
+        .env("HF_HOME", hf.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        info["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("Hugging Face cache"),
+        "{info}"
+    );
+    assert_eq!(
+        info["weights_sha256"],
+        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+    );
+    assert_eq!(info["dim"], 384);
+    assert_eq!(info["pooling"], "Mean");
+    assert_eq!(info["max_seq_length"], 256);
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! `dense(model=...)`: embeds the query with the model that made the index's vectors and
-//! ranks documents by inner product (exact search).
+//! `dense(model=..., ef=128, exact=0)`: embeds the query with the model that made the index's
+//! vectors and ranks documents by inner product — through the HNSW graph when the index has
+//! one (`ef` sets its candidate list), exactly otherwise or with `exact=1`.
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ pub struct Dense {
     index: Arc<Index>,
     model: String,
     encoder: SentenceEncoder,
+    method: Method,
 }
 
 /// The index's dense representation for the `model` argument (optional when there is one),
@@ -64,22 +66,50 @@ pub(crate) fn embed_query(
         .expect("one query in, one vector out"))
 }
 
-/// Exact search, or rescoring of `candidates` when given.
+/// How the whole collection is searched.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Method {
+    /// Every vector scored.
+    Exact,
+    /// The HNSW graph, with this candidate list size (ef); exact when the index has no graph.
+    Hnsw { ef: usize },
+}
+
+impl Method {
+    pub(crate) fn from_args(args: &mut Args<'_>) -> Result<Self, SearchError> {
+        let exact = args.number("exact", 0.0)? != 0.0;
+        let ef = args.number("ef", 128.0)?;
+        if ef < 1.0 {
+            return Err(SearchError::at(args.position(), "ef must be at least 1"));
+        }
+        Ok(if exact {
+            Method::Exact
+        } else {
+            Method::Hnsw { ef: ef as usize }
+        })
+    }
+}
+
+/// Searches the collection (exactly or through the graph), or rescores `candidates` when given.
 pub(crate) fn search(
     index: &Index,
     model: &str,
+    method: Method,
     q: &[f32],
     candidates: Option<&[Hit]>,
     k: usize,
 ) -> Result<Vec<Hit>, SearchError> {
     let reader = index.dense(Some(model))?;
     let docstore = index.docstore();
+    let live = |d| !docstore.is_deleted(d);
     Ok(match candidates {
-        None => reader
-            .search(q, k, |d| docstore.is_deleted(d))
-            .into_iter()
-            .map(|(doc, score)| Hit { doc, score })
-            .collect(),
+        None => match (method, reader.hnsw()) {
+            (Method::Hnsw { ef }, Some(graph)) => graph.search(q, k, ef, live)?,
+            _ => reader.search(q, k, |d| !live(d)),
+        }
+        .into_iter()
+        .map(|(doc, score)| Hit { doc, score })
+        .collect(),
         Some(cands) => {
             let mut out: Vec<Hit> = cands
                 .iter()
@@ -96,17 +126,22 @@ pub(crate) fn search(
 }
 
 pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
+    let method = Method::from_args(args)?;
     let (model, encoder) = bind(args, index)?;
     Ok(Box::new(Dense {
         index: index.clone(),
         model,
         encoder,
+        method,
     }))
 }
 
 impl Stage for Dense {
     fn describe(&self) -> String {
-        format!("dense(model={})", self.model)
+        match self.method {
+            Method::Exact => format!("dense(model={}, exact=1)", self.model),
+            Method::Hnsw { ef } => format!("dense(model={}, ef={ef})", self.model),
+        }
     }
 
     fn run(
@@ -116,6 +151,6 @@ impl Stage for Dense {
         k: usize,
     ) -> Result<Vec<Hit>, SearchError> {
         let q = embed_query(&self.encoder, query)?;
-        search(&self.index, &self.model, &q, candidates, k)
+        search(&self.index, &self.model, self.method, &q, candidates, k)
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use ferret_index::Index;
 use ferret_models::SentenceEncoder;
 
-use super::dense::{bind, embed_query, search};
+use super::dense::{bind, embed_query, search, Method};
 use crate::registry::Args;
 use crate::stage::{Hit, Stage};
 use crate::{Query, SearchError};
@@ -33,6 +33,7 @@ pub struct VectorPrf {
     alpha: f32,
     beta: f32,
     mode: Mode,
+    method: Method,
 }
 
 pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
@@ -55,6 +56,7 @@ pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, 
             "vprf: depth must be a whole number >= 1",
         ));
     }
+    let method = Method::from_args(args)?;
     let (model, encoder) = bind(args, index)?;
     Ok(Box::new(VectorPrf {
         index: index.clone(),
@@ -64,6 +66,7 @@ pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, 
         alpha,
         beta,
         mode,
+        method,
     }))
 }
 
@@ -99,7 +102,7 @@ impl Stage for VectorPrf {
             .filter_map(|h| reader.vector(h.doc))
             .collect();
         if feedback.is_empty() {
-            return search(&self.index, &self.model, &q, None, k);
+            return search(&self.index, &self.model, self.method, &q, None, k);
         }
         let n = feedback.len() as f32;
         let mut centroid = vec![0f32; q.len()];
@@ -120,6 +123,6 @@ impl Stage for VectorPrf {
                 .map(|(q, c)| (q + c) / (n + 1.0))
                 .collect(),
         };
-        search(&self.index, &self.model, &new_q, None, k)
+        search(&self.index, &self.model, self.method, &new_q, None, k)
     }
 }

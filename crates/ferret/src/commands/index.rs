@@ -30,6 +30,9 @@ pub struct Args {
     /// repeatable). Without --corpus, adds it to an existing index.
     #[arg(long, value_name = "MODEL")]
     dense: Vec<String>,
+    /// Also build an HNSW graph (usearch) over each --dense model's vectors
+    #[arg(long)]
+    hnsw: bool,
     /// Delete documents by id from an existing index (repeatable)
     #[arg(long, value_name = "ID")]
     delete: Vec<String>,
@@ -74,7 +77,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     }
     for model in &a.dense {
         eprintln!("encoding the documents with {model} (dense representation)");
-        writer.add_dense(model);
+        writer.add_dense(model, a.hnsw.then(ferret_index::hnsw::HnswParams::default));
     }
     let stats = writer.commit()?;
     let index = ferret_index::Index::open(&a.index)?;
