@@ -26,6 +26,25 @@ pub trait Stage: Send + Sync {
     ) -> Result<Vec<Hit>, SearchError>;
 }
 
+/// Reorders `candidates` by `score` (best first, ties keeping the incoming order) and keeps
+/// the top `k`: what a stage that follows `>>` does with the ranking it is given.
+pub fn rescore(
+    candidates: &[Hit],
+    k: usize,
+    score: impl Fn(ferret_index::DocNo) -> f32,
+) -> Vec<Hit> {
+    let mut out: Vec<Hit> = candidates
+        .iter()
+        .map(|c| Hit {
+            doc: c.doc,
+            score: score(c.doc),
+        })
+        .collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    out.truncate(k);
+    out
+}
+
 /// `input % k`: caps the depth of its input.
 pub struct Cutoff {
     pub input: Box<dyn Stage>,

@@ -9,7 +9,7 @@ use ferret_index::Index;
 use ferret_text::Analyzer;
 
 use crate::registry::Args;
-use crate::stage::{Hit, Stage};
+use crate::stage::{rescore, Hit, Stage};
 use crate::{Query, SearchError};
 
 pub struct Bm25 {
@@ -78,16 +78,7 @@ impl Stage for Bm25 {
             // their relative order after the matching ones, with score 0.
             Some(cands) => {
                 let scores: HashMap<u32, f32> = hits.map(|h| (h.doc, h.score)).collect();
-                let mut out: Vec<Hit> = cands
-                    .iter()
-                    .map(|c| Hit {
-                        doc: c.doc,
-                        score: scores.get(&c.doc).copied().unwrap_or(0.0),
-                    })
-                    .collect();
-                out.sort_by(|a, b| b.score.total_cmp(&a.score));
-                out.truncate(k);
-                out
+                rescore(cands, k, |d| scores.get(&d).copied().unwrap_or(0.0))
             }
         })
     }

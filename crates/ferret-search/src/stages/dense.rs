@@ -8,7 +8,7 @@ use ferret_index::Index;
 use ferret_models::SentenceEncoder;
 
 use crate::registry::Args;
-use crate::stage::{Hit, Stage};
+use crate::stage::{rescore, Hit, Stage};
 use crate::{Query, SearchError};
 
 pub struct Dense {
@@ -110,18 +110,9 @@ pub(crate) fn search(
         .into_iter()
         .map(|(doc, score)| Hit { doc, score })
         .collect(),
-        Some(cands) => {
-            let mut out: Vec<Hit> = cands
-                .iter()
-                .map(|c| Hit {
-                    doc: c.doc,
-                    score: reader.score(q, c.doc).unwrap_or(f32::NEG_INFINITY),
-                })
-                .collect();
-            out.sort_by(|a, b| b.score.total_cmp(&a.score));
-            out.truncate(k);
-            out
-        }
+        Some(cands) => rescore(cands, k, |d| {
+            reader.score(q, d).unwrap_or(f32::NEG_INFINITY)
+        }),
     })
 }
 

@@ -13,6 +13,58 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+/// The arguments shared by the commands that run a pipeline over a query set.
+#[derive(clap::Args)]
+pub struct QuerySetArgs {
+    /// Index directory
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Queries: BEIR queries.jsonl or TSV (id<TAB>text)
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Only the queries judged in this qrels file (and, for `run`, print their evaluation)
+    #[arg(long)]
+    pub qrels: Option<PathBuf>,
+    /// Ranking pipeline, e.g. "bm25(k1=0.9,b=0.4) % 1000"
+    #[arg(long, default_value = "bm25")]
+    pub pipeline: String,
+    /// Results per query
+    #[arg(short, default_value_t = 1000)]
+    pub k: usize,
+    /// Threads over queries (default: all cores)
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// What a query-set command needs, loaded once.
+pub struct Prepared {
+    pub index: Arc<ferret_index::Index>,
+    pub stage: Box<dyn ferret_search::Stage>,
+    pub queries: Vec<ferret_search::Query>,
+    pub qrels: Option<ferret_eval::Qrels>,
+    pub threads: usize,
+}
+
+impl QuerySetArgs {
+    pub fn prepare(&self) -> anyhow::Result<Prepared> {
+        let qrels = self
+            .qrels
+            .as_deref()
+            .map(ferret_eval::Qrels::read)
+            .transpose()?;
+        let index = open_index(&self.index)?;
+        let stage = ferret_search::prepare(&self.pipeline, &index)?;
+        let queries = load_queries(&self.queries, qrels.as_ref())?;
+        Ok(Prepared {
+            index,
+            stage,
+            queries,
+            qrels,
+            threads: self.threads.unwrap_or_else(default_threads),
+        })
+    }
+}
+
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }

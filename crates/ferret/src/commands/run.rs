@@ -3,36 +3,20 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use ferret_eval::{evaluate, EvalOptions, Measure, Qrels};
+use ferret_eval::{evaluate, EvalOptions, Measure};
 
 use crate::progress::count_bar;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Index directory
-    #[arg(long)]
-    index: PathBuf,
-    /// Queries: BEIR queries.jsonl or TSV (id<TAB>text)
-    #[arg(long)]
-    queries: PathBuf,
-    /// Only run the queries judged in this qrels file, and print their evaluation
-    #[arg(long)]
-    qrels: Option<PathBuf>,
-    /// Ranking pipeline, e.g. "bm25(k1=0.9,b=0.4) % 1000"
-    #[arg(long, default_value = "bm25")]
-    pipeline: String,
-    /// Depth of the run (results per query)
-    #[arg(short, default_value_t = 1000)]
-    k: usize,
+    #[command(flatten)]
+    set: super::QuerySetArgs,
     /// Output TREC run file
     #[arg(short, long)]
     output: PathBuf,
     /// Run tag (6th column)
     #[arg(long, default_value = "ferret")]
     tag: String,
-    /// Threads over queries (default: all cores)
-    #[arg(long)]
-    threads: Option<usize>,
     /// Measures printed when --qrels is given
     #[arg(short, long, num_args = 1.., default_values_t = ["nDCG@10".to_string(), "R@100".to_string(), "R@1000".to_string(), "AP".to_string(), "RR@10".to_string()])]
     measures: Vec<String>,
@@ -40,18 +24,21 @@ pub struct Args {
 
 pub fn main(a: Args) -> anyhow::Result<()> {
     let measures = Measure::parse_all(&a.measures)?;
-    let qrels = a.qrels.as_deref().map(Qrels::read).transpose()?;
-    let index = super::open_index(&a.index)?;
-    let stage = ferret_search::prepare(&a.pipeline, &index)?;
-    let queries = super::load_queries(&a.queries, qrels.as_ref())?;
+    let super::Prepared {
+        index,
+        stage,
+        queries,
+        qrels,
+        threads,
+    } = a.set.prepare()?;
     let bar = count_bar("queries", queries.len() as u64);
     let start = Instant::now();
     let run = ferret_search::batch::run_queries(
         stage.as_ref(),
         &index,
         &queries,
-        a.k,
-        a.threads.unwrap_or_else(super::default_threads),
+        a.set.k,
+        threads,
         &a.tag,
         &|n| bar.set_position(n as u64),
     )?;
