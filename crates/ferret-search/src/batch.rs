@@ -4,7 +4,7 @@ use ferret_eval::Run;
 use ferret_index::Index;
 use rayon::prelude::*;
 
-use crate::{Hit, Query, SearchError, Stage};
+use crate::{Hit, Query, SearchError, Stage, Trace};
 
 /// Runs `stage` for every query on `threads` threads; rankings come back in query order.
 /// `progress` is called with the number of queries done so far.
@@ -15,6 +15,19 @@ pub fn search_queries(
     threads: usize,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<Vec<Vec<Hit>>, SearchError> {
+    let traced = search_queries_traced(stage, queries, k, threads, false, progress)?;
+    Ok(traced.into_iter().map(|(hits, _)| hits).collect())
+}
+
+/// [`search_queries`], also returning each query's [`Trace`] (recording only when `explain`).
+pub fn search_queries_traced(
+    stage: &dyn Stage,
+    queries: &[Query],
+    k: usize,
+    threads: usize,
+    explain: bool,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<(Vec<Hit>, Trace)>, SearchError> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
@@ -24,9 +37,10 @@ pub fn search_queries(
         queries
             .par_iter()
             .map(|q| {
-                let hits = stage.run(q, None, k)?;
+                let mut trace = if explain { Trace::on() } else { Trace::off() };
+                let hits = trace.run(stage, q, None, k)?;
                 progress(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
-                Ok(hits)
+                Ok((hits, trace))
             })
             .collect()
     })

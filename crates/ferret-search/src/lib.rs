@@ -13,11 +13,13 @@ pub mod queries;
 pub mod registry;
 pub mod stage;
 pub mod stages;
+pub mod trace;
 
 pub use error::SearchError;
 pub use pipeline::Expr;
 pub use queries::Query;
 pub use stage::{Hit, Stage};
+pub use trace::Trace;
 
 /// Builds a ready-to-run stage tree from pipeline text.
 pub fn prepare(

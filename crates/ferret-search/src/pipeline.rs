@@ -1,14 +1,27 @@
-//! The pipeline expression language (the part the foundation needs; fusion and more operators
-//! join it with the pipeline issue).
+//! The pipeline expression language: a text form for the command line and a JSON form (the
+//! serde form of [`Expr`]) for HTTP, both giving the same tree.
 //!
 //! ```text
-//! pipeline := term ( ">>" term )*           a >> b: b consumes a's ranking as candidates
-//! term     := atom ( "%" INTEGER )*          rank cut-off
-//! atom     := NAME [ "(" [ arg ( "," arg )* ] ")" ] | "(" pipeline ")"
-//! arg      := NAME "=" value
-//! value    := NUMBER | NAME | STRING        STRING is '...' or "..."
+//! program  := ( "let" NAME "=" pipeline ";" )* pipeline
+//! pipeline := term ( ">>" term )*            a >> b: b consumes a's ranking
+//! term     := atom ( "%" INTEGER )*          rank cut-off (k >= 1)
+//! atom     := NAME [ "(" [ item ( "," item )* ] ")" ]
+//!           | "(" pipeline ")"
+//!           | "$" NAME                       a pipeline defined with let
+//! item     := NAME "=" value                 a named argument
+//!           | pipeline                       an input (fusion stages take several)
+//! value    := NUMBER | NAME | STRING | "[" NUMBER ( "," NUMBER )* "]"
 //! ```
-//! Whitespace is free. Example: `bm25(k1=0.9, b=0.4) % 1000`.
+//! STRING is '...' or "...". Whitespace is free. Examples:
+//!
+//! ```text
+//! bm25(k1=0.9, b=0.4) % 1000 >> rm3(fb_docs=10, fb_terms=10)
+//! let lex = bm25 % 1000; let sem = dense % 1000; rrf($lex, $sem, k=60)
+//! ```
+//! `let` definitions are expanded where they are used, so the tree (and the JSON form) holds
+//! no variables.
+
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,11 +29,14 @@ use crate::SearchError;
 
 /// A parsed pipeline. Every node keeps its position in the text for error messages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Expr {
     Stage {
         name: String,
-        #[serde(default)]
+        /// Input pipelines, for stages that combine several (fusion).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        inputs: Vec<Expr>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         args: Vec<Arg>,
         #[serde(skip)]
         position: usize,
@@ -36,6 +52,7 @@ pub enum Expr {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Arg {
     pub name: String,
     pub value: Value,
@@ -48,24 +65,64 @@ pub struct Arg {
 pub enum Value {
     Number(f64),
     Text(String),
+    List(Vec<f64>),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Text(t) => {
+                let bare = !t.is_empty()
+                    && t.parse::<f64>().is_err()
+                    && t.chars().all(is_name_char)
+                    && !t.starts_with(['-', '.', '/']);
+                if bare {
+                    f.write_str(t)
+                } else if t.contains('\'') {
+                    write!(f, "\"{t}\"")
+                } else {
+                    write!(f, "'{t}'")
+                }
+            }
+            Value::List(items) => {
+                f.write_str("[")?;
+                for (i, n) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{n}")?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for Expr {
     /// The canonical text form; parsing it gives the same tree.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Expr::Stage { name, args, .. } => {
+            Expr::Stage {
+                name, inputs, args, ..
+            } => {
                 f.write_str(name)?;
-                if !args.is_empty() {
+                if !inputs.is_empty() || !args.is_empty() {
                     f.write_str("(")?;
-                    for (i, a) in args.iter().enumerate() {
-                        if i > 0 {
+                    let mut first = true;
+                    for input in inputs {
+                        if !first {
                             f.write_str(", ")?;
                         }
-                        match &a.value {
-                            Value::Number(n) => write!(f, "{}={}", a.name, n)?,
-                            Value::Text(t) => write!(f, "{}={:?}", a.name, t)?,
+                        first = false;
+                        write!(f, "{input}")?;
+                    }
+                    for a in args {
+                        if !first {
+                            f.write_str(", ")?;
                         }
+                        first = false;
+                        write!(f, "{}={}", a.name, a.value)?;
                     }
                     f.write_str(")")?;
                 }
@@ -83,13 +140,30 @@ impl std::fmt::Display for Expr {
     }
 }
 
+fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')
+}
+
 /// Parses pipeline text. Errors carry the position and the text, for a caret display.
 pub fn parse(text: &str) -> Result<Expr, SearchError> {
-    let mut p = Parser { s: text, i: 0 };
+    let mut p = Parser {
+        s: text,
+        i: 0,
+        defs: HashMap::new(),
+        depth: 0,
+    };
     let result = (|| {
         p.skip_ws();
         if p.i >= text.len() {
             return Err(SearchError::at(0, "empty pipeline; try 'bm25'"));
+        }
+        p.definitions()?;
+        p.skip_ws();
+        if p.i >= text.len() {
+            return Err(SearchError::at(
+                p.i,
+                "expected the pipeline after the definitions",
+            ));
         }
         let e = p.pipeline()?;
         p.skip_ws();
@@ -107,9 +181,15 @@ pub fn parse(text: &str) -> Result<Expr, SearchError> {
     result.map_err(|e| e.with_source_text(text))
 }
 
+/// How deeply parentheses and inputs may nest: a bound that keeps hostile input from
+/// exhausting the stack.
+const MAX_NESTING: usize = 64;
+
 struct Parser<'a> {
     s: &'a str,
     i: usize,
+    defs: HashMap<String, Expr>,
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -136,7 +216,54 @@ impl Parser<'_> {
         }
     }
 
+    /// `let NAME = pipeline;` definitions at the start of the text.
+    fn definitions(&mut self) -> Result<(), SearchError> {
+        loop {
+            self.skip_ws();
+            let rest = self.rest();
+            if !(rest.starts_with("let") && rest[3..].starts_with(char::is_whitespace)) {
+                return Ok(());
+            }
+            self.i += 3;
+            self.skip_ws();
+            let at = self.i;
+            let name = self.name();
+            if name.is_empty() {
+                return Err(SearchError::at(at, "expected a name after 'let'"));
+            }
+            if !self.eat("=") {
+                return Err(SearchError::at(
+                    self.i,
+                    format!("expected '=' after 'let {name}'"),
+                ));
+            }
+            let e = self.pipeline()?;
+            if !self.eat(";") {
+                return Err(SearchError::at(
+                    self.i,
+                    format!("expected ';' after the definition of '{name}'"),
+                ));
+            }
+            if self.defs.insert(name.clone(), e).is_some() {
+                return Err(SearchError::at(at, format!("'{name}' is defined twice")));
+            }
+        }
+    }
+
     fn pipeline(&mut self) -> Result<Expr, SearchError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(SearchError::at(
+                self.i,
+                format!("pipeline nested more than {MAX_NESTING} levels deep"),
+            ));
+        }
+        let result = self.sequence();
+        self.depth -= 1;
+        result
+    }
+
+    fn sequence(&mut self) -> Result<Expr, SearchError> {
         let mut e = self.term()?;
         while self.eat(">>") {
             let then = self.term()?;
@@ -185,6 +312,24 @@ impl Parser<'_> {
             }
             return Ok(e);
         }
+        if self.eat("$") {
+            let at = self.i;
+            let name = self.name();
+            return match self.defs.get(&name) {
+                Some(e) => Ok(e.clone()),
+                None => {
+                    let known: Vec<&str> = self.defs.keys().map(String::as_str).collect();
+                    Err(SearchError::at(
+                        at,
+                        if known.is_empty() {
+                            format!("'${name}' is not defined (define it first: let {name} = ...;)")
+                        } else {
+                            format!("'${name}' is not defined (defined: {})", known.join(", "))
+                        },
+                    ))
+                }
+            };
+        }
         let position = self.i;
         let name = self.name();
         if name.is_empty() {
@@ -193,10 +338,21 @@ impl Parser<'_> {
                 format!("expected a stage name, found '{}'", self.peek_char()),
             ));
         }
+        let mut inputs = Vec::new();
         let mut args = Vec::new();
         if self.eat("(") && !self.eat(")") {
             loop {
-                args.push(self.arg()?);
+                if self.at_argument() {
+                    args.push(self.arg()?);
+                } else {
+                    if !args.is_empty() {
+                        return Err(SearchError::at(
+                            self.i,
+                            "input pipelines come before the named arguments",
+                        ));
+                    }
+                    inputs.push(self.pipeline()?);
+                }
                 if self.eat(")") {
                     break;
                 }
@@ -207,9 +363,22 @@ impl Parser<'_> {
         }
         Ok(Expr::Stage {
             name,
+            inputs,
             args,
             position,
         })
+    }
+
+    /// Whether the next item in a stage's parentheses is `name=value` (else it is an input).
+    fn at_argument(&mut self) -> bool {
+        let start = self.i;
+        let name = self.name();
+        let result = !name.is_empty() && {
+            self.skip_ws();
+            self.rest().starts_with('=')
+        };
+        self.i = start;
+        result
     }
 
     fn name(&mut self) -> String {
@@ -217,7 +386,7 @@ impl Parser<'_> {
         let n: String = self
             .rest()
             .chars()
-            .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+            .take_while(|&c| is_name_char(c))
             .collect();
         self.i += n.len();
         n
@@ -247,6 +416,26 @@ impl Parser<'_> {
                 let v = body[..end].to_string();
                 self.i += end + 2;
                 Value::Text(v)
+            }
+            '[' => {
+                self.i += 1;
+                let mut items = Vec::new();
+                loop {
+                    self.skip_ws();
+                    let at = self.i;
+                    let raw = self.name();
+                    match raw.parse::<f64>() {
+                        Ok(n) if n.is_finite() => items.push(n),
+                        _ => return Err(SearchError::at(at, "expected a number in the list")),
+                    }
+                    if self.eat("]") {
+                        break;
+                    }
+                    if !self.eat(",") {
+                        return Err(SearchError::at(self.i, "expected ',' or ']'"));
+                    }
+                }
+                Value::List(items)
             }
             _ => {
                 let raw = self.name();
@@ -287,11 +476,48 @@ mod tests {
     }
 
     #[test]
+    fn parses_inputs_lists_and_definitions() {
+        let e = parse(
+            "let lex = bm25 % 1000; let sem = dense % 1000;\n rrf($lex, $sem >> vprf(depth=3), k=60, weights=[1, 0.5])",
+        )
+        .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "rrf(bm25 % 1000, dense % 1000 >> vprf(depth=3), k=60, weights=[1, 0.5])"
+        );
+        let Expr::Stage { inputs, args, .. } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(inputs.len(), 2);
+        assert_eq!(args[1].value, Value::List(vec![1.0, 0.5]));
+        // A bare name inside parentheses is an input pipeline, not an argument.
+        let Expr::Stage { inputs, .. } = parse("interp(bm25, dense)").unwrap() else {
+            panic!()
+        };
+        assert_eq!(inputs.len(), 2);
+    }
+
+    #[test]
     fn json_form_round_trips() {
-        let e = parse("bm25(k1=1.2, name='x') % 5").unwrap();
-        let json = serde_json::to_string(&e).unwrap();
-        let back: Expr = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.to_string(), e.to_string());
+        for text in [
+            "bm25(k1=1.2, name='x') % 5",
+            "interp(bm25 % 1000 >> rm3, dense % 1000, alpha=0.3, norm=zscore) % 10",
+            "combsum(bm25, dense, weights=[0.2, 0.8], norm='min max')",
+        ] {
+            let e = parse(text).unwrap();
+            let json = serde_json::to_string(&e).unwrap();
+            let back: Expr = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.to_string(), e.to_string());
+            assert_eq!(parse(&back.to_string()).unwrap().to_string(), e.to_string());
+        }
+        let hand_written = r#"{"op": "cutoff", "k": 10, "input": {"op": "stage", "name": "rrf",
+            "inputs": [{"op": "stage", "name": "bm25"}, {"op": "stage", "name": "dense"}],
+            "args": [{"name": "k", "value": 60}]}}"#;
+        let e: Expr = serde_json::from_str(hand_written).unwrap();
+        assert_eq!(e.to_string(), "rrf(bm25, dense, k=60) % 10");
+        assert!(
+            serde_json::from_str::<Expr>(r#"{"op": "stage", "name": "bm25", "argz": []}"#).is_err()
+        );
     }
 
     #[test]
@@ -315,10 +541,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("expected a stage name"));
-        assert!(parse("bm25(k1)")
+        assert!(parse("bm25(k1=)")
             .unwrap_err()
             .to_string()
-            .contains("expected '='"));
+            .contains("expected a value for 'k1'"));
+        assert!(parse("rrf(k=60, bm25)")
+            .unwrap_err()
+            .to_string()
+            .contains("input pipelines come before the named arguments"));
+        assert!(parse("rrf($a)")
+            .unwrap_err()
+            .to_string()
+            .contains("'$a' is not defined"));
+        assert!(parse("let a = bm25 bm25")
+            .unwrap_err()
+            .to_string()
+            .contains("expected ';'"));
+        assert!(parse("let a = bm25;")
+            .unwrap_err()
+            .to_string()
+            .contains("expected the pipeline after the definitions"));
+        assert!(parse("x(w=[1, y])")
+            .unwrap_err()
+            .to_string()
+            .contains("expected a number in the list"));
+        let deep = format!("{}bm25{}", "(".repeat(100), ")".repeat(100));
+        assert!(parse(&deep)
+            .unwrap_err()
+            .to_string()
+            .contains("nested more than"));
         assert!(parse("(bm25 % 10")
             .unwrap_err()
             .to_string()

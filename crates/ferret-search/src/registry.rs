@@ -28,6 +28,41 @@ pub const STAGES: &[(&str, &str, Constructor)] = &[
         "Vector-PRF after a dense stage: depth, alpha, beta, mode=rocchio|average, model",
         stages::vprf::build,
     ),
+    (
+        "rm3",
+        "RM3 query expansion after a ranking (Anserini's): fb_docs=10, fb_terms=10, original_query_weight=0.5, filter=1 (English term filter), then BM25 k1, b, field weights",
+        stages::rm3::build,
+    ),
+    (
+        "rocchio",
+        "Rocchio query expansion after a ranking (Anserini's): top_fb_docs=10, top_fb_terms=10, alpha=1, beta=0.75, negative=0 with bottom_fb_docs=10, bottom_fb_terms=10, gamma=0.15; then BM25 k1, b, field weights",
+        stages::rocchio::build,
+    ),
+    (
+        "rrf",
+        "reciprocal rank fusion of the input pipelines: k=60, weights=[...]",
+        stages::fusion::build_rrf,
+    ),
+    (
+        "combsum",
+        "CombSUM: weighted sum of normalised scores; norm=minmax|zscore|none, weights=[...]",
+        stages::fusion::build_combsum,
+    ),
+    (
+        "combmnz",
+        "CombMNZ: CombSUM times the number of inputs that returned the document; norm, weights",
+        stages::fusion::build_combmnz,
+    ),
+    (
+        "interp",
+        "linear interpolation of two inputs: alpha*first + (1-alpha)*second, alpha=0.5, norm=minmax|zscore|none",
+        stages::fusion::build_interp,
+    ),
+    (
+        "borda",
+        "Borda count: each input gives (n - rank + 1) points; weights=[...]",
+        stages::fusion::build_borda,
+    ),
 ];
 
 /// Turns a parsed expression into a prepared stage tree.
@@ -35,6 +70,7 @@ pub fn prepare(expr: &Expr, index: &Arc<Index>) -> Result<Box<dyn Stage>, Search
     match expr {
         Expr::Stage {
             name,
+            inputs,
             args,
             position,
         } => {
@@ -48,7 +84,11 @@ pub fn prepare(expr: &Expr, index: &Arc<Index>) -> Result<Box<dyn Stage>, Search
                     format!("unknown stage '{name}'{hint} (known: {})", known.join(", ")),
                 ));
             };
-            let mut a = Args::new(name, *position, args);
+            let inputs = inputs
+                .iter()
+                .map(|e| prepare(e, index))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut a = Args::new(name, *position, args, inputs);
             let stage = build(&mut a, index)?;
             a.finish()?;
             Ok(stage)
@@ -95,17 +135,126 @@ pub struct Args<'a> {
     args: &'a [Arg],
     taken: Vec<bool>,
     accepted: Vec<String>,
+    inputs: Option<Vec<Box<dyn Stage>>>,
 }
 
 impl<'a> Args<'a> {
-    fn new(stage: &'a str, position: usize, args: &'a [Arg]) -> Self {
+    fn new(stage: &'a str, position: usize, args: &'a [Arg], inputs: Vec<Box<dyn Stage>>) -> Self {
         Args {
             stage,
             position,
             args,
             taken: vec![false; args.len()],
             accepted: Vec::new(),
+            inputs: Some(inputs),
         }
+    }
+
+    /// The prepared input pipelines (for stages that combine several); at least `min`.
+    pub fn inputs(&mut self, min: usize) -> Result<Vec<Box<dyn Stage>>, SearchError> {
+        let inputs = self.inputs.take().unwrap_or_default();
+        if inputs.len() < min {
+            return Err(SearchError::at(
+                self.position,
+                format!(
+                    "{} needs at least {min} input pipelines, e.g. {}(bm25 % 1000, dense % 1000), got {}",
+                    self.stage,
+                    self.stage,
+                    inputs.len()
+                ),
+            ));
+        }
+        Ok(inputs)
+    }
+
+    /// A number argument that must be a whole number of at least `min`.
+    pub fn count(&mut self, name: &str, default: usize, min: usize) -> Result<usize, SearchError> {
+        let n = self.number(name, default as f64)?;
+        if n.fract() != 0.0 || n < min as f64 || n > u32::MAX as f64 {
+            return Err(self.error_at(
+                name,
+                format!("{}: '{name}' must be a whole number >= {min}", self.stage),
+            ));
+        }
+        Ok(n as usize)
+    }
+
+    /// A number argument that must lie in `range`.
+    pub fn number_in(
+        &mut self,
+        name: &str,
+        default: f64,
+        range: std::ops::RangeInclusive<f64>,
+    ) -> Result<f64, SearchError> {
+        let n = self.number(name, default)?;
+        if !range.contains(&n) {
+            return Err(self.error_at(
+                name,
+                format!(
+                    "{}: '{name}' must be between {} and {}",
+                    self.stage,
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// One of `choices` (the first is the default).
+    pub fn choice(
+        &mut self,
+        name: &str,
+        choices: &[&'static str],
+    ) -> Result<&'static str, SearchError> {
+        match self.text(name)? {
+            None => Ok(choices[0]),
+            Some(v) => choices.iter().find(|c| **c == v).copied().ok_or_else(|| {
+                self.error_at(
+                    name,
+                    format!(
+                        "{}: '{name}' must be one of {}, not '{v}'",
+                        self.stage,
+                        choices.join(", ")
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// A list of numbers (`[1, 0.5]`), or `None` when absent.
+    pub fn list(&mut self, name: &str) -> Result<Option<Vec<f64>>, SearchError> {
+        self.accepted.push(name.to_string());
+        let Some(i) = self.args.iter().position(|a| a.name == name) else {
+            return Ok(None);
+        };
+        self.taken[i] = true;
+        match &self.args[i].value {
+            Value::List(items) => Ok(Some(items.clone())),
+            Value::Number(n) => Ok(Some(vec![*n])),
+            Value::Text(_) => Err(SearchError::at(
+                self.args[i].position,
+                format!(
+                    "{}: '{name}' must be a list of numbers, e.g. [0.3, 0.7]",
+                    self.stage
+                ),
+            )),
+        }
+    }
+
+    /// An error pointing at argument `name` (or at the stage when it was not given).
+    pub fn error_at(&self, name: &str, message: String) -> SearchError {
+        let position = self
+            .args
+            .iter()
+            .find(|a| a.name == name)
+            .map_or(self.position, |a| a.position);
+        SearchError::at(position, message)
+    }
+
+    /// The stage's name, for messages.
+    pub fn stage(&self) -> &str {
+        self.stage
     }
 
     /// Where the stage starts in the text, for errors about the stage as a whole.
@@ -122,7 +271,7 @@ impl<'a> Args<'a> {
         self.taken[i] = true;
         match &self.args[i].value {
             Value::Number(n) if n.is_finite() => Ok(*n),
-            Value::Number(_) | Value::Text(_) => Err(SearchError::at(
+            Value::Number(_) | Value::Text(_) | Value::List(_) => Err(SearchError::at(
                 self.args[i].position,
                 format!("{}: argument '{name}' must be a number", self.stage),
             )),
@@ -136,13 +285,31 @@ impl<'a> Args<'a> {
             return Ok(None);
         };
         self.taken[i] = true;
-        Ok(Some(match &self.args[i].value {
-            Value::Text(t) => t.clone(),
-            Value::Number(n) => n.to_string(),
-        }))
+        match &self.args[i].value {
+            Value::Text(t) => Ok(Some(t.clone())),
+            Value::Number(n) => Ok(Some(n.to_string())),
+            Value::List(_) => Err(SearchError::at(
+                self.args[i].position,
+                format!(
+                    "{}: '{name}' must be a single value, not a list",
+                    self.stage
+                ),
+            )),
+        }
     }
 
     fn finish(self) -> Result<(), SearchError> {
+        if let Some(inputs) = &self.inputs {
+            if !inputs.is_empty() {
+                return Err(SearchError::at(
+                    self.position,
+                    format!(
+                        "{} takes no input pipelines (arguments are named: name=value; to feed it a ranking, use '>>')",
+                        self.stage
+                    ),
+                ));
+            }
+        }
         if let Some(i) = self.taken.iter().position(|t| !t) {
             let a = &self.args[i];
             let hint = {

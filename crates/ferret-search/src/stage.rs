@@ -2,6 +2,7 @@
 
 use ferret_index::DocNo;
 
+use crate::trace::Trace;
 use crate::{Query, SearchError};
 
 /// One scored document. A ranking is a `Vec<Hit>`, best first.
@@ -18,12 +19,19 @@ pub trait Stage: Send + Sync {
 
     /// Returns at most `k` hits for `query`, best first. `candidates` is the previous stage's
     /// ranking when this stage follows `>>`; a retriever then scores only those documents.
+    /// Stages that run other stages do so through `trace`, which records them for `--explain`.
     fn run(
         &self,
         query: &Query,
         candidates: Option<&[Hit]>,
         k: usize,
+        trace: &mut Trace,
     ) -> Result<Vec<Hit>, SearchError>;
+
+    /// How this stage combines its inputs' scores, for explain output (fusion stages).
+    fn formula(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Reorders `candidates` by `score` (best first, ties keeping the incoming order) and keeps
@@ -61,12 +69,18 @@ impl Stage for Cutoff {
         query: &Query,
         candidates: Option<&[Hit]>,
         k: usize,
+        trace: &mut Trace,
     ) -> Result<Vec<Hit>, SearchError> {
-        self.input.run(query, candidates, k.min(self.k))
+        self.input.run(query, candidates, k.min(self.k), trace)
     }
 }
 
-/// `first >> then`: `then` consumes `first`'s ranking.
+/// How deep a stage that feeds another one (the left side of `>>`, an input of a fusion)
+/// retrieves unless a `% k` cuts it off: Anserini's and PyTerrier's usual 1000.
+pub const FEED_DEPTH: usize = 1000;
+
+/// `first >> then`: `then` consumes `first`'s ranking, retrieved to depth [`FEED_DEPTH`] (or
+/// the final depth, if larger) unless `first` ends in a cut-off.
 pub struct Then {
     pub first: Box<dyn Stage>,
     pub then: Box<dyn Stage>,
@@ -82,8 +96,9 @@ impl Stage for Then {
         query: &Query,
         candidates: Option<&[Hit]>,
         k: usize,
+        trace: &mut Trace,
     ) -> Result<Vec<Hit>, SearchError> {
-        let first = self.first.run(query, candidates, k)?;
-        self.then.run(query, Some(&first), k)
+        let first = trace.run(self.first.as_ref(), query, candidates, FEED_DEPTH.max(k))?;
+        trace.run(self.then.as_ref(), query, Some(&first), k)
     }
 }

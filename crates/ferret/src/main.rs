@@ -26,6 +26,10 @@ enum Command {
     Search(commands::search::Args),
     /// Run a pipeline over a query set and write a TREC run
     Run(commands::run::Args),
+    /// Re-run a run card (<run>.card.json) and check its metrics come out the same
+    Reproduce(commands::reproduce::Args),
+    /// Grid-search pipeline parameters on a training query set
+    Tune(commands::tune::Args),
     /// Evaluate TREC runs against qrels (trec_eval-identical), comparing several runs
     Eval(commands::eval::Args),
     /// Measure query throughput of a pipeline (queries/s, in-process)
@@ -54,6 +58,8 @@ fn main() {
         Command::Search(a) => commands::search::main(a),
         Command::Run(a) => commands::run::main(a),
         Command::Eval(a) => commands::eval::main(a),
+        Command::Reproduce(a) => commands::reproduce::main(a),
+        Command::Tune(a) => commands::tune::main(a),
         Command::Bench(a) => commands::bench::main(a),
         Command::BenchAnn(a) => commands::bench_ann::main(a),
         Command::Quickstart(a) => commands::quickstart::main(a),

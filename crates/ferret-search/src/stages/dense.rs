@@ -9,6 +9,7 @@ use ferret_models::SentenceEncoder;
 
 use crate::registry::Args;
 use crate::stage::{rescore, Hit, Stage};
+use crate::trace::Trace;
 use crate::{Query, SearchError};
 
 pub struct Dense {
@@ -140,6 +141,7 @@ impl Stage for Dense {
         query: &Query,
         candidates: Option<&[Hit]>,
         k: usize,
+        _: &mut Trace,
     ) -> Result<Vec<Hit>, SearchError> {
         let q = embed_query(&self.encoder, query)?;
         search(&self.index, &self.model, self.method, &q, candidates, k)

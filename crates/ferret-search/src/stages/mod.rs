@@ -2,4 +2,8 @@
 
 pub mod bm25;
 pub mod dense;
+pub mod feedback;
+pub mod fusion;
+pub mod rm3;
+pub mod rocchio;
 pub mod vprf;

@@ -17,6 +17,7 @@ use ferret_models::SentenceEncoder;
 use super::dense::{bind, embed_query, search, Method};
 use crate::registry::Args;
 use crate::stage::{Hit, Stage};
+use crate::trace::Trace;
 use crate::{Query, SearchError};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -88,6 +89,7 @@ impl Stage for VectorPrf {
         query: &Query,
         candidates: Option<&[Hit]>,
         k: usize,
+        _: &mut Trace,
     ) -> Result<Vec<Hit>, SearchError> {
         let Some(cands) = candidates else {
             return Err(SearchError::Invalid(

@@ -1,12 +1,15 @@
 pub mod bench;
 pub mod bench_ann;
+pub mod card;
 pub mod encode;
 pub mod eval;
 pub mod index;
 pub mod models;
 pub mod quickstart;
+pub mod reproduce;
 pub mod run;
 pub mod search;
+pub mod tune;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -11,57 +11,119 @@ use crate::progress::count_bar;
 pub struct Args {
     #[command(flatten)]
     set: super::QuerySetArgs,
-    /// Output TREC run file
+    /// Output TREC run file; its run card is written beside it as <output>.card.json
     #[arg(short, long)]
     output: PathBuf,
     /// Run tag (6th column)
     #[arg(long, default_value = "ferret")]
     tag: String,
-    /// Measures printed when --qrels is given
+    /// Measures printed (and recorded in the run card) when --qrels is given
     #[arg(short, long, num_args = 1.., default_values_t = ["nDCG@10".to_string(), "R@100".to_string(), "R@1000".to_string(), "AP".to_string(), "RR@10".to_string()])]
     measures: Vec<String>,
+    /// Write each query's explain record (stages, timings, per-hit stage ranks and scores) as JSON lines
+    #[arg(long)]
+    explain: Option<PathBuf>,
+    /// Hits per query in the explain records
+    #[arg(long, default_value_t = 10)]
+    explain_depth: usize,
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
     let measures = Measure::parse_all(&a.measures)?;
-    let super::Prepared {
-        index,
-        stage,
-        queries,
-        qrels,
-        threads,
-    } = a.set.prepare()?;
-    let bar = count_bar("queries", queries.len() as u64);
-    let start = Instant::now();
-    let run = ferret_search::batch::run_queries(
-        stage.as_ref(),
-        &index,
-        &queries,
-        a.set.k,
-        threads,
-        &a.tag,
-        &|n| bar.set_position(n as u64),
-    )?;
-    bar.finish_and_clear();
-    let secs = start.elapsed().as_secs_f64();
+    let outcome = execute(&a.set, &a.tag, &measures, a.explain.is_some())?;
     let file = std::fs::File::create(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
     let mut out = std::io::BufWriter::new(file);
-    run.write_trec(&mut out)
+    outcome
+        .run
+        .write_trec(&mut out)
         .and_then(|_| out.flush())
         .with_context(|| format!("writing {}", a.output.display()))?;
+    let n = outcome.queries.len();
     eprintln!(
-        "{} queries in {:.2}s ({:.0} queries/s) -> {}",
-        queries.len(),
-        secs,
-        queries.len() as f64 / secs,
+        "{n} queries in {:.2}s ({:.0} queries/s) -> {}",
+        outcome.seconds,
+        n as f64 / outcome.seconds,
         a.output.display()
     );
-    if let Some(qrels) = &qrels {
-        let e = evaluate(qrels, &run, &measures, EvalOptions::default());
-        for (m, v) in e.measures.iter().zip(&e.mean) {
-            println!("{:<10} {:.4}", m.to_string(), v);
-        }
+    if let Some(path) = &a.explain {
+        write_explain(path, &outcome, a.explain_depth)?;
     }
+    let card = super::card::RunCard::new(&a.set, &a.tag, &a.output, &outcome)?;
+    let card_path = super::card::path_beside(&a.output);
+    card.write(&card_path)?;
+    eprintln!("run card -> {}", card_path.display());
+    for (m, v) in &outcome.metrics {
+        println!("{m:<10} {v:.4}");
+    }
+    Ok(())
+}
+
+/// A query set run through a pipeline, evaluated when qrels were given.
+pub struct Outcome {
+    pub prepared: super::Prepared,
+    pub queries: Vec<ferret_search::Query>,
+    pub run: ferret_eval::Run,
+    pub traces: Vec<(Vec<ferret_search::Hit>, ferret_search::Trace)>,
+    pub seconds: f64,
+    pub metrics: Vec<(String, f64)>,
+}
+
+pub fn execute(
+    set: &super::QuerySetArgs,
+    tag: &str,
+    measures: &[Measure],
+    explain: bool,
+) -> anyhow::Result<Outcome> {
+    let mut prepared = set.prepare()?;
+    let queries = std::mem::take(&mut prepared.queries);
+    let bar = count_bar("queries", queries.len() as u64);
+    let start = Instant::now();
+    let traces = ferret_search::batch::search_queries_traced(
+        prepared.stage.as_ref(),
+        &queries,
+        set.k,
+        prepared.threads,
+        explain,
+        &|n| bar.set_position(n as u64),
+    )?;
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let rankings = traces.iter().map(|(hits, _)| hits.clone()).collect();
+    let run = ferret_search::batch::to_run(&prepared.index, &queries, rankings, tag);
+    let metrics = match &prepared.qrels {
+        Some(qrels) => {
+            let e = evaluate(qrels, &run, measures, EvalOptions::default());
+            e.measures
+                .iter()
+                .map(|m| m.to_string())
+                .zip(e.mean.iter().copied())
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    Ok(Outcome {
+        prepared,
+        queries,
+        run,
+        traces,
+        seconds,
+        metrics,
+    })
+}
+
+fn write_explain(path: &Path, outcome: &Outcome, depth: usize) -> anyhow::Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for (q, (hits, trace)) in outcome.queries.iter().zip(&outcome.traces) {
+        let record =
+            ferret_search::trace::explain_json(&outcome.prepared.index, q, hits, trace, depth);
+        serde_json::to_writer(&mut out, &record)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("explain records -> {}", path.display());
     Ok(())
 }

@@ -19,6 +19,9 @@ pub struct Args {
     /// JSON output
     #[arg(long)]
     json: bool,
+    /// Show, per hit, each stage's rank and score, how fusion combined them, and stage timings
+    #[arg(long)]
+    explain: bool,
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
@@ -31,7 +34,18 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     anyhow::ensure!(!text.trim().is_empty(), "the query is empty");
     let index = super::open_index(&index_dir)?;
     let stage = ferret_search::prepare(&a.pipeline, &index)?;
-    let hits = stage.run(&Query::new("q", text.clone()), None, a.k)?;
+    let query = Query::new("q", text.clone());
+    let mut trace = if a.explain {
+        ferret_search::Trace::on()
+    } else {
+        ferret_search::Trace::off()
+    };
+    let hits = trace.run(stage.as_ref(), &query, None, a.k)?;
+    if a.json && a.explain {
+        let record = ferret_search::trace::explain_json(&index, &query, &hits, &trace, a.k);
+        println!("{}", serde_json::to_string_pretty(&record)?);
+        return Ok(());
+    }
     let mut rows = Vec::new();
     for (rank, h) in hits.iter().enumerate() {
         let doc = index.document(h.doc)?;
@@ -54,6 +68,9 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             );
         }
     }
+    if a.explain {
+        print_explain(&index, &hits, &trace);
+    }
     if a.json {
         let out = serde_json::json!({"query": text, "pipeline": stage.describe(), "hits": rows});
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -69,5 +86,47 @@ fn snippet(text: &str) -> String {
         format!("{s}…")
     } else {
         s
+    }
+}
+
+/// The explain panel in text: the stage tree with timings, then per hit its rank and score in
+/// every stage.
+fn print_explain(
+    index: &ferret_index::Index,
+    hits: &[ferret_search::Hit],
+    trace: &ferret_search::Trace,
+) {
+    println!();
+    println!("stages (S#: rank/score of each hit below):");
+    for (i, e) in trace.entries.iter().enumerate() {
+        println!(
+            "  S{i:<2} {:>9.2} ms  {}{}",
+            e.millis,
+            "  ".repeat(e.depth),
+            e.stage
+        );
+        if let Some(f) = &e.formula {
+            println!("  {:>16}{}  fusion: {f}", "", "  ".repeat(e.depth));
+        }
+        if let Some(n) = &e.note {
+            println!("  {:>16}{}  note: {n}", "", "  ".repeat(e.depth));
+        }
+    }
+    for (rank, h) in hits.iter().enumerate() {
+        let parts: Vec<String> = trace
+            .positions(h.doc)
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match p {
+                Some((r, s)) => format!("S{i} #{r} {s:.4}"),
+                None => format!("S{i} —"),
+            })
+            .collect();
+        println!(
+            "{:>3}  {:<12}  {}",
+            rank + 1,
+            index.external_id(h.doc),
+            parts.join(" | ")
+        );
     }
 }

@@ -1,0 +1,144 @@
+//! What `--explain` shows: every stage a query went through, in the order they ran, with its
+//! ranking and time.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::{Hit, Query, SearchError, Stage};
+
+/// One stage's run for one query.
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceEntry {
+    /// The stage's text form.
+    pub stage: String,
+    /// Nesting depth in the pipeline tree (0 = the whole pipeline).
+    pub depth: usize,
+    /// How the stage combined its inputs, for fusion stages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub formula: Option<String>,
+    pub millis: f64,
+    /// What the stage derived for this query (e.g. an expanded query).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(skip)]
+    pub hits: Vec<Hit>,
+}
+
+/// Collects [`TraceEntry`]s while a query runs; does nothing when off.
+#[derive(Debug, Default)]
+pub struct Trace {
+    enabled: bool,
+    /// Entries of the stages now running, innermost last.
+    open: Vec<usize>,
+    pub entries: Vec<TraceEntry>,
+}
+
+impl Trace {
+    /// A trace that records nothing (batch runs without `--explain`).
+    pub fn off() -> Self {
+        Trace::default()
+    }
+
+    pub fn on() -> Self {
+        Trace {
+            enabled: true,
+            ..Trace::default()
+        }
+    }
+
+    /// Runs `stage`, recording it (entries are in pre-order: a stage before its inputs).
+    pub fn run(
+        &mut self,
+        stage: &dyn Stage,
+        query: &Query,
+        candidates: Option<&[Hit]>,
+        k: usize,
+    ) -> Result<Vec<Hit>, SearchError> {
+        if !self.enabled {
+            return stage.run(query, candidates, k, self);
+        }
+        let slot = self.entries.len();
+        self.entries.push(TraceEntry {
+            stage: stage.describe(),
+            depth: self.open.len(),
+            formula: stage.formula(),
+            millis: 0.0,
+            note: None,
+            hits: Vec::new(),
+        });
+        self.open.push(slot);
+        let start = Instant::now();
+        let result = stage.run(query, candidates, k, self);
+        self.open.pop();
+        let entry = &mut self.entries[slot];
+        entry.millis = start.elapsed().as_secs_f64() * 1e3;
+        if let Ok(hits) = &result {
+            entry.hits = hits.clone();
+        }
+        result
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.enabled
+    }
+
+    /// Attaches `note` to the innermost running stage (when tracing).
+    pub fn note(&mut self, note: impl FnOnce() -> String) {
+        if let Some(&slot) = self.open.last() {
+            self.entries[slot].note = Some(note());
+        }
+    }
+
+    /// For `doc`: its (1-based rank, score) in each recorded stage's ranking, or `None` where
+    /// that stage did not return it.
+    pub fn positions(&self, doc: ferret_index::DocNo) -> Vec<Option<(usize, f32)>> {
+        self.entries
+            .iter()
+            .map(|e| {
+                e.hits
+                    .iter()
+                    .position(|h| h.doc == doc)
+                    .map(|i| (i + 1, e.hits[i].score))
+            })
+            .collect()
+    }
+}
+
+/// The explain record of one query: its stages (with timings and notes) and, for each of the
+/// top `depth` hits, the rank and score every stage gave it.
+pub fn explain_json(
+    index: &ferret_index::Index,
+    query: &Query,
+    hits: &[Hit],
+    trace: &Trace,
+    depth: usize,
+) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = hits
+        .iter()
+        .take(depth)
+        .enumerate()
+        .map(|(i, h)| {
+            let stages: Vec<serde_json::Value> = trace
+                .positions(h.doc)
+                .into_iter()
+                .map(|p| match p {
+                    Some((rank, score)) => serde_json::json!({"rank": rank, "score": score}),
+                    None => serde_json::Value::Null,
+                })
+                .collect();
+            serde_json::json!({
+                "rank": i + 1,
+                "id": index.external_id(h.doc),
+                "score": h.score,
+                "stages": stages,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "query_id": query.id,
+        "query": query.text,
+        "stages": trace.entries,
+        "hits": rows,
+    })
+}
