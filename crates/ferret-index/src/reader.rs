@@ -152,6 +152,10 @@ impl Index {
             path: self.dir.clone(),
             message: match model {
                 Some(m) => format!("no dense representation for model '{m}'; {}", available()),
+                None if self.dense.is_empty() => format!(
+                    "no dense representation: {}",
+                    available().trim_start_matches("it has none; ")
+                ),
                 None => format!("name the dense model (model=...); {}", available()),
             },
         })

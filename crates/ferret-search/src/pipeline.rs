@@ -445,9 +445,10 @@ impl Parser<'_> {
                         format!("expected a value for '{name}'"),
                     ));
                 }
+                // Words such as `inf` or `NaN` that Rust would read as numbers stay words.
                 match raw.parse::<f64>() {
-                    Ok(n) => Value::Number(n),
-                    Err(_) => Value::Text(raw),
+                    Ok(n) if n.is_finite() => Value::Number(n),
+                    _ => Value::Text(raw),
                 }
             }
         };
@@ -565,6 +566,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("expected a number in the list"));
+        let Expr::Stage { args, .. } = parse("x(a=inf, b=NaN)").unwrap() else {
+            panic!()
+        };
+        assert_eq!(args[0].value, Value::Text("inf".into()));
         let deep = format!("{}bm25{}", "(".repeat(100), ")".repeat(100));
         assert!(parse(&deep)
             .unwrap_err()

@@ -84,11 +84,7 @@ pub fn prepare(expr: &Expr, index: &Arc<Index>) -> Result<Box<dyn Stage>, Search
                     format!("unknown stage '{name}'{hint} (known: {})", known.join(", ")),
                 ));
             };
-            let inputs = inputs
-                .iter()
-                .map(|e| prepare(e, index))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut a = Args::new(name, *position, args, inputs);
+            let mut a = Args::new(name, *position, args, inputs, index);
             let stage = build(&mut a, index)?;
             a.finish()?;
             Ok(stage)
@@ -135,11 +131,19 @@ pub struct Args<'a> {
     args: &'a [Arg],
     taken: Vec<bool>,
     accepted: Vec<String>,
-    inputs: Option<Vec<Box<dyn Stage>>>,
+    /// Input pipelines, prepared when the stage asks for them.
+    inputs: Option<&'a [Expr]>,
+    index: &'a Arc<Index>,
 }
 
 impl<'a> Args<'a> {
-    fn new(stage: &'a str, position: usize, args: &'a [Arg], inputs: Vec<Box<dyn Stage>>) -> Self {
+    fn new(
+        stage: &'a str,
+        position: usize,
+        args: &'a [Arg],
+        inputs: &'a [Expr],
+        index: &'a Arc<Index>,
+    ) -> Self {
         Args {
             stage,
             position,
@@ -147,12 +151,17 @@ impl<'a> Args<'a> {
             taken: vec![false; args.len()],
             accepted: Vec::new(),
             inputs: Some(inputs),
+            index,
         }
     }
 
     /// The prepared input pipelines (for stages that combine several); at least `min`.
     pub fn inputs(&mut self, min: usize) -> Result<Vec<Box<dyn Stage>>, SearchError> {
         let inputs = self.inputs.take().unwrap_or_default();
+        let inputs = inputs
+            .iter()
+            .map(|e| prepare(e, self.index))
+            .collect::<Result<Vec<_>, _>>()?;
         if inputs.len() < min {
             return Err(SearchError::at(
                 self.position,
@@ -299,7 +308,7 @@ impl<'a> Args<'a> {
     }
 
     fn finish(self) -> Result<(), SearchError> {
-        if let Some(inputs) = &self.inputs {
+        if let Some(inputs) = self.inputs {
             if !inputs.is_empty() {
                 return Err(SearchError::at(
                     self.position,

@@ -64,6 +64,10 @@ impl Stage for Cutoff {
         format!("{} % {}", self.input.describe(), self.k)
     }
 
+    fn formula(&self) -> Option<String> {
+        self.input.formula()
+    }
+
     fn run(
         &self,
         query: &Query,

@@ -111,3 +111,53 @@ fn classic_collections_and_chinese_give_sound_baselines() {
         "{words} vs {chars}"
     );
 }
+
+/// The `en` analyzer gives exactly Anserini's terms and counts on every SciFact document
+/// (reference made with Anserini 1.7.1 by tests/reference/make_anserini_references.sh).
+#[test]
+fn scifact_analysis_matches_anserini_on_every_document() {
+    use sha2::{Digest, Sha256};
+    use std::collections::{BTreeMap, HashMap};
+    use std::io::BufRead;
+
+    let reference_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/reference/scifact-anserini-analysis.tsv.gz");
+    let file = std::fs::File::open(&reference_path).expect("reference file");
+    let reference: HashMap<String, String> =
+        std::io::BufReader::new(flate2::read::GzDecoder::new(file))
+            .lines()
+            .map(|l| l.unwrap())
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (id, hash) = l.split_once('\t').unwrap();
+                (id.to_string(), hash.to_string())
+            })
+            .collect();
+    assert_eq!(reference.len(), 5183);
+
+    let corpus = dataset("beir-scifact").join("corpus.jsonl.gz");
+    let mut reader = ferret_index::corpus::CorpusReader::open(&corpus).unwrap();
+    let mut analyzer = ferret_text::Analyzer::new("en".parse().unwrap());
+    let (mut checked, mut differing) = (0, Vec::new());
+    while let Some(doc) = reader.next_document() {
+        let doc = doc.unwrap();
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        analyzer.analyze(&doc.contents(), &mut |t| {
+            *counts.entry(t.text.to_string()).or_default() += 1
+        });
+        let joined: Vec<String> = counts.iter().map(|(t, c)| format!("{t}^{c}")).collect();
+        let digest = Sha256::digest(joined.join(" ").as_bytes());
+        let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        if reference.get(&doc.id) != Some(&hash) {
+            differing.push(doc.id.clone());
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 5183);
+    assert!(
+        differing.is_empty(),
+        "{} documents analyzed differently from Anserini, e.g. {:?}",
+        differing.len(),
+        &differing[..differing.len().min(5)]
+    );
+}

@@ -214,6 +214,45 @@ fn scifact_dense_retrieval_matches_mteb() {
         / exact.len() as f64;
     assert!(recall >= 0.99, "HNSW recall@10 {recall}");
 
+    // Hybrids: fusing BM25 and dense beats both on their own (issue 4's acceptance).
+    let ndcg_of = |pipeline: &str| {
+        let out = tmp.path().join("hybrid.run");
+        let stdout = ok_in(
+            &home,
+            &[
+                "run",
+                "--index",
+                s(&idx),
+                "--queries",
+                s(&d.join("queries.jsonl")),
+                "--qrels",
+                s(&d.join("qrels/test.tsv")),
+                "--pipeline",
+                pipeline,
+                "-o",
+                s(&out),
+                "-m",
+                "nDCG@10",
+            ],
+        );
+        stdout
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{stdout}"))
+    };
+    let bm25 = ndcg_of("bm25 % 1000");
+    for hybrid in [
+        "rrf(bm25 % 1000, dense(exact=1) % 1000, k=60)",
+        "interp(bm25 % 1000, dense(exact=1) % 1000, alpha=0.5)",
+    ] {
+        let fused = ndcg_of(hybrid);
+        assert!(
+            fused > bm25 + 0.02 && fused > ndcg + 0.02,
+            "{hybrid}: {fused} vs BM25 {bm25}, dense {ndcg}"
+        );
+    }
+
     // A dense model the index does not have is named in a clear error.
     let err = err_in(
         &home,

@@ -70,7 +70,8 @@ fn serve(body: Vec<u8>) -> String {
 
 fn quickstart(home: &Path, url: &str) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_ferret"))
-        .arg("quickstart")
+        // The neural recipes are covered by tests/dense.rs; this test is about the download.
+        .args(["quickstart", "--lexical-only"])
         .current_dir(home) // no ../shared/data from here
         .env_remove("FERRET_DATA")
         .env("FERRET_HOME", home)
@@ -94,6 +95,11 @@ fn downloads_verifies_and_reproduces() {
         .find(|l| l.starts_with("scifact bm25 flat"))
         .expect(&stdout);
     assert!(row.contains("0.6789") && row.contains("0.9253"), "{row}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("scifact bm25 >> rm3"))
+        .expect(&stdout);
+    assert!(row.contains("0.6457") && row.contains("0.9147"), "{row}");
     assert!(tmp.path().join("data/beir-scifact/corpus.jsonl").exists());
 }
 

@@ -16,6 +16,9 @@ pub struct Args {
     /// Also run the classic collections (Cranfield, CISI) and the Chinese CMRC 2018 set
     #[arg(long)]
     all: bool,
+    /// Skip the recipes that need a neural model (dense retrieval, Vector-PRF, hybrids)
+    #[arg(long)]
+    lexical_only: bool,
 }
 
 /// One evaluation recipe: a dataset, how to index it, which pipeline to run.
@@ -26,7 +29,11 @@ struct Recipe {
     analyzer: &'static str,
     fields: &'static str,
     pipeline: &'static str,
+    /// Sentence encoders the index needs (fetched into the model cache on first use).
+    models: &'static [&'static str],
 }
+
+const MINILM: &[&str] = &["all-minilm-l6-v2"];
 
 const SCIFACT: &[Recipe] = &[
     Recipe {
@@ -36,6 +43,7 @@ const SCIFACT: &[Recipe] = &[
         analyzer: "en",
         fields: "flat",
         pipeline: "bm25(k1=0.9, b=0.4) % 1000",
+        models: &[],
     },
     Recipe {
         name: "scifact bm25 multifield",
@@ -44,6 +52,62 @@ const SCIFACT: &[Recipe] = &[
         analyzer: "en",
         fields: "multi",
         pipeline: "bm25(k1=0.9, b=0.4, title=1.0, text=1.0) % 1000",
+        models: &[],
+    },
+    Recipe {
+        name: "scifact bm25 >> rm3",
+        dataset: "beir-scifact",
+        qrels: "qrels/test.tsv",
+        analyzer: "en",
+        fields: "flat",
+        pipeline: "bm25 % 1000 >> rm3(fb_docs=10, fb_terms=10, original_query_weight=0.5)",
+        models: &[],
+    },
+    Recipe {
+        name: "scifact bm25 >> rocchio",
+        dataset: "beir-scifact",
+        qrels: "qrels/test.tsv",
+        analyzer: "en",
+        fields: "flat",
+        pipeline: "bm25 % 1000 >> rocchio(top_fb_docs=10, top_fb_terms=10, alpha=1, beta=0.75)",
+        models: &[],
+    },
+    Recipe {
+        name: "scifact dense minilm",
+        dataset: "beir-scifact",
+        qrels: "qrels/test.tsv",
+        analyzer: "en",
+        fields: "flat",
+        pipeline: "dense(model=all-minilm-l6-v2, exact=1) % 1000",
+        models: MINILM,
+    },
+    Recipe {
+        name: "scifact dense >> vprf",
+        dataset: "beir-scifact",
+        qrels: "qrels/test.tsv",
+        analyzer: "en",
+        fields: "flat",
+        pipeline: "dense(exact=1) % 1000 >> vprf(depth=3, exact=1)",
+        models: MINILM,
+    },
+    Recipe {
+        name: "scifact rrf(bm25, dense)",
+        dataset: "beir-scifact",
+        qrels: "qrels/test.tsv",
+        analyzer: "en",
+        fields: "flat",
+        pipeline: "rrf(bm25 % 1000, dense(exact=1) % 1000, k=60)",
+        models: MINILM,
+    },
+    // alpha = 0.5 is what `ferret tune` picks on SciFact's train split (see docs/PIPELINES.md).
+    Recipe {
+        name: "scifact interp(bm25, dense)",
+        dataset: "beir-scifact",
+        qrels: "qrels/test.tsv",
+        analyzer: "en",
+        fields: "flat",
+        pipeline: "interp(bm25 % 1000, dense(exact=1) % 1000, alpha=0.5)",
+        models: MINILM,
     },
 ];
 
@@ -55,6 +119,7 @@ const MORE: &[Recipe] = &[
         analyzer: "en",
         fields: "flat",
         pipeline: "bm25 % 1000",
+        models: &[],
     },
     Recipe {
         name: "cisi bm25 flat",
@@ -63,6 +128,7 @@ const MORE: &[Recipe] = &[
         analyzer: "en",
         fields: "flat",
         pipeline: "bm25 % 1000",
+        models: &[],
     },
     Recipe {
         name: "cmrc2018 bm25 zh (jieba)",
@@ -71,6 +137,7 @@ const MORE: &[Recipe] = &[
         analyzer: "zh",
         fields: "flat",
         pipeline: "bm25 % 1000",
+        models: &[],
     },
     Recipe {
         name: "cmrc2018 bm25 zh-char",
@@ -79,6 +146,7 @@ const MORE: &[Recipe] = &[
         analyzer: "zh-char",
         fields: "flat",
         pipeline: "bm25 % 1000",
+        models: &[],
     },
 ];
 
@@ -110,6 +178,41 @@ fn corpus_file(dir: &Path) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("{}: no corpus.jsonl[.gz]", dir.display()))
 }
 
+/// Builds (or rebuilds) the index a recipe runs on.
+fn build_index(r: &Recipe, dir: &Path, index_dir: &Path) -> anyhow::Result<()> {
+    let opts = IndexOptions {
+        analyzer: r.analyzer.parse()?,
+        fields: r.fields.parse().map_err(anyhow::Error::msg)?,
+        // Anserini also skips empty documents (Cranfield has two); they are reported.
+        skip_invalid: true,
+        ..IndexOptions::default()
+    };
+    let start = std::time::Instant::now();
+    let mut w = IndexWriter::create(index_dir, opts, true)?;
+    w.add_corpus(&corpus_file(dir)?, &mut |_, _, _| {})?;
+    for model in r.models {
+        eprintln!("{}: encoding the documents with {model}", r.dataset);
+        w.add_dense(model, None);
+    }
+    let stats = w.commit()?;
+    eprintln!(
+        "{}: indexed {} documents in {:.2}s{}",
+        index_dir.display(),
+        stats.added,
+        start.elapsed().as_secs_f64(),
+        if stats.skipped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (skipped {}: {})",
+                stats.skipped.len(),
+                stats.skipped.join("; ")
+            )
+        }
+    );
+    Ok(())
+}
+
 pub fn main(a: Args) -> anyhow::Result<()> {
     let data = find_data(a.data.as_deref())?;
     let work = match a.workdir {
@@ -121,38 +224,21 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let recipes: Vec<&Recipe> = SCIFACT
         .iter()
         .chain(if a.all { MORE } else { &[] })
+        .filter(|r| !(a.lexical_only && !r.models.is_empty()))
         .collect();
     let mut rows = Vec::new();
+    let mut built = std::collections::HashSet::new();
     for r in recipes {
         let dir = data.join(r.dataset);
-        let index_dir = work.join(format!("{}-{}-{}", r.dataset, r.analyzer, r.fields));
-        let opts = IndexOptions {
-            analyzer: r.analyzer.parse()?,
-            fields: r.fields.parse().map_err(anyhow::Error::msg)?,
-            // Anserini also skips empty documents (Cranfield has two); they are reported.
-            skip_invalid: true,
-            ..IndexOptions::default()
-        };
-        let start = std::time::Instant::now();
-        let mut w = IndexWriter::create(&index_dir, opts, true)?;
-        w.add_corpus(&corpus_file(&dir)?, &mut |_, _, _| {})?;
-        let stats = w.commit()?;
-        let index_secs = start.elapsed().as_secs_f64();
-        eprintln!(
-            "{}: indexed {} documents in {:.2}s{}",
-            r.name,
-            stats.added,
-            index_secs,
-            if stats.skipped.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    " (skipped {}: {})",
-                    stats.skipped.len(),
-                    stats.skipped.join("; ")
-                )
-            }
-        );
+        let mut index_name = format!("{}-{}-{}", r.dataset, r.analyzer, r.fields);
+        for m in r.models {
+            index_name.push('-');
+            index_name.push_str(m);
+        }
+        let index_dir = work.join(index_name);
+        if built.insert(index_dir.clone()) {
+            build_index(r, &dir, &index_dir)?;
+        }
         let qrels = Qrels::read(&dir.join(r.qrels))?;
         let index = super::open_index(&index_dir)?;
         let stage = ferret_search::prepare(r.pipeline, &index)?;
