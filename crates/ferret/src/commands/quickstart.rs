@@ -224,7 +224,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let recipes: Vec<&Recipe> = SCIFACT
         .iter()
         .chain(if a.all { MORE } else { &[] })
-        .filter(|r| !(a.lexical_only && !r.models.is_empty()))
+        .filter(|r| !a.lexical_only || r.models.is_empty())
         .collect();
     let mut rows = Vec::new();
     let mut built = std::collections::HashSet::new();
