@@ -39,6 +39,11 @@ pub const STAGES: &[(&str, &str, Constructor)] = &[
         stages::rocchio::build,
     ),
     (
+        "tprf",
+        "text-based PRF for a re-scoring stage: tprf(scorer, depth=3, agg=sum|max|borda) re-scores the candidates with the query + each top passage",
+        stages::text_prf::build,
+    ),
+    (
         "rrf",
         "reciprocal rank fusion of the input pipelines: k=60, weights=[...]",
         stages::fusion::build_rrf,

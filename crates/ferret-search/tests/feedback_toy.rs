@@ -140,3 +140,31 @@ fn rocchio_weights_follow_the_formula() {
         .collect();
     assert_terms(&terms, &expected);
 }
+
+#[test]
+fn text_prf_rescores_with_the_query_plus_each_top_passage() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = toy_index(dir.path());
+    let run = |pipeline: &str, text: &str| {
+        let stage = ferret_search::prepare(pipeline, &index).unwrap();
+        let hits = Trace::off()
+            .run(stage.as_ref(), &Query::new("q", text), None, 10)
+            .unwrap();
+        hits.iter()
+            .map(|h| (index.external_id(h.doc).to_string(), h.score))
+            .collect::<Vec<_>>()
+    };
+    // With depth 1 and sum, the scores are BM25's for "zebra" + d0's text, over the same
+    // candidates (d0, d1).
+    let prf = run("bm25 % 10 >> tprf(bm25, depth=1, agg=sum)", "zebra");
+    let direct = run("bm25 % 10 >> bm25", "zebra zebra alpha alpha beta");
+    assert_eq!(prf, direct);
+    // depth 2 with max: each candidate keeps its best score over the two expanded queries.
+    let max = run("bm25 % 10 >> tprf(bm25, depth=2, agg=max)", "zebra");
+    let second = run("bm25 % 10 >> bm25", "zebra zebra alpha gamma gamma gamma");
+    for (id, score) in &max {
+        let a = direct.iter().find(|(d, _)| d == id).unwrap().1;
+        let b = second.iter().find(|(d, _)| d == id).unwrap().1;
+        assert_eq!(*score, a.max(b), "{id}");
+    }
+}

@@ -211,6 +211,11 @@ fn bad_pipelines_are_clear_errors() {
             "weights has 1 numbers but there are 2 inputs",
         ),
         ("rm3", "rm3 needs a ranking to take feedback documents from"),
+        ("tprf(bm25)", "tprf re-scores a ranking: use it after '>>'"),
+        (
+            "bm25 >> tprf(bm25, bm25)",
+            "tprf takes one scorer pipeline, got 2",
+        ),
     ] {
         let err = search(pipeline);
         assert!(err.contains(expected), "{pipeline}: {err}");

@@ -6,4 +6,5 @@ pub mod feedback;
 pub mod fusion;
 pub mod rm3;
 pub mod rocchio;
+pub mod text_prf;
 pub mod vprf;
