@@ -1,4 +1,7 @@
-//! BERT (and MiniLM, which is BERT-shaped) from `config.json` + `model.safetensors`.
+//! BERT-family encoders from `config.json` + `model.safetensors`: BERT (and MiniLM, which is
+//! BERT-shaped) and MPNet (`model_type: "mpnet"`: no token types, positions offset past the
+//! padding id as in RoBERTa, and a learned relative-position bias added to every attention
+//! score, bucketed as in T5).
 //!
 //! Why not candle: measured on the project's 2-core AVX-512 machine, candle 0.11's BERT encodes
 //! ~4× slower than PyTorch, much of it allocating and freeing tensors. This runtime keeps one
@@ -31,6 +34,19 @@ pub struct BertConfig {
     pub vocab_size: usize,
     #[serde(default)]
     pub model_type: String,
+    /// MPNet: the padding id; position ids start just after it.
+    #[serde(default = "default_pad")]
+    pub pad_token_id: usize,
+    /// MPNet: buckets of the relative-position bias.
+    #[serde(default = "default_buckets")]
+    pub relative_attention_num_buckets: usize,
+}
+
+fn default_pad() -> usize {
+    1
+}
+fn default_buckets() -> usize {
+    32
 }
 
 fn default_act() -> String {
@@ -133,14 +149,47 @@ struct Layer {
     out_norm: LayerNorm,
 }
 
-/// A loaded BERT encoder.
+/// What differs between the architectures this runtime runs.
+enum Arch {
+    Bert {
+        token_type: Vec<f32>,
+    },
+    MpNet {
+        /// [buckets, heads]: the bias each head adds for a relative-position bucket.
+        relative_bias: Vec<f32>,
+        /// The bucket of relative position r (key − query) at index r + max_len.
+        buckets: Vec<usize>,
+    },
+}
+
+/// A loaded BERT-family encoder.
 pub struct Bert {
     pub config: BertConfig,
     word: Vec<f32>,
     position: Vec<f32>,
-    token_type: Vec<f32>,
     emb_norm: LayerNorm,
     layers: Vec<Layer>,
+    arch: Arch,
+}
+
+/// MPNet's (T5's) bidirectional relative-position bucket, evaluated in f32 as PyTorch does:
+/// half the buckets per direction, exact below `num_buckets / 4`, logarithmic up to
+/// `max_distance`.
+fn relative_position_bucket(relative: i64, num_buckets: usize, max_distance: usize) -> usize {
+    let half = (num_buckets / 2) as i64;
+    let n = -relative;
+    let mut bucket = if n < 0 { half } else { 0 };
+    let n = n.abs();
+    let max_exact = half / 2;
+    bucket += if n < max_exact {
+        n
+    } else {
+        let scale = ((max_distance as f64) / (max_exact as f64)).ln() as f32;
+        let large = max_exact
+            + ((n as f32 / max_exact as f32).ln() / scale * (half - max_exact) as f32) as i64;
+        large.min(half - 1)
+    };
+    bucket as usize
 }
 
 /// Per-thread scratch buffers, reused across sequences.
@@ -188,8 +237,11 @@ impl Bert {
             ));
         }
         let w = Weights::open(&dir.join("model.safetensors"))?;
+        let mpnet = config.model_type == "mpnet";
         let p = if w.has("bert.embeddings.word_embeddings.weight") {
             "bert."
+        } else if w.has("mpnet.embeddings.word_embeddings.weight") {
+            "mpnet."
         } else {
             ""
         };
@@ -201,18 +253,57 @@ impl Bert {
         let layers = (0..config.num_hidden_layers)
             .map(|l| {
                 let n = |s: &str| format!("{p}encoder.layer.{l}.{s}");
+                // The same blocks under MPNet's names.
+                let (q, k, v, o, norm) = if mpnet {
+                    (
+                        "attention.attn.q",
+                        "attention.attn.k",
+                        "attention.attn.v",
+                        "attention.attn.o",
+                        "attention.LayerNorm",
+                    )
+                } else {
+                    (
+                        "attention.self.query",
+                        "attention.self.key",
+                        "attention.self.value",
+                        "attention.output.dense",
+                        "attention.output.LayerNorm",
+                    )
+                };
                 Ok(Layer {
-                    query: Linear::load(&w, &n("attention.self.query"), h, h)?,
-                    key: Linear::load(&w, &n("attention.self.key"), h, h)?,
-                    value: Linear::load(&w, &n("attention.self.value"), h, h)?,
-                    attn_out: Linear::load(&w, &n("attention.output.dense"), h, h)?,
-                    attn_norm: LayerNorm::load(&w, &n("attention.output.LayerNorm"), h, eps)?,
+                    query: Linear::load(&w, &n(q), h, h)?,
+                    key: Linear::load(&w, &n(k), h, h)?,
+                    value: Linear::load(&w, &n(v), h, h)?,
+                    attn_out: Linear::load(&w, &n(o), h, h)?,
+                    attn_norm: LayerNorm::load(&w, &n(norm), h, eps)?,
                     intermediate: Linear::load(&w, &n("intermediate.dense"), i, h)?,
                     output: Linear::load(&w, &n("output.dense"), h, i)?,
                     out_norm: LayerNorm::load(&w, &n("output.LayerNorm"), h, eps)?,
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
+        let arch = if mpnet {
+            let heads = config.num_attention_heads;
+            let num_buckets = config.relative_attention_num_buckets;
+            let max = config.max_position_embeddings as i64;
+            Arch::MpNet {
+                relative_bias: w.get(
+                    &format!("{p}encoder.relative_attention_bias.weight"),
+                    &[num_buckets, heads],
+                )?,
+                buckets: (-max..=max)
+                    .map(|r| relative_position_bucket(r, num_buckets, 128))
+                    .collect(),
+            }
+        } else {
+            Arch::Bert {
+                token_type: w.get(
+                    &format!("{p}embeddings.token_type_embeddings.weight"),
+                    &[config.type_vocab_size, h],
+                )?,
+            }
+        };
         Ok(Bert {
             word: w.get(
                 &format!("{p}embeddings.word_embeddings.weight"),
@@ -222,12 +313,9 @@ impl Bert {
                 &format!("{p}embeddings.position_embeddings.weight"),
                 &[config.max_position_embeddings, h],
             )?,
-            token_type: w.get(
-                &format!("{p}embeddings.token_type_embeddings.weight"),
-                &[config.type_vocab_size, h],
-            )?,
             emb_norm: LayerNorm::load(&w, &format!("{p}embeddings.LayerNorm"), h, eps)?,
             layers,
+            arch,
             config,
         })
     }
@@ -249,14 +337,24 @@ impl Bert {
         ws.x.clear();
         for (pos, (&id, &t)) in ids.iter().zip(type_ids).enumerate() {
             let word = &self.word[id as usize * h..][..h];
-            let position = &self.position[pos * h..][..h];
-            let typ = &self.token_type[t as usize * h..][..h];
-            ws.x.extend(
-                word.iter()
-                    .zip(position)
-                    .zip(typ)
-                    .map(|((a, b), c)| a + b + c),
-            );
+            match &self.arch {
+                Arch::Bert { token_type } => {
+                    let position = &self.position[pos * h..][..h];
+                    let typ = &token_type[t as usize * h..][..h];
+                    ws.x.extend(
+                        word.iter()
+                            .zip(position)
+                            .zip(typ)
+                            .map(|((a, b), c)| a + b + c),
+                    );
+                }
+                Arch::MpNet { .. } => {
+                    // No padding inside a sequence run alone, so position i is pad + 1 + i.
+                    let p = self.config.pad_token_id + 1 + pos;
+                    let position = &self.position[p * h..][..h];
+                    ws.x.extend(word.iter().zip(position).map(|(a, b)| a + b));
+                }
+            }
         }
         self.emb_norm.apply(&mut ws.x);
         for layer in &self.layers {
@@ -324,6 +422,19 @@ impl Bert {
                     false,
                     gemm::Parallelism::None,
                 );
+            }
+            if let Arch::MpNet {
+                relative_bias,
+                buckets,
+            } = &self.arch
+            {
+                let max = self.config.max_position_embeddings;
+                for (i, row) in ws.scores.chunks_exact_mut(len).enumerate() {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        let bucket = buckets[j + max - i];
+                        *v += relative_bias[bucket * heads + head];
+                    }
+                }
             }
             for row in ws.scores.chunks_exact_mut(len) {
                 let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -398,6 +509,55 @@ fn gelu_tanh(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mpnet_buckets_match_pytorch() {
+        // Where transformers' MPNetEncoder.relative_position_bucket (PyTorch 2.15) changes value
+        // over relative positions -520..=520: (first relative position, bucket).
+        const STEPS: [(i64, usize); 31] = [
+            (-520, 15),
+            (-90, 14),
+            (-63, 13),
+            (-45, 12),
+            (-31, 11),
+            (-22, 10),
+            (-15, 9),
+            (-11, 8),
+            (-7, 7),
+            (-6, 6),
+            (-5, 5),
+            (-4, 4),
+            (-3, 3),
+            (-2, 2),
+            (-1, 1),
+            (0, 0),
+            (1, 17),
+            (2, 18),
+            (3, 19),
+            (4, 20),
+            (5, 21),
+            (6, 22),
+            (7, 23),
+            (8, 24),
+            (12, 25),
+            (16, 26),
+            (23, 27),
+            (32, 28),
+            (46, 29),
+            (64, 30),
+            (91, 31),
+        ];
+        for (i, &(start, bucket)) in STEPS.iter().enumerate() {
+            let end = STEPS.get(i + 1).map_or(521, |s| s.0);
+            for r in start..end {
+                assert_eq!(
+                    super::relative_position_bucket(r, 32, 128),
+                    bucket,
+                    "r = {r}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn erf_is_accurate() {
         // A&S 7.1.26 is within 1.5e-7 in exact arithmetic; evaluated in f32 the error measured

