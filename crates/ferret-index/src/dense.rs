@@ -1,12 +1,16 @@
 //! The dense representation: vectors from a sentence encoder, one file per docstore chunk,
 //! memory-mapped for exact (brute-force) inner-product search.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::path::Path;
 
 use ferret_models::SentenceEncoder;
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use crate::docstore::{ChunkInfo, Docstore};
-use crate::manifest::{DenseFile, DenseInfo};
+use crate::manifest::{DenseFile, DenseInfo, VectorType};
 use crate::{DocNo, Document, IndexError};
 
 /// The text a document is embedded as: title and text joined by a space (the BEIR/MTEB
@@ -25,16 +29,18 @@ pub fn model_slug(model: &str) -> String {
 }
 
 /// Encodes internal numbers `first..first + count` from the docstore and writes them as one
-/// vector file (fsynced). Deleted documents are encoded too, so rows stay aligned.
+/// vector file of `dtype` elements (fsynced). Deleted documents are encoded too, so rows stay
+/// aligned.
 pub(crate) fn encode_chunk(
     encoder: &SentenceEncoder,
     docstore: &Docstore,
     first: DocNo,
     count: u32,
+    dtype: VectorType,
     path: &Path,
 ) -> Result<(), IndexError> {
     const BATCH: usize = 256;
-    let mut bytes = Vec::with_capacity(count as usize * encoder.dim() * 4);
+    let mut bytes = Vec::with_capacity(count as usize * encoder.dim() * dtype.bytes());
     let mut d = first;
     let end = first + count;
     while d < end {
@@ -51,7 +57,12 @@ pub(crate) fn encode_chunk(
                 message: e.to_string(),
             })?;
         for v in vectors {
-            bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+            match dtype {
+                VectorType::F32 => bytes.extend(v.iter().flat_map(|x| x.to_le_bytes())),
+                VectorType::F16 => {
+                    bytes.extend(v.iter().flat_map(|x| f16::from_f32(*x).to_le_bytes()))
+                }
+            }
         }
         d = upto;
     }
@@ -97,7 +108,7 @@ impl DenseReader {
             let f = std::fs::File::open(&path).map_err(IndexError::io(&path))?;
             // SAFETY: index files are immutable once committed; the map is only read.
             let mmap = unsafe { memmap2::Mmap::map(&f) }.map_err(IndexError::io(&path))?;
-            if mmap.len() != count as usize * info.dim * 4 {
+            if mmap.len() != count as usize * info.dim * info.dtype.bytes() {
                 return Err(IndexError::Invalid {
                     path,
                     message: format!(
@@ -137,23 +148,37 @@ impl DenseReader {
         self.info.dim
     }
 
-    fn rows(&self, chunk: &memmap2::Mmap) -> &[f32] {
-        // SAFETY: a file mapping starts page-aligned (so f32-aligned) and its length was checked
-        // to be a whole number of vectors; the mapping lives as long as `self`.
-        unsafe { std::slice::from_raw_parts(chunk.as_ptr().cast::<f32>(), chunk.len() / 4) }
+    fn rows(&self, chunk: &memmap2::Mmap) -> Rows<'_> {
+        // SAFETY: a file mapping starts page-aligned (so f32- and f16-aligned) and its length
+        // was checked to be a whole number of vectors; the mapping lives as long as `self`.
+        unsafe {
+            match self.info.dtype {
+                VectorType::F32 => Rows::F32(std::slice::from_raw_parts(
+                    chunk.as_ptr().cast::<f32>(),
+                    chunk.len() / 4,
+                )),
+                VectorType::F16 => Rows::F16(std::slice::from_raw_parts(
+                    chunk.as_ptr().cast::<f16>(),
+                    chunk.len() / 2,
+                )),
+            }
+        }
     }
 
-    /// The stored vector of an internal number.
-    pub fn vector(&self, d: DocNo) -> Option<&[f32]> {
+    /// The stored vector of an internal number (converted to f32 when stored as f16).
+    pub fn vector(&self, d: DocNo) -> Option<Cow<'_, [f32]>> {
         let (first, m) = self.chunks.iter().rev().find(|(first, _)| *first <= d)?;
-        let rows = self.rows(m);
         let i = (d - first) as usize * self.dim();
-        rows.get(i..i + self.dim())
+        let dim = self.dim();
+        match self.rows(m) {
+            Rows::F32(rows) => rows.get(i..i + dim).map(Cow::Borrowed),
+            Rows::F16(rows) => rows.get(i..i + dim).map(|v| Cow::Owned(v.to_f32_vec())),
+        }
     }
 
     /// Inner-product score of `query` against one document.
     pub fn score(&self, query: &[f32], d: DocNo) -> Option<f32> {
-        self.vector(d).map(|v| dot(query, v))
+        self.vector(d).map(|v| dot(query, &v))
     }
 
     /// Exact top-k by inner product over live documents; ties go to the lower number.
@@ -166,11 +191,27 @@ impl DenseReader {
         let dim = self.dim();
         let mut hits: Vec<(DocNo, f32)> = Vec::new();
         for (first, m) in &self.chunks {
-            for (i, row) in self.rows(m).chunks_exact(dim).enumerate() {
-                let d = first + i as DocNo;
-                if !is_deleted(d) {
-                    hits.push((d, dot(query, row)));
+            match self.rows(m) {
+                Rows::F32(rows) => {
+                    for (i, row) in rows.chunks_exact(dim).enumerate() {
+                        let d = first + i as DocNo;
+                        if !is_deleted(d) {
+                            hits.push((d, dot(query, row)));
+                        }
+                    }
                 }
+                Rows::F16(rows) => F16_ROW.with(|buf| {
+                    let buf = &mut *buf.borrow_mut();
+                    buf.resize(dim, 0.0);
+                    for (i, row) in rows.chunks_exact(dim).enumerate() {
+                        let d = first + i as DocNo;
+                        if !is_deleted(d) {
+                            // SIMD conversion (F16C where the CPU has it), then the f32 dot.
+                            row.convert_to_f32_slice(buf);
+                            hits.push((d, dot(query, buf)));
+                        }
+                    }
+                }),
             }
         }
         let order = |a: &(DocNo, f32), b: &(DocNo, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
@@ -181,6 +222,17 @@ impl DenseReader {
         hits.sort_unstable_by(order);
         hits
     }
+}
+
+/// A chunk's vectors as stored.
+enum Rows<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+thread_local! {
+    /// One f16 row converted to f32, reused across rows.
+    static F16_ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Dot product in 16 independent lanes, which the compiler turns into SIMD.

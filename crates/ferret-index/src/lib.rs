@@ -26,9 +26,9 @@ pub mod writer;
 pub use document::Document;
 pub use error::IndexError;
 pub use lexical::{FieldMode, LexicalReader};
-pub use manifest::Manifest;
+pub use manifest::{Manifest, VectorType};
 pub use reader::Index;
-pub use writer::{IndexOptions, IndexStats, IndexWriter, Progress};
+pub use writer::{DenseOptions, IndexOptions, IndexStats, IndexWriter, Progress};
 
 /// Internal document number, dense from 0, never reused inside one index.
 pub type DocNo = u32;

@@ -58,10 +58,56 @@ pub struct DenseInfo {
     pub dim: usize,
     /// sha256 of the weights that made the vectors.
     pub weights_sha256: String,
+    /// How the vectors are stored.
+    #[serde(default)]
+    pub dtype: VectorType,
+    /// Prefixes given at indexing time instead of the model's own prompts (the query prefix is
+    /// used by every search of these vectors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_prefix: Option<String>,
     pub files: Vec<DenseFile>,
     /// An HNSW graph over the live documents' vectors, if one was built.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hnsw: Option<HnswInfo>,
+}
+
+/// The element type of stored vectors: f32, or f16 at half the size (converted back to f32
+/// when read; scores are computed in f32).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorType {
+    #[default]
+    F32,
+    F16,
+}
+
+impl VectorType {
+    pub fn bytes(self) -> usize {
+        match self {
+            VectorType::F32 => 4,
+            VectorType::F16 => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            VectorType::F32 => "f32",
+            VectorType::F16 => "f16",
+        }
+    }
+}
+
+impl std::str::FromStr for VectorType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(VectorType::F32),
+            "f16" => Ok(VectorType::F16),
+            _ => Err(format!("unknown vector type '{s}' (known: f32, f16)")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

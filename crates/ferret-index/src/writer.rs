@@ -24,10 +24,21 @@ use crate::hnsw::{self, HnswParams};
 use crate::lexical::{FieldMode, LexicalWriter};
 use crate::manifest::{
     sync_dir, DenseFile, DenseInfo, HnswInfo, LexicalInfo, Manifest, Representations, Shard,
-    FORMAT_VERSION, MANIFEST, MANIFEST_NEXT,
+    VectorType, FORMAT_VERSION, MANIFEST, MANIFEST_NEXT,
 };
 use crate::reader::{committed_manifest, Index};
 use crate::{DocNo, Document, IndexError};
+
+/// How `IndexWriter::add_dense` stores a dense representation.
+#[derive(Debug, Clone, Default)]
+pub struct DenseOptions {
+    /// Build an HNSW graph over the vectors.
+    pub hnsw: Option<HnswParams>,
+    pub dtype: VectorType,
+    /// Override the model's query / document prompts (recorded in the manifest).
+    pub query_prefix: Option<String>,
+    pub document_prefix: Option<String>,
+}
 
 /// How to build the lexical representation and how much to use while doing it.
 #[derive(Debug, Clone)]
@@ -100,7 +111,7 @@ pub struct IndexWriter {
     dense: Vec<DenseInfo>,
     /// Models whose representation is new in this writer (id as given), and whether to build
     /// an HNSW graph for each.
-    dense_requested: Vec<(String, Option<HnswParams>)>,
+    dense_requested: Vec<(String, DenseOptions)>,
 }
 
 impl IndexWriter {
@@ -331,8 +342,8 @@ impl IndexWriter {
     /// needed). Every document, existing or added by this writer, is encoded at commit.
     /// With `hnsw`, an HNSW graph is built over its vectors too (and rebuilt by later commits
     /// that add or delete documents).
-    pub fn add_dense(&mut self, model: &str, hnsw: Option<HnswParams>) {
-        self.dense_requested.push((model.to_string(), hnsw));
+    pub fn add_dense(&mut self, model: &str, options: DenseOptions) {
+        self.dense_requested.push((model.to_string(), options));
     }
 
     /// Encodes every chunk that lacks vectors for a dense representation.
@@ -350,7 +361,8 @@ impl IndexWriter {
             .build()
             .expect("building a thread pool");
         let mut rebuild_graph: Vec<bool> = vec![self.stats.deleted > 0; self.dense.len()];
-        for (model, hnsw) in std::mem::take(&mut self.dense_requested) {
+        for (model, options) in std::mem::take(&mut self.dense_requested) {
+            let hnsw = options.hnsw;
             let resolved = ferret_models::source::resolve(&model).map_err(model_err)?;
             if let Some(i) = self.dense.iter().position(|d| d.model == resolved.info.id) {
                 if let Some(params) = hnsw {
@@ -367,6 +379,9 @@ impl IndexWriter {
                 model: resolved.info.id.clone(),
                 dim: encoder.dim(),
                 weights_sha256: resolved.info.weights_sha256.clone(),
+                dtype: options.dtype,
+                query_prefix: options.query_prefix,
+                document_prefix: options.document_prefix,
                 files: Vec::new(),
                 hnsw: hnsw.map(|params| HnswInfo {
                     file: String::new(),
@@ -400,12 +415,17 @@ impl IndexWriter {
                     ),
                 });
             }
-            let encoder = ferret_models::SentenceEncoder::load(&resolved.dir).map_err(model_err)?;
+            let mut encoder =
+                ferret_models::SentenceEncoder::load(&resolved.dir).map_err(model_err)?;
+            if let Some(p) = &info.document_prefix {
+                encoder.document_prefix = p.clone();
+            }
             for c in missing {
                 let file = format!(
-                    "dense/{}/vectors-{:06}.f32",
+                    "dense/{}/vectors-{:06}.{}",
                     dense::model_slug(&info.model),
-                    c.generation
+                    c.generation,
+                    info.dtype.name()
                 );
                 tracing::info!("encoding {} documents with {}", c.count, info.model);
                 pool.install(|| {
@@ -414,6 +434,7 @@ impl IndexWriter {
                         &docstore,
                         c.first,
                         c.count,
+                        info.dtype,
                         &self.dir.join(&file),
                     )
                 })?;
@@ -438,10 +459,11 @@ impl IndexWriter {
                 ..info.clone()
             };
             let reader = dense::DenseReader::open(&self.dir, &vectors, &self.chunks)?;
-            let rows: Vec<(DocNo, &[f32])> = (0..self.next_docno)
+            let owned: Vec<(DocNo, std::borrow::Cow<'_, [f32]>)> = (0..self.next_docno)
                 .filter(|d| !self.deleted.contains(d))
                 .filter_map(|d| reader.vector(d).map(|v| (d, v)))
                 .collect();
+            let rows: Vec<(DocNo, &[f32])> = owned.iter().map(|(d, v)| (*d, v.as_ref())).collect();
             tracing::info!(
                 "building an HNSW graph over {} vectors of {}",
                 rows.len(),

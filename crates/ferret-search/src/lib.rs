@@ -21,11 +21,20 @@ pub use queries::Query;
 pub use stage::{Hit, Stage};
 pub use trace::Trace;
 
-/// Builds a ready-to-run stage tree from pipeline text.
+/// Builds a ready-to-run stage tree from a pipeline in text or JSON form (text starting with
+/// `{`).
 pub fn prepare(
     text: &str,
     index: &std::sync::Arc<ferret_index::Index>,
 ) -> Result<Box<dyn Stage>, SearchError> {
-    let expr = pipeline::parse(text)?;
-    registry::prepare(&expr, index).map_err(|e| e.with_source_text(text))
+    let expr = pipeline::parse_any(text)?;
+    if pipeline::is_json(text) {
+        // Positions point into text; the JSON form has none to show.
+        registry::prepare(&expr, index).map_err(|e| match e {
+            SearchError::Pipeline(p) => SearchError::Invalid(format!("pipeline: {}", p.message)),
+            other => other,
+        })
+    } else {
+        registry::prepare(&expr, index).map_err(|e| e.with_source_text(text))
+    }
 }

@@ -144,6 +144,21 @@ fn is_name_char(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/')
 }
 
+/// Whether `text` is a pipeline in JSON form.
+pub fn is_json(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+}
+
+/// Parses a pipeline in either form: JSON (the serde form of [`Expr`]) when it starts with
+/// `{`, the text language otherwise.
+pub fn parse_any(text: &str) -> Result<Expr, SearchError> {
+    if is_json(text) {
+        serde_json::from_str(text).map_err(|e| SearchError::Invalid(format!("pipeline JSON: {e}")))
+    } else {
+        parse(text)
+    }
+}
+
 /// Parses pipeline text. Errors carry the position and the text, for a caret display.
 pub fn parse(text: &str) -> Result<Expr, SearchError> {
     let mut p = Parser {

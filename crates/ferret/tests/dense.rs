@@ -477,3 +477,116 @@ fn bad_downloads_leave_no_cache_entry() {
     );
     no_cache_entries(&models);
 }
+
+/// f16 storage halves the vector files and ranks as f32 does; prefixes given at indexing are
+/// recorded in the manifest and used for queries.
+#[test]
+fn f16_vectors_and_prefixes() {
+    let home = ferret_home();
+    ok_in(&home, &["models", "pull", "all-minilm-l6-v2"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dataset("beir-scifact");
+    // The first 300 SciFact documents.
+    let corpus = tmp.path().join("corpus.jsonl");
+    let text = {
+        use std::io::Read;
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(d.join("corpus.jsonl.gz")).unwrap())
+            .read_to_string(&mut s)
+            .unwrap();
+        s.lines().take(300).collect::<Vec<_>>().join("\n")
+    };
+    std::fs::write(&corpus, text).unwrap();
+    let build = |name: &str, extra: &[&str]| {
+        let idx = tmp.path().join(name);
+        let mut args = vec![
+            "index",
+            "--corpus",
+            s(&corpus),
+            "--index",
+            s(&idx),
+            "--dense",
+            "all-minilm-l6-v2",
+        ];
+        args.extend_from_slice(extra);
+        ok_in(&home, &args);
+        idx
+    };
+    let f32_idx = build("f32", &[]);
+    let f16_idx = build("f16", &["--dense-dtype", "f16"]);
+    let prefixed = build(
+        "prefixed",
+        &[
+            "--query-prefix",
+            "query: ",
+            "--document-prefix",
+            "passage: ",
+        ],
+    );
+    let size = |idx: &Path, ext: &str| {
+        std::fs::read_dir(idx.join("dense/sentence-transformers--all-MiniLM-L6-v2"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
+            .map(|p| p.metadata().unwrap().len())
+            .sum::<u64>()
+    };
+    assert_eq!(size(&f32_idx, "f32"), 300 * 384 * 4);
+    assert_eq!(size(&f16_idx, "f16"), 300 * 384 * 2);
+
+    let hits = |idx: &Path, query: &str| -> Vec<(String, f64)> {
+        let out = ok_in(
+            &home,
+            &[
+                "search",
+                s(idx),
+                query,
+                "--pipeline",
+                "dense(exact=1)",
+                "-k",
+                "10",
+                "--json",
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    h["id"].as_str().unwrap().to_string(),
+                    h["score"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    for q in [
+        "vitamin D deficiency and bone density",
+        "stem cell therapy in mice",
+    ] {
+        let (a, b) = (hits(&f32_idx, q), hits(&f16_idx, q));
+        // The same top 3 (scores rounded to f16 can only swap near-ties further down), and
+        // every score within f16 rounding of f32's.
+        assert_eq!(
+            a.iter().take(3).map(|h| &h.0).collect::<Vec<_>>(),
+            b.iter().take(3).map(|h| &h.0).collect::<Vec<_>>()
+        );
+        for (id, score) in &b {
+            if let Some((_, s32)) = a.iter().find(|(i, _)| i == id) {
+                assert!((score - s32).abs() < 2e-3, "{id}: f16 {score} vs f32 {s32}");
+            }
+        }
+        assert_ne!(hits(&prefixed, q), a, "the prefixes change the embeddings");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(prefixed.join("manifest.json")).unwrap())
+            .unwrap();
+    let dense = &manifest["representations"]["dense"][0];
+    assert_eq!(dense["query_prefix"], "query: ");
+    assert_eq!(dense["document_prefix"], "passage: ");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(f16_idx.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["representations"]["dense"][0]["dtype"], "f16");
+}

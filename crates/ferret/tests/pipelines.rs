@@ -220,6 +220,22 @@ fn bad_pipelines_are_clear_errors() {
         let err = search(pipeline);
         assert!(err.contains(expected), "{pipeline}: {err}");
     }
+    // The JSON form: the same stages, and errors without a text position.
+    let json = r#"{"op": "stage", "name": "rrf", "inputs": [{"op": "stage", "name": "bm25"}, {"op": "stage", "name": "bm25", "args": [{"name": "k1", "value": 1.2}]}]}"#;
+    let out = ferret_ok(&["search", s(&idx), "cancer", "--pipeline", json, "-k", "3"]);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let err = search(r#"{"op": "stage", "name": "rm4"}"#);
+    assert!(
+        err.contains("unknown stage 'rm4'") && !err.contains("position"),
+        "{err}"
+    );
+    let err = search(r#"{"op": "stage", "nam": "bm25"}"#);
+    assert!(err.contains("pipeline JSON: unknown field `nam`"), "{err}");
+    let err = search(r#"{"op": "stage", "name": "#);
+    assert!(
+        err.contains("pipeline JSON:") && err.contains("column"),
+        "{err}"
+    );
     // Parse errors point at the position with a caret.
     let err = search("rrf(bm25,, dense)");
     assert!(

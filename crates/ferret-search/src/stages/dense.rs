@@ -40,7 +40,10 @@ pub(crate) fn bind(
             ),
         ));
     }
-    let encoder = SentenceEncoder::load(&resolved.dir).map_err(model_err)?;
+    let mut encoder = SentenceEncoder::load(&resolved.dir).map_err(model_err)?;
+    if let Some(p) = &info.query_prefix {
+        encoder.query_prefix = p.clone();
+    }
     if encoder.dim() != info.dim {
         return Err(SearchError::at(
             at,

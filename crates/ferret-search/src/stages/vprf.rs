@@ -98,7 +98,7 @@ impl Stage for VectorPrf {
         };
         let reader = self.index.dense(Some(&self.model))?;
         let q = embed_query(&self.encoder, query)?;
-        let feedback: Vec<&[f32]> = cands
+        let feedback: Vec<std::borrow::Cow<'_, [f32]>> = cands
             .iter()
             .take(self.depth)
             .filter_map(|h| reader.vector(h.doc))
@@ -109,7 +109,7 @@ impl Stage for VectorPrf {
         let n = feedback.len() as f32;
         let mut centroid = vec![0f32; q.len()];
         for d in &feedback {
-            for (c, x) in centroid.iter_mut().zip(*d) {
+            for (c, x) in centroid.iter_mut().zip(d.iter()) {
                 *c += x;
             }
         }

@@ -81,7 +81,7 @@ impl RunCard {
         run_path: &Path,
         outcome: &Outcome,
     ) -> anyhow::Result<Self> {
-        let expr = ferret_search::pipeline::parse(&set.pipeline)?;
+        let expr = ferret_search::pipeline::parse_any(&set.pipeline)?;
         let n = outcome.queries.len();
         Ok(RunCard {
             ferret_version: env!("CARGO_PKG_VERSION").to_string(),

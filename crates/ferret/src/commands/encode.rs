@@ -26,6 +26,9 @@ pub struct Args {
     /// Threads (default: all cores)
     #[arg(long)]
     threads: Option<usize>,
+    /// Text put before every input instead of the model's own document / query prompt
+    #[arg(long)]
+    prefix: Option<String>,
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
@@ -68,6 +71,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         .num_threads(a.threads.unwrap_or_else(super::default_threads))
         .build()?;
     let start = Instant::now();
+    let prefix = a.prefix.as_deref().unwrap_or(prefix);
     let vectors = pool.install(|| encoder.encode(&refs, prefix))?;
     let secs = start.elapsed().as_secs_f64();
     let file = std::fs::File::create(&a.output)

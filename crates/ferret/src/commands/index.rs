@@ -30,6 +30,16 @@ pub struct Args {
     /// repeatable). Without --corpus, adds it to an existing index.
     #[arg(long, value_name = "MODEL")]
     dense: Vec<String>,
+    /// How --dense vectors are stored: f32, or f16 (half the size, scores computed in f32)
+    #[arg(long, default_value = "f32")]
+    dense_dtype: ferret_index::VectorType,
+    /// Text put before every query for --dense models, instead of the model's own prompt
+    /// (e.g. "query: " for E5); recorded in the manifest and used by every search
+    #[arg(long)]
+    query_prefix: Option<String>,
+    /// Text put before every document for --dense models, instead of the model's own prompt
+    #[arg(long)]
+    document_prefix: Option<String>,
     /// Also build an HNSW graph (usearch) over each --dense model's vectors
     #[arg(long)]
     hnsw: bool,
@@ -77,7 +87,15 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     }
     for model in &a.dense {
         eprintln!("encoding the documents with {model} (dense representation)");
-        writer.add_dense(model, a.hnsw.then(ferret_index::hnsw::HnswParams::default));
+        writer.add_dense(
+            model,
+            ferret_index::DenseOptions {
+                hnsw: a.hnsw.then(ferret_index::hnsw::HnswParams::default),
+                dtype: a.dense_dtype,
+                query_prefix: a.query_prefix.clone(),
+                document_prefix: a.document_prefix.clone(),
+            },
+        );
     }
     let stats = writer.commit()?;
     let index = ferret_index::Index::open(&a.index)?;

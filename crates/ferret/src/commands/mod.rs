@@ -28,7 +28,7 @@ pub struct QuerySetArgs {
     /// Only the queries judged in this qrels file (and, for `run`, print their evaluation)
     #[arg(long)]
     pub qrels: Option<PathBuf>,
-    /// Ranking pipeline, e.g. "bm25(k1=0.9,b=0.4) % 1000"
+    /// Ranking pipeline, e.g. "bm25(k1=0.9,b=0.4) % 1000", or its JSON form ({"op": ...})
     #[arg(long, default_value = "bm25")]
     pub pipeline: String,
     /// Results per query

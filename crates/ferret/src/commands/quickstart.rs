@@ -192,7 +192,7 @@ fn build_index(r: &Recipe, dir: &Path, index_dir: &Path) -> anyhow::Result<()> {
     w.add_corpus(&corpus_file(dir)?, &mut |_, _, _| {})?;
     for model in r.models {
         eprintln!("{}: encoding the documents with {model}", r.dataset);
-        w.add_dense(model, None);
+        w.add_dense(model, ferret_index::DenseOptions::default());
     }
     let stats = w.commit()?;
     eprintln!(
