@@ -181,6 +181,44 @@ impl DenseReader {
         self.vector(d).map(|v| dot(query, &v))
     }
 
+    /// [`DenseReader::search`] for many queries at once (GEMM over blocks of vectors; see
+    /// [`top_k_batch`]), spread over the current rayon pool by groups of queries.
+    pub fn search_batch(
+        &self,
+        queries: &[Vec<f32>],
+        k: usize,
+        is_deleted: &(dyn Fn(DocNo) -> bool + Sync),
+    ) -> Vec<Vec<(DocNo, f32)>> {
+        use rayon::prelude::*;
+        const GROUP: usize = 64;
+        let dim = self.dim();
+        queries
+            .par_chunks(GROUP)
+            .flat_map_iter(|group| {
+                let flat: Vec<f32> = group.iter().flatten().copied().collect();
+                let mut tops: Vec<TopK> = group.iter().map(|_| TopK::new(k)).collect();
+                let mut converted = Vec::new();
+                for (first, m) in &self.chunks {
+                    match self.rows(m) {
+                        Rows::F32(rows) => {
+                            top_k_batch(&flat, rows, dim, *first, is_deleted, &mut tops)
+                        }
+                        // Converted a block at a time, never the whole chunk.
+                        Rows::F16(rows) => {
+                            for (i, block) in rows.chunks(BLOCK_ROWS * dim).enumerate() {
+                                converted.resize(block.len(), 0.0);
+                                block.convert_to_f32_slice(&mut converted);
+                                let at = first + (i * BLOCK_ROWS) as DocNo;
+                                top_k_batch(&flat, &converted, dim, at, is_deleted, &mut tops);
+                            }
+                        }
+                    }
+                }
+                tops.into_iter().map(TopK::into_sorted)
+            })
+            .collect()
+    }
+
     /// Exact top-k by inner product over live documents; ties go to the lower number.
     pub fn search(
         &self,
@@ -224,6 +262,114 @@ impl DenseReader {
     }
 }
 
+/// The best `k` (score, internal number) pairs seen so far; equal scores prefer the lower
+/// number, as exact search does.
+pub struct TopK {
+    k: usize,
+    heap: std::collections::BinaryHeap<Worst>,
+}
+
+/// Heap order: the top is the entry to evict first (lowest score, then highest number).
+#[derive(PartialEq)]
+struct Worst(f32, DocNo);
+
+impl Eq for Worst {}
+impl PartialOrd for Worst {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Worst {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.0.total_cmp(&self.0).then(self.1.cmp(&other.1))
+    }
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: std::collections::BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    pub fn push(&mut self, d: DocNo, score: f32) {
+        if self.heap.len() < self.k {
+            self.heap.push(Worst(score, d));
+        } else if let Some(worst) = self.heap.peek() {
+            if score > worst.0 || (score == worst.0 && d < worst.1) {
+                self.heap.pop();
+                self.heap.push(Worst(score, d));
+            }
+        }
+    }
+
+    /// Best first.
+    pub fn into_sorted(self) -> Vec<(DocNo, f32)> {
+        let mut v: Vec<(DocNo, f32)> = self.heap.into_iter().map(|w| (w.1, w.0)).collect();
+        v.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+}
+
+/// Rows scored per GEMM in [`top_k_batch`].
+const BLOCK_ROWS: usize = 512;
+
+/// Exact inner-product top-k of many queries at once over `rows` ([n, dim], row-major, first
+/// row = internal number `first`), merged into `tops` (one per query). Each block of rows is
+/// scored against all queries with one GEMM, so the vectors are read once per batch of queries
+/// rather than once per query — what makes exact search over large collections
+/// memory-bandwidth-friendly.
+pub fn top_k_batch(
+    queries: &[f32],
+    rows: &[f32],
+    dim: usize,
+    first: DocNo,
+    is_deleted: &(dyn Fn(DocNo) -> bool + Sync),
+    tops: &mut [TopK],
+) {
+    let b = tops.len();
+    debug_assert_eq!(queries.len(), b * dim);
+    let mut scores = vec![0f32; b * BLOCK_ROWS];
+    for (block, chunk) in rows.chunks(BLOCK_ROWS * dim).enumerate() {
+        let n = chunk.len() / dim;
+        // SAFETY: queries hold b×dim floats, chunk n×dim and scores at least b×n; the strides
+        // describe exactly those row-major shapes (chunk read as its transpose).
+        unsafe {
+            gemm::gemm(
+                b,
+                n,
+                dim,
+                scores.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                queries.as_ptr(),
+                1,
+                dim as isize,
+                chunk.as_ptr(),
+                dim as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        let base = first + (block * BLOCK_ROWS) as DocNo;
+        for (q, top) in tops.iter_mut().enumerate() {
+            for (j, &s) in scores[q * n..(q + 1) * n].iter().enumerate() {
+                let d = base + j as DocNo;
+                if !is_deleted(d) {
+                    top.push(d, s);
+                }
+            }
+        }
+    }
+}
+
 /// A chunk's vectors as stored.
 enum Rows<'a> {
     F32(&'a [f32]),
@@ -251,4 +397,35 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batched_top_k_equals_one_query_at_a_time() {
+        // Small integers: every product is exact in f32, so both paths must agree bit for
+        // bit, ties (broken by the lower number) included.
+        let (n, dim, k) = (1300, 24, 17);
+        let value = |i: usize| ((i * 7919) % 11) as f32 - 5.0;
+        let rows: Vec<f32> = (0..n * dim).map(value).collect();
+        let queries: Vec<f32> = (0..5 * dim).map(|i| value(i * 31 + 3)).collect();
+        let deleted = |d: DocNo| d.is_multiple_of(97);
+        let mut tops: Vec<TopK> = (0..5).map(|_| TopK::new(k)).collect();
+        // Two "chunks", the second starting at internal number 700.
+        top_k_batch(&queries, &rows[..700 * dim], dim, 0, &deleted, &mut tops);
+        top_k_batch(&queries, &rows[700 * dim..], dim, 700, &deleted, &mut tops);
+        for (q, top) in queries.chunks(dim).zip(tops) {
+            let mut expected: Vec<(DocNo, f32)> = rows
+                .chunks(dim)
+                .enumerate()
+                .map(|(i, r)| (i as DocNo, dot(q, r)))
+                .filter(|(d, _)| !deleted(*d))
+                .collect();
+            expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            expected.truncate(k);
+            assert_eq!(top.into_sorted(), expected);
+        }
+    }
 }

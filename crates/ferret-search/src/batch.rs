@@ -33,6 +33,23 @@ pub fn search_queries_traced(
         .build()
         .map_err(|e| SearchError::Invalid(format!("cannot start {threads} threads: {e}")))?;
     let done = std::sync::atomic::AtomicUsize::new(0);
+    if !explain {
+        // Stages with a batched path take the queries a block at a time.
+        const BLOCK: usize = 1024;
+        let mut out = Vec::with_capacity(queries.len());
+        for block in queries.chunks(BLOCK) {
+            match pool.install(|| stage.run_batch(block, k)) {
+                None => break,
+                Some(result) => {
+                    out.extend(result?.into_iter().map(|hits| (hits, Trace::off())));
+                    progress(out.len());
+                }
+            }
+        }
+        if out.len() == queries.len() {
+            return Ok(out);
+        }
+    }
     pool.install(|| {
         queries
             .par_iter()

@@ -28,6 +28,17 @@ pub trait Stage: Send + Sync {
         trace: &mut Trace,
     ) -> Result<Vec<Hit>, SearchError>;
 
+    /// Runs many queries at once when the stage has a faster batched path (exact dense search:
+    /// one GEMM per block of vectors for a whole batch of queries); `None` when it has not, and
+    /// the queries are run one by one. Only for stages that start a pipeline (no candidates).
+    fn run_batch(
+        &self,
+        _queries: &[Query],
+        _k: usize,
+    ) -> Option<Result<Vec<Vec<Hit>>, SearchError>> {
+        None
+    }
+
     /// How this stage combines its inputs' scores, for explain output (fusion stages).
     fn formula(&self) -> Option<String> {
         None
@@ -66,6 +77,10 @@ impl Stage for Cutoff {
 
     fn formula(&self) -> Option<String> {
         self.input.formula()
+    }
+
+    fn run_batch(&self, queries: &[Query], k: usize) -> Option<Result<Vec<Vec<Hit>>, SearchError>> {
+        self.input.run_batch(queries, k.min(self.k))
     }
 
     fn run(

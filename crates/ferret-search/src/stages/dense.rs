@@ -149,4 +149,31 @@ impl Stage for Dense {
         let q = embed_query(&self.encoder, query)?;
         search(&self.index, &self.model, self.method, &q, candidates, k)
     }
+
+    fn run_batch(&self, queries: &[Query], k: usize) -> Option<Result<Vec<Vec<Hit>>, SearchError>> {
+        let reader = match self.index.dense(Some(&self.model)) {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e.into())),
+        };
+        if matches!(self.method, Method::Hnsw { .. }) && reader.hnsw().is_some() {
+            return None;
+        }
+        Some((|| {
+            let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
+            let vectors = self
+                .encoder
+                .encode(&texts, &self.encoder.query_prefix)
+                .map_err(|e| SearchError::Invalid(e.to_string()))?;
+            let docstore = self.index.docstore();
+            let found = reader.search_batch(&vectors, k, &|d| docstore.is_deleted(d));
+            Ok(found
+                .into_iter()
+                .map(|hits| {
+                    hits.into_iter()
+                        .map(|(doc, score)| Hit { doc, score })
+                        .collect()
+                })
+                .collect())
+        })())
+    }
 }
