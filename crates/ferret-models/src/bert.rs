@@ -60,7 +60,7 @@ fn default_type_vocab() -> usize {
 }
 
 /// y = x Wᵀ + b for a row-major x [rows, in] and W [out, in] (PyTorch's `Linear` layout).
-struct Linear {
+pub(crate) struct Linear {
     w: Vec<f32>,
     b: Vec<f32>,
     inp: usize,
@@ -68,7 +68,12 @@ struct Linear {
 }
 
 impl Linear {
-    fn load(w: &Weights, name: &str, out: usize, inp: usize) -> Result<Self, ModelError> {
+    pub(crate) fn load(
+        w: &Weights,
+        name: &str,
+        out: usize,
+        inp: usize,
+    ) -> Result<Self, ModelError> {
         Ok(Linear {
             w: w.get(&format!("{name}.weight"), &[out, inp])?,
             b: w.get(&format!("{name}.bias"), &[out])?,
@@ -77,7 +82,7 @@ impl Linear {
         })
     }
 
-    fn forward(&self, x: &[f32], rows: usize, y: &mut Vec<f32>) {
+    pub(crate) fn forward(&self, x: &[f32], rows: usize, y: &mut Vec<f32>) {
         y.clear();
         for _ in 0..rows {
             y.extend_from_slice(&self.b);

@@ -6,12 +6,15 @@
 //! * [`bert`]: a lean BERT runtime (config.json + model.safetensors) over the `gemm` crate:
 //!   one sequence at a time, no padding, buffers reused, sequences spread over threads.
 //! * [`sentence`]: sentence-transformers models (tokenizer, pooling, normalisation, prefixes).
+//! * [`cross`]: cross-encoders (`BertForSequenceClassification`) scoring (query, passage) pairs.
 
 pub mod bert;
+pub mod cross;
 pub mod error;
 pub mod sentence;
 pub mod source;
 mod weights;
 
+pub use cross::CrossEncoder;
 pub use error::ModelError;
 pub use sentence::SentenceEncoder;

@@ -39,6 +39,11 @@ pub const STAGES: &[(&str, &str, Constructor)] = &[
         stages::rocchio::build,
     ),
     (
+        "rerank",
+        "cross-encoder re-scoring of the incoming candidates: model=<folder or id> (BertForSequenceClassification), max_length=512",
+        stages::rerank::build,
+    ),
+    (
         "tprf",
         "text-based PRF for a re-scoring stage: tprf(scorer, depth=3, agg=sum|max|borda) re-scores the candidates with the query + each top passage",
         stages::text_prf::build,

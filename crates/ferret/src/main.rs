@@ -26,6 +26,8 @@ enum Command {
     Search(commands::search::Args),
     /// Run a pipeline over a query set and write a TREC run
     Run(commands::run::Args),
+    /// Re-order ad-hoc candidates for a query with a cross-encoder (no index needed)
+    Rerank(commands::rerank::Args),
     /// Re-run a run card (<run>.card.json) and check its metrics come out the same
     Reproduce(commands::reproduce::Args),
     /// Grid-search pipeline parameters on a training query set
@@ -59,6 +61,7 @@ fn main() {
         Command::Run(a) => commands::run::main(a),
         Command::Eval(a) => commands::eval::main(a),
         Command::Reproduce(a) => commands::reproduce::main(a),
+        Command::Rerank(a) => commands::rerank::main(a),
         Command::Tune(a) => commands::tune::main(a),
         Command::Bench(a) => commands::bench::main(a),
         Command::BenchAnn(a) => commands::bench_ann::main(a),

@@ -243,3 +243,90 @@ fn bad_pipelines_are_clear_errors() {
         "{err}"
     );
 }
+
+/// The cross-encoder stage and `ferret rerank` score the same pairs the same way (the model is
+/// the shared tiny fixture, whose outputs are checked against transformers in ferret-models).
+#[test]
+fn rerank_stage_and_command_agree() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/tiny-bert-cross-encoder");
+    assert!(
+        fixture.join("model.safetensors").exists(),
+        "fixture missing"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("idx");
+    scifact_index(&idx);
+    let pipeline = format!("bm25 % 10 >> rerank(model='{}')", s(&fixture));
+    let out = ferret_ok(&[
+        "search",
+        s(&idx),
+        "vitamin D deficiency",
+        "--pipeline",
+        &pipeline,
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let hits = v["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 10);
+    let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    // The same ten documents as ad-hoc candidates for `ferret rerank`.
+    let cands = tmp.path().join("cands.jsonl");
+    let lines: Vec<String> = hits
+        .iter()
+        .map(|h| {
+            serde_json::json!({"_id": h["id"], "title": h["title"], "text": h["text"]}).to_string()
+        })
+        .collect();
+    std::fs::write(&cands, lines.join("\n")).unwrap();
+    let out = ferret_ok(&[
+        "rerank",
+        "--model",
+        s(&fixture),
+        "--query",
+        "vitamin D deficiency",
+        "--candidates",
+        s(&cands),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let results = v["results"].as_array().unwrap();
+    for (a, b) in hits.iter().zip(results) {
+        assert_eq!(a["id"], b["id"]);
+        assert!((a["score"].as_f64().unwrap() - b["score"].as_f64().unwrap()).abs() < 1e-6);
+    }
+    // Text-based PRF with the cross-encoder as the scorer runs.
+    let prf = format!(
+        "bm25 % 10 >> tprf(rerank(model='{}'), depth=2, agg=max)",
+        s(&fixture)
+    );
+    ferret_ok(&[
+        "search",
+        s(&idx),
+        "vitamin D deficiency",
+        "--pipeline",
+        &prf,
+    ]);
+    // Errors: no model, a model without a classification head, nothing to re-score.
+    let err = ferret_err(&["search", s(&idx), "x", "--pipeline", "bm25 >> rerank"]);
+    assert!(err.contains("rerank needs model="), "{err}");
+    let err = ferret_err(&[
+        "search",
+        s(&idx),
+        "x",
+        "--pipeline",
+        &format!("rerank(model='{}')", s(&fixture)),
+    ]);
+    assert!(err.contains("rerank re-scores a ranking"), "{err}");
+    let err = ferret_err(&[
+        "rerank",
+        "--model",
+        s(&fixture),
+        "--query",
+        " ",
+        "--candidates",
+        s(&cands),
+    ]);
+    assert!(err.contains("the query is empty"), "{err}");
+}

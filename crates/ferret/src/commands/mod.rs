@@ -7,6 +7,7 @@ pub mod index;
 pub mod models;
 pub mod quickstart;
 pub mod reproduce;
+pub mod rerank;
 pub mod run;
 pub mod search;
 pub mod tune;
