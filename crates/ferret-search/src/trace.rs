@@ -79,10 +79,6 @@ impl Trace {
         result
     }
 
-    pub fn is_on(&self) -> bool {
-        self.enabled
-    }
-
     /// Attaches `note` to the innermost running stage (when tracing).
     pub fn note(&mut self, note: impl FnOnce() -> String) {
         if let Some(&slot) = self.open.last() {
