@@ -353,6 +353,12 @@ impl Parser<'_> {
                 format!("expected a stage name, found '{}'", self.peek_char()),
             ));
         }
+        if name == "let" {
+            return Err(SearchError::at(
+                position,
+                "'let' is not a stage: definitions (let name = pipeline;) come first",
+            ));
+        }
         let mut inputs = Vec::new();
         let mut args = Vec::new();
         if self.eat("(") && !self.eat(")") {
@@ -581,6 +587,11 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("expected a number in the list"));
+        assert!(parse("let>>1")
+            .unwrap_err()
+            .to_string()
+            .contains("'let' is not a stage"));
+        assert!(parse("bm25 >> let(x=1)").is_err());
         let Expr::Stage { args, .. } = parse("x(a=inf, b=NaN)").unwrap() else {
             panic!()
         };
