@@ -10,7 +10,7 @@ use ferret_index::Index;
 use ferret_models::CrossEncoder;
 
 use crate::registry::Args;
-use crate::stage::{Hit, Stage};
+use crate::stage::{rescore, Hit, Stage};
 use crate::trace::Trace;
 use crate::{Query, SearchError};
 
@@ -66,13 +66,8 @@ impl Stage for Rerank {
             .encoder
             .score(&query.text, &refs)
             .map_err(|e| SearchError::Invalid(e.to_string()))?;
-        let mut hits: Vec<Hit> = cands
-            .iter()
-            .zip(scores)
-            .map(|(h, score)| Hit { doc: h.doc, score })
-            .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-        hits.truncate(k);
-        Ok(hits)
+        let by_doc: std::collections::HashMap<_, _> =
+            cands.iter().map(|h| h.doc).zip(scores).collect();
+        Ok(rescore(cands, k, |d| by_doc[&d]))
     }
 }
