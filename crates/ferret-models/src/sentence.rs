@@ -1,7 +1,9 @@
 //! Sentence-transformers bi-encoders: `modules.json`, `1_Pooling/config.json`,
 //! `sentence_bert_config.json` (max_seq_length), optional normalisation and prompts.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -58,6 +60,26 @@ pub struct SentenceEncoder {
     /// sentence-transformers config or set by the caller.
     pub query_prefix: String,
     pub document_prefix: String,
+}
+
+/// The encoder of a model folder, loaded once per process and shared by every stage that
+/// uses it (a pipeline naming a model twice, the settings `ferret tune` tries, a server's
+/// requests).
+pub fn shared(dir: &Path) -> Result<Arc<SentenceEncoder>, ModelError> {
+    static LOADED: OnceLock<Mutex<HashMap<PathBuf, Arc<SentenceEncoder>>>> = OnceLock::new();
+    let loaded = LOADED.get_or_init(Default::default);
+    let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    if let Some(e) = loaded.lock().expect("not poisoned").get(&key) {
+        return Ok(e.clone());
+    }
+    // Loaded outside the lock; if two threads race, both load and the first one stays.
+    let encoder = Arc::new(SentenceEncoder::load(dir)?);
+    Ok(loaded
+        .lock()
+        .expect("not poisoned")
+        .entry(key)
+        .or_insert(encoder)
+        .clone())
 }
 
 impl SentenceEncoder {

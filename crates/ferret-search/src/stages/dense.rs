@@ -15,8 +15,31 @@ use crate::{Query, SearchError};
 pub struct Dense {
     index: Arc<Index>,
     model: String,
-    encoder: SentenceEncoder,
+    encoder: QueryEncoder,
     method: Method,
+}
+
+/// The model that embeds queries for a dense representation, with the query prefix the
+/// index records (or the model's own).
+pub(crate) struct QueryEncoder {
+    encoder: Arc<SentenceEncoder>,
+    prefix: String,
+}
+
+impl QueryEncoder {
+    /// Embeds query texts, spread over the current rayon pool.
+    pub(crate) fn embed_all(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, SearchError> {
+        self.encoder
+            .encode(texts, &self.prefix)
+            .map_err(|e| SearchError::Invalid(e.to_string()))
+    }
+
+    pub(crate) fn embed(&self, query: &Query) -> Result<Vec<f32>, SearchError> {
+        Ok(self
+            .embed_all(&[query.text.as_str()])?
+            .pop()
+            .expect("one query in, one vector out"))
+    }
 }
 
 /// The index's dense representation for the `model` argument (optional when there is one),
@@ -24,7 +47,7 @@ pub struct Dense {
 pub(crate) fn bind(
     args: &mut Args<'_>,
     index: &Index,
-) -> Result<(String, SentenceEncoder), SearchError> {
+) -> Result<(String, QueryEncoder), SearchError> {
     let requested = args.text("model")?;
     let reader = index.dense(requested.as_deref())?;
     let info = reader.info().clone();
@@ -40,10 +63,7 @@ pub(crate) fn bind(
             ),
         ));
     }
-    let mut encoder = SentenceEncoder::load(&resolved.dir).map_err(model_err)?;
-    if let Some(p) = &info.query_prefix {
-        encoder.query_prefix = p.clone();
-    }
+    let encoder = ferret_models::sentence::shared(&resolved.dir).map_err(model_err)?;
     if encoder.dim() != info.dim {
         return Err(SearchError::at(
             at,
@@ -55,19 +75,11 @@ pub(crate) fn bind(
             ),
         ));
     }
-    Ok((info.model, encoder))
-}
-
-/// Embeds a query with the model's query prefix.
-pub(crate) fn embed_query(
-    encoder: &SentenceEncoder,
-    query: &Query,
-) -> Result<Vec<f32>, SearchError> {
-    Ok(encoder
-        .encode(&[query.text.as_str()], &encoder.query_prefix)
-        .map_err(|e| SearchError::Invalid(e.to_string()))?
-        .pop()
-        .expect("one query in, one vector out"))
+    let prefix = info
+        .query_prefix
+        .clone()
+        .unwrap_or_else(|| encoder.query_prefix.clone());
+    Ok((info.model, QueryEncoder { encoder, prefix }))
 }
 
 /// How the whole collection is searched.
@@ -146,7 +158,7 @@ impl Stage for Dense {
         k: usize,
         _: &mut Trace,
     ) -> Result<Vec<Hit>, SearchError> {
-        let q = embed_query(&self.encoder, query)?;
+        let q = self.encoder.embed(query)?;
         search(&self.index, &self.model, self.method, &q, candidates, k)
     }
 
@@ -160,10 +172,7 @@ impl Stage for Dense {
         }
         Some((|| {
             let texts: Vec<&str> = queries.iter().map(|q| q.text.as_str()).collect();
-            let vectors = self
-                .encoder
-                .encode(&texts, &self.encoder.query_prefix)
-                .map_err(|e| SearchError::Invalid(e.to_string()))?;
+            let vectors = self.encoder.embed_all(&texts)?;
             let docstore = self.index.docstore();
             let found = reader.search_batch(&vectors, k, &|d| docstore.is_deleted(d));
             Ok(found

@@ -12,9 +12,8 @@
 use std::sync::Arc;
 
 use ferret_index::Index;
-use ferret_models::SentenceEncoder;
 
-use super::dense::{bind, embed_query, search, Method};
+use super::dense::{bind, search, Method, QueryEncoder};
 use crate::registry::Args;
 use crate::stage::{Hit, Stage};
 use crate::trace::Trace;
@@ -29,7 +28,7 @@ enum Mode {
 pub struct VectorPrf {
     index: Arc<Index>,
     model: String,
-    encoder: SentenceEncoder,
+    encoder: QueryEncoder,
     depth: usize,
     alpha: f32,
     beta: f32,
@@ -97,7 +96,7 @@ impl Stage for VectorPrf {
             ));
         };
         let reader = self.index.dense(Some(&self.model))?;
-        let q = embed_query(&self.encoder, query)?;
+        let q = self.encoder.embed(query)?;
         let feedback: Vec<std::borrow::Cow<'_, [f32]>> = cands
             .iter()
             .take(self.depth)
