@@ -154,24 +154,36 @@ fn scifact_dense_retrieval_matches_mteb() {
             "--hnsw",
         ],
     );
-    let run = tmp.path().join("dense.run");
-    ok_in(
-        &home,
-        &[
-            "run",
-            "--index",
-            s(&idx),
-            "--queries",
-            s(&d.join("queries.jsonl")),
-            "--qrels",
-            s(&d.join("qrels/test.tsv")),
-            "--pipeline",
-            "dense(model=all-minilm-l6-v2, exact=1) % 1000",
-            "-k",
-            "1000",
-            "-o",
-            s(&run),
-        ],
+    // Runs a pipeline over SciFact's test queries to depth k: (stdout, run file).
+    let run_test = |pipeline: &str, k: &str, name: &str| {
+        let out = tmp.path().join(name);
+        let (queries, qrels) = (d.join("queries.jsonl"), d.join("qrels/test.tsv"));
+        let stdout = ok_in(
+            &home,
+            &[
+                "run",
+                "--index",
+                s(&idx),
+                "--queries",
+                s(&queries),
+                "--qrels",
+                s(&qrels),
+                "--pipeline",
+                pipeline,
+                "-k",
+                k,
+                "-o",
+                s(&out),
+                "-m",
+                "nDCG@10",
+            ],
+        );
+        (stdout, out)
+    };
+    let (_, run) = run_test(
+        "dense(model=all-minilm-l6-v2, exact=1) % 1000",
+        "1000",
+        "dense.run",
     );
     let out = ok_in(
         &home,
@@ -191,25 +203,7 @@ fn scifact_dense_retrieval_matches_mteb() {
 
     // The HNSW graph finds (nearly) the exact top 10.
     let top10 = |pipeline: &str| {
-        let out = tmp.path().join("top10.run");
-        ok_in(
-            &home,
-            &[
-                "run",
-                "--index",
-                s(&idx),
-                "--queries",
-                s(&d.join("queries.jsonl")),
-                "--qrels",
-                s(&d.join("qrels/test.tsv")),
-                "--pipeline",
-                pipeline,
-                "-k",
-                "10",
-                "-o",
-                s(&out),
-            ],
-        );
+        let (_, out) = run_test(pipeline, "10", "top10.run");
         let mut per_query: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
             Default::default();
         for line in std::fs::read_to_string(&out).unwrap().lines() {
@@ -231,25 +225,7 @@ fn scifact_dense_retrieval_matches_mteb() {
 
     // Hybrids: fusing BM25 and dense beats both on their own (issue 4's acceptance).
     let ndcg_of = |pipeline: &str| {
-        let out = tmp.path().join("hybrid.run");
-        let stdout = ok_in(
-            &home,
-            &[
-                "run",
-                "--index",
-                s(&idx),
-                "--queries",
-                s(&d.join("queries.jsonl")),
-                "--qrels",
-                s(&d.join("qrels/test.tsv")),
-                "--pipeline",
-                pipeline,
-                "-o",
-                s(&out),
-                "-m",
-                "nDCG@10",
-            ],
-        );
+        let (stdout, _) = run_test(pipeline, "1000", "hybrid.run");
         stdout
             .split_whitespace()
             .nth(1)

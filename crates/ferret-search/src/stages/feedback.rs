@@ -14,6 +14,8 @@ use std::collections::{BTreeMap, HashMap};
 use ferret_index::{DocNo, Index};
 use ferret_text::Analyzer;
 
+use super::bm25::Bm25Settings;
+use crate::trace::Trace;
 use crate::{Hit, SearchError};
 
 /// Terms with weights, sorted by term.
@@ -153,20 +155,29 @@ pub fn weight(v: &[(String, f32)], term: &str) -> f32 {
         .map_or(0.0, |i| v[i].1)
 }
 
-/// The ranking a feedback stage reads, or the error for using it first.
-pub fn require_ranking<'c>(
+/// What RM3 and Rocchio do per query: build the expanded query from the incoming ranking
+/// (`expand`), note it for explain, and search the whole collection with it by BM25.
+pub fn expand_and_search(
     stage: &str,
-    candidates: Option<&'c [Hit]>,
-) -> Result<&'c [Hit], SearchError> {
-    candidates.ok_or_else(|| {
+    index: &Index,
+    bm25: &Bm25Settings,
+    candidates: Option<&[Hit]>,
+    k: usize,
+    trace: &mut Trace,
+    expand: impl FnOnce(&[Hit]) -> Result<FeatureVector, SearchError>,
+) -> Result<Vec<Hit>, SearchError> {
+    let ranking = candidates.ok_or_else(|| {
         SearchError::Invalid(format!(
             "{stage} needs a ranking to take feedback documents from: use it after '>>', e.g. 'bm25 % 1000 >> {stage}'"
         ))
-    })
+    })?;
+    let terms = expand(ranking)?;
+    trace.note(|| expanded_query(&terms));
+    bm25.search(index, &bm25.query(&terms), None, k)
 }
 
 /// `term^weight …`, heaviest first: the expanded query, for explain output.
-pub fn expanded_query(terms: &[(String, f32)]) -> String {
+fn expanded_query(terms: &[(String, f32)]) -> String {
     let mut sorted: Vec<&(String, f32)> = terms.iter().collect();
     sorted.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let parts: Vec<String> = sorted.iter().map(|(t, w)| format!("{t}^{w}")).collect();

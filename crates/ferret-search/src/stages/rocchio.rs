@@ -20,8 +20,8 @@ use ferret_index::Index;
 
 use super::bm25::Bm25Settings;
 use super::feedback::{
-    expanded_query, l2_norm, prune, require_ranking, scale, vocabulary, weight, FeatureVector,
-    FeedbackDocs, TermFilter,
+    expand_and_search, l2_norm, prune, scale, vocabulary, weight, FeatureVector, FeedbackDocs,
+    TermFilter,
 };
 use crate::registry::Args;
 use crate::stage::{Hit, Stage};
@@ -144,10 +144,14 @@ impl Stage for Rocchio {
         k: usize,
         trace: &mut Trace,
     ) -> Result<Vec<Hit>, SearchError> {
-        let ranking = require_ranking("rocchio", candidates)?;
-        let terms = self.expand(query, ranking)?;
-        trace.note(|| expanded_query(&terms));
-        self.bm25
-            .search(&self.index, &self.bm25.query(&terms), None, k)
+        expand_and_search(
+            "rocchio",
+            &self.index,
+            &self.bm25,
+            candidates,
+            k,
+            trace,
+            |ranking| self.expand(query, ranking),
+        )
     }
 }
