@@ -2,7 +2,7 @@
 token ids of texts, next-token log-probabilities of "Yes"/"No" after chat prompts, and greedy
 answers. ferret's GGUF runtime is compared with these in crates/ferret-models/tests/llm_gguf.rs.
 
-    python -m venv v && v/bin/pip install 'llama-cpp-python[server]' jinja2
+    python -m venv v && v/bin/pip install 'llama-cpp-python[server]' jinja2 gguf
     v/bin/python tests/reference/make_llm_reference.py MODEL.gguf > tests/reference/smollm2-llamacpp.json
 """
 import json
@@ -12,6 +12,8 @@ import sys
 import jinja2
 import numpy as np
 from llama_cpp import Llama
+
+from exact_llama import ExactLlama
 
 path = sys.argv[1]
 # F32 KV cache (GGML_TYPE_F32 = 0): llama.cpp's default F16 cache moves log-probabilities by
@@ -39,6 +41,14 @@ def next_logprobs(prompt_ids, choices):
     llm.reset()
     llm.eval(prompt_ids)
     logits = np.array(llm.scores[len(prompt_ids) - 1], dtype=np.float64)
+    m = logits.max()
+    log_z = m + math.log(np.exp(logits - m).sum())
+    return [float(logits[ids(c)[0]] - log_z) for c in choices]
+
+exact = ExactLlama(path)
+
+def exact_logprobs(prompt_ids, choices):
+    logits = exact.last_logits(prompt_ids)
     m = logits.max()
     log_z = m + math.log(np.exp(logits - m).sum())
     return [float(logits[ids(c)[0]] - log_z) for c in choices]
@@ -76,6 +86,7 @@ for messages in chats:
         "prompt": prompt,
         "prompt_ids": p,
         "logprobs": dict(zip(["Yes", "No"], next_logprobs(p, ["Yes", "No"]))),
+        "exact_logprobs": dict(zip(["Yes", "No"], exact_logprobs(p, ["Yes", "No"]))),
         "greedy_32": greedy(p, 32),
     })
 json.dump(out, sys.stdout, ensure_ascii=False, indent=1)

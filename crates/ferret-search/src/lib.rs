@@ -11,6 +11,7 @@ pub mod error;
 pub mod pipeline;
 pub mod queries;
 pub mod registry;
+pub mod reranker;
 pub mod stage;
 pub mod stages;
 pub mod trace;

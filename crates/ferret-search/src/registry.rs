@@ -5,6 +5,7 @@ use std::sync::Arc;
 use ferret_index::Index;
 
 use crate::pipeline::{Arg, Expr, Value};
+use crate::reranker::{RerankStage, Reranker};
 use crate::stage::{Cutoff, Stage, Then};
 use crate::stages;
 use crate::SearchError;
@@ -39,11 +40,6 @@ pub const STAGES: &[(&str, &str, Constructor)] = &[
         stages::rocchio::build,
     ),
     (
-        "rerank",
-        "cross-encoder re-scoring of the incoming candidates: model=<folder or id> (BertForSequenceClassification), max_length=512",
-        stages::rerank::build,
-    ),
-    (
         "tprf",
         "text-based PRF for a re-scoring stage: tprf(scorer, depth=3, agg=sum|max|borda) re-scores the candidates with the query + each top passage",
         stages::text_prf::build,
@@ -75,6 +71,78 @@ pub const STAGES: &[(&str, &str, Constructor)] = &[
     ),
 ];
 
+type RerankerConstructor = fn(&mut Args<'_>) -> Result<Box<dyn Reranker>, SearchError>;
+
+/// Rerankers: stages that re-order the passages they are given by text alone (usable without
+/// an index too, by `ferret rerank`). LLM arguments common to all: llm, api, context,
+/// passage_tokens, cache.
+pub const RERANKERS: &[(&str, &str, RerankerConstructor)] = &[
+    (
+        "rerank",
+        "cross-encoder re-scoring of the incoming candidates: model=<folder or id> (BertForSequenceClassification), max_length=512",
+        stages::rerank::build,
+    ),
+    (
+        "pointwise",
+        "LLM pointwise relevance: mode=yesno (P(Yes)) or fine (expected grade 0..scale, ProRank), scale=4; llm=<GGUF or id>, api=<OpenAI-compatible URL>",
+        stages::llm::pointwise::build,
+    ),
+    (
+        "prp",
+        "LLM pairwise ranking prompting, both orders per pair: method=heapsort|allpairs|sliding, top=10; llm, api",
+        stages::llm::pairwise::build,
+    ),
+    (
+        "listwise",
+        "LLM listwise sliding window (RankGPT): window=20, step=10, window=0 for the full list in one pass; llm, api",
+        stages::llm::listwise::build_listwise,
+    ),
+    (
+        "insertrank",
+        "listwise with the first-stage scores shown in the prompt (InsertRank): window=20, step=10; llm, api",
+        stages::llm::listwise::build_insertrank,
+    ),
+];
+
+/// Every stage name, for messages.
+fn all_names() -> Vec<&'static str> {
+    STAGES
+        .iter()
+        .map(|(n, _, _)| *n)
+        .chain(RERANKERS.iter().map(|(n, _, _)| *n))
+        .collect()
+}
+
+/// A reranker from a single-stage expression such as `listwise(llm=smollm2, window=10)`, with
+/// no index (for ad-hoc candidates).
+pub fn prepare_reranker(expr: &Expr) -> Result<Box<dyn Reranker>, SearchError> {
+    let Expr::Stage {
+        name,
+        inputs,
+        args,
+        position,
+    } = expr
+    else {
+        return Err(SearchError::Invalid(
+            "a reranker is a single stage such as listwise(llm=smollm2), not a pipeline".into(),
+        ));
+    };
+    let Some((_, _, build)) = RERANKERS.iter().find(|(n, _, _)| n == name) else {
+        let known: Vec<&str> = RERANKERS.iter().map(|(n, _, _)| *n).collect();
+        return Err(SearchError::at(
+            *position,
+            format!(
+                "'{name}' is not a reranker (rerankers: {})",
+                known.join(", ")
+            ),
+        ));
+    };
+    let mut a = Args::new(name, *position, args, inputs, None);
+    let reranker = build(&mut a)?;
+    a.finish()?;
+    Ok(reranker)
+}
+
 /// Turns a parsed expression into a prepared stage tree.
 pub fn prepare(expr: &Expr, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
     match expr {
@@ -84,8 +152,17 @@ pub fn prepare(expr: &Expr, index: &Arc<Index>) -> Result<Box<dyn Stage>, Search
             args,
             position,
         } => {
+            if let Some((_, _, build)) = RERANKERS.iter().find(|(n, _, _)| n == name) {
+                let mut a = Args::new(name, *position, args, inputs, Some(index));
+                let reranker = build(&mut a)?;
+                a.finish()?;
+                return Ok(Box::new(RerankStage {
+                    index: index.clone(),
+                    reranker,
+                }));
+            }
             let Some((_, _, build)) = STAGES.iter().find(|(n, _, _)| n == name) else {
-                let known: Vec<&str> = STAGES.iter().map(|(n, _, _)| *n).collect();
+                let known = all_names();
                 let hint = nearest(name, &known)
                     .map(|s| format!(" — did you mean '{s}'?"))
                     .unwrap_or_default();
@@ -94,7 +171,7 @@ pub fn prepare(expr: &Expr, index: &Arc<Index>) -> Result<Box<dyn Stage>, Search
                     format!("unknown stage '{name}'{hint} (known: {})", known.join(", ")),
                 ));
             };
-            let mut a = Args::new(name, *position, args, inputs, index);
+            let mut a = Args::new(name, *position, args, inputs, Some(index));
             let stage = build(&mut a, index)?;
             a.finish()?;
             Ok(stage)
@@ -143,7 +220,8 @@ pub struct Args<'a> {
     accepted: Vec<String>,
     /// Input pipelines, prepared when the stage asks for them.
     inputs: Option<&'a [Expr]>,
-    index: &'a Arc<Index>,
+    /// `None` when preparing a reranker on its own, with no index.
+    index: Option<&'a Arc<Index>>,
 }
 
 impl<'a> Args<'a> {
@@ -152,7 +230,7 @@ impl<'a> Args<'a> {
         position: usize,
         args: &'a [Arg],
         inputs: &'a [Expr],
-        index: &'a Arc<Index>,
+        index: Option<&'a Arc<Index>>,
     ) -> Self {
         Args {
             stage,
@@ -168,9 +246,12 @@ impl<'a> Args<'a> {
     /// The prepared input pipelines (for stages that combine several); at least `min`.
     pub fn inputs(&mut self, min: usize) -> Result<Vec<Box<dyn Stage>>, SearchError> {
         let inputs = self.inputs.take().unwrap_or_default();
+        let index = self.index.ok_or_else(|| {
+            SearchError::at(self.position, format!("{} needs an index", self.stage))
+        })?;
         let inputs = inputs
             .iter()
-            .map(|e| prepare(e, self.index))
+            .map(|e| prepare(e, index))
             .collect::<Result<Vec<_>, _>>()?;
         if inputs.len() < min {
             return Err(SearchError::at(

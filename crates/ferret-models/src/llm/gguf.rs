@@ -18,6 +18,9 @@ use crate::ModelError;
 
 const SUPPORTED: &[&str] = &["llama"];
 
+/// Prompt tokens per forward pass.
+const PROMPT_CHUNK: usize = 256;
+
 pub struct GgufModel {
     path: PathBuf,
     id: String,
@@ -114,7 +117,9 @@ impl GgufModel {
         // candle's rotary tables cover MAX_SEQ_LEN positions.
         let context_length = number(&ct, &format!("{arch}.context_length"))
             .map_or(MAX_SEQ_LEN, |n| (n as usize).min(MAX_SEQ_LEN));
-        let prototype = ModelWeights::from_gguf(ct, &mut file, &Device::Cpu)
+        let (ct, mut reader) =
+            fast_layout(ct, &mut file).map_err(|e| bad(format!("loading the weights: {e}")))?;
+        let prototype = ModelWeights::from_gguf(ct, &mut reader, &Device::Cpu)
             .map_err(|e| bad(format!("loading the weights: {e}")))?;
         Ok(GgufModel {
             weights_sha256: sha256_file(&path)?,
@@ -208,8 +213,18 @@ impl GgufModel {
         choices: &[u32],
         max_tokens: usize,
     ) -> candle_core::Result<(Vec<u32>, Vec<f32>)> {
-        let input = Tensor::new(prompt, &Device::Cpu)?.unsqueeze(0)?;
-        let mut logits: Vec<f32> = model.forward(&input, 0)?.squeeze(0)?.to_vec1()?;
+        let start = std::time::Instant::now();
+        // In chunks: candle materialises the attention scores of a forward pass (heads × chunk ×
+        // context floats), which for a whole 3,000-token prompt is ~300 MB per layer.
+        let mut logits = Vec::new();
+        for (i, chunk) in prompt.chunks(PROMPT_CHUNK).enumerate() {
+            let input = Tensor::new(chunk, &Device::Cpu)?.unsqueeze(0)?;
+            logits = model
+                .forward(&input, i * PROMPT_CHUNK)?
+                .squeeze(0)?
+                .to_vec1()?;
+        }
+        let prompt_time = start.elapsed();
         let choice_logprobs = if choices.is_empty() {
             Vec::new()
         } else {
@@ -235,8 +250,59 @@ impl GgufModel {
             logits = model.forward(&input, position)?.squeeze(0)?.to_vec1()?;
             position += 1;
         }
+        tracing::debug!(
+            "prompt {} tokens in {:.3} s, {} generated in {:.3} s",
+            prompt.len(),
+            prompt_time.as_secs_f64(),
+            generated.len(),
+            (start.elapsed() - prompt_time).as_secs_f64()
+        );
         Ok((generated, choice_logprobs))
     }
+}
+
+/// How the weights are held for candle. candle multiplies f32 matrices with a fast GEMM but
+/// has only scalar code for some quantised types (Q4_1, Q5_0, Q5_1: about 40 tokens/s of prompt
+/// here), and quantises activations to 8 bits inside every quantised product. Small models
+/// (up to [`DENSE_UP_TO`] parameters, 540 MB for SmolLM2-135M) are therefore dequantised to f32:
+/// exact arithmetic on the file's weights (checked against a float64 reference in
+/// tests/llm_gguf.rs) and the fastest prompt processing. Larger ones stay quantised, with the
+/// scalar-only types re-quantised to Q8_0 (finer than their grid, so nearly lossless).
+const DENSE_UP_TO: usize = 1_500_000_000;
+
+fn fast_layout(
+    ct: Content,
+    file: &mut std::fs::File,
+) -> candle_core::Result<(Content, std::io::Cursor<Vec<u8>>)> {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    const SCALAR_ONLY: [GgmlDType; 3] = [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1];
+    let parameters: usize = ct.tensor_infos.values().map(|t| t.shape.elem_count()).sum();
+    let dense = parameters <= DENSE_UP_TO;
+    let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(ct.tensor_infos.len());
+    for name in ct.tensor_infos.keys() {
+        let t = ct.tensor(file, name, &Device::Cpu)?;
+        let target = if dense {
+            GgmlDType::F32
+        } else if SCALAR_ONLY.contains(&t.dtype()) {
+            GgmlDType::Q8_0
+        } else {
+            t.dtype()
+        };
+        let t = if t.dtype() == target {
+            t
+        } else {
+            QTensor::quantize(&t.dequantize(&Device::Cpu)?, target)?
+        };
+        tensors.push((name.clone(), t));
+    }
+    let metadata: Vec<(&str, &gguf_file::Value)> =
+        ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut buffer = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut buffer, &metadata, &refs)?;
+    buffer.set_position(0);
+    let content = Content::read(&mut buffer)?;
+    Ok((content, buffer))
 }
 
 fn argmax(v: &[f32]) -> u32 {

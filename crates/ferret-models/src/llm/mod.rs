@@ -128,10 +128,12 @@ impl Llm {
     }
 
     /// Answers from the cache when this exact request was answered before, else asks the
-    /// backend (and remembers the answer).
-    pub fn complete(&self, request: &LlmRequest) -> Result<LlmResponse, ModelError> {
+    /// backend (and remembers the answer). The flag says whether the cache answered.
+    pub fn complete(&self, request: &LlmRequest) -> Result<(LlmResponse, bool), ModelError> {
         let key = cache::key(&self.backend.id(), request);
-        let response = match self.cache.as_ref().and_then(|c| c.get(&key)) {
+        let cached = self.cache.as_ref().and_then(|c| c.get(&key));
+        let hit = cached.is_some();
+        let response = match cached {
             Some(r) => {
                 self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
                 r
@@ -151,7 +153,7 @@ impl Llm {
         self.stats
             .completion_tokens
             .fetch_add(response.completion_tokens, Ordering::Relaxed);
-        Ok(response)
+        Ok((response, hit))
     }
 
     pub fn usage(&self) -> Usage {
@@ -178,11 +180,23 @@ pub enum LlmSpec {
     },
 }
 
+/// Every model opened in this process, with its usage so far (for run summaries).
+pub fn usage_report() -> Vec<(String, Usage)> {
+    let open = OPEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let mut out: Vec<(String, Usage)> = open.values().map(|m| (m.id(), m.usage())).collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+type Key = (LlmSpec, bool);
+static OPEN: OnceLock<Mutex<HashMap<Key, Arc<Llm>>>> = OnceLock::new();
+
 /// Opens a model once per process (per spec and cache setting) and shares it, so that every
 /// stage and every query of a run use one runtime and one set of counters.
 pub fn shared(spec: &LlmSpec, use_cache: bool) -> Result<Arc<Llm>, ModelError> {
-    type Key = (LlmSpec, bool);
-    static OPEN: OnceLock<Mutex<HashMap<Key, Arc<Llm>>>> = OnceLock::new();
     let mut open = OPEN
         .get_or_init(Default::default)
         .lock()

@@ -4,6 +4,7 @@ pub mod bm25;
 pub mod dense;
 pub mod feedback;
 pub mod fusion;
+pub mod llm;
 pub mod rerank;
 pub mod rm3;
 pub mod rocchio;
