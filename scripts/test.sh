@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests and the integration tests on the real
 # datasets (../shared/data, or $FERRET_DATA). The trec_eval-agreement tests need pytrec_eval and
-# ir_measures; this script installs them into a virtualenv (reused between runs).
+# ir_measures, the OpenAI-backend test a real llama.cpp server (llama-cpp-python, built from
+# source: ~10 minutes on 2 cores the first time); this script installs them into a virtualenv
+# (reused between runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +12,11 @@ if ! "$venv/bin/python" -c "import pytrec_eval, ir_measures" 2>/dev/null; then
   echo "== installing the reference evaluators (pytrec-eval-terrier, ir-measures) into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check pytrec-eval-terrier==0.5.11 ir-measures==0.4.3
+fi
+if ! "$venv/bin/python" -c "import llama_cpp.server" 2>/dev/null; then
+  echo "== installing llama-cpp-python[server] (the OpenAI-compatible server the LLM tests talk to)"
+  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    'llama-cpp-python[server]==0.3.36'
 fi
 export FERRET_PYTHON="$venv/bin/python"
 

@@ -99,6 +99,37 @@ fn unsupported_and_broken_gguf_files_are_clear_errors() {
         .unwrap()
         .to_string();
     assert!(err.contains("not a GGUF file"), "{err}");
+    // A well-formed GGUF of another architecture.
+    let other = dir.path().join("gpt2.gguf");
+    {
+        use candle_core::quantized::{gguf_file, QTensor};
+        let arch = gguf_file::Value::String("gpt2".into());
+        let t =
+            candle_core::Tensor::zeros((4, 32), candle_core::DType::F32, &candle_core::Device::Cpu)
+                .unwrap();
+        let q = QTensor::quantize(&t, candle_core::quantized::GgmlDType::F32).unwrap();
+        let mut f = std::fs::File::create(&other).unwrap();
+        gguf_file::write(
+            &mut f,
+            &[("general.architecture", &arch)],
+            &[("token_embd.weight", &q)],
+        )
+        .unwrap();
+    }
+    let err = GgufModel::open(other.to_str().unwrap())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("GGUF architecture 'gpt2' is not supported (supported: llama)"),
+        "{err}"
+    );
+    // A model folder with no GGUF in it (a sentence encoder) is not an LLM.
+    let err = GgufModel::open("all-minilm-l6-v2")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("no .gguf file here"), "{err}");
     let missing = dir.path().join("missing.gguf");
     let err = GgufModel::open(missing.to_str().unwrap())
         .err()

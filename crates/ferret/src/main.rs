@@ -38,6 +38,8 @@ enum Command {
     Bench(commands::bench::Args),
     /// HNSW against exact search on synthetic vectors: build time, memory, recall, queries/s
     BenchAnn(commands::bench_ann::Args),
+    /// Prompt and generation speed of a local GGUF LLM (compare with llama.cpp)
+    BenchLlm(commands::bench_llm::Args),
     /// Index BEIR SciFact, run BM25 (flat and multi-field) and print the evaluation
     Quickstart(commands::quickstart::Args),
     /// List, fetch and inspect neural models
@@ -65,6 +67,7 @@ fn main() {
         Command::Tune(a) => commands::tune::main(a),
         Command::Bench(a) => commands::bench::main(a),
         Command::BenchAnn(a) => commands::bench_ann::main(a),
+        Command::BenchLlm(a) => commands::bench_llm::main(a),
         Command::Quickstart(a) => commands::quickstart::main(a),
         Command::Models(a) => commands::models::main(a),
         Command::Encode(a) => commands::encode::main(a),

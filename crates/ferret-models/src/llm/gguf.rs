@@ -157,6 +157,38 @@ impl GgufModel {
             .map_err(|e| ModelError::invalid(&self.path, e))
     }
 
+    /// Throughput on raw token ids (no chat template): seconds to process `prompt`, then
+    /// seconds to generate `generate` tokens greedily (stop tokens ignored). For benchmarks.
+    pub fn throughput(&self, prompt: &[u32], generate: usize) -> Result<(f64, f64), ModelError> {
+        let bad =
+            |e: candle_core::Error| ModelError::invalid(&self.path, format!("inference: {e}"));
+        let mut model = self.prototype.clone();
+        let start = std::time::Instant::now();
+        let mut logits = Vec::new();
+        for (i, chunk) in prompt.chunks(PROMPT_CHUNK).enumerate() {
+            let input = Tensor::new(chunk, &Device::Cpu)
+                .and_then(|t| t.unsqueeze(0))
+                .map_err(bad)?;
+            logits = model
+                .forward(&input, i * PROMPT_CHUNK)
+                .and_then(|l| l.squeeze(0)?.to_vec1())
+                .map_err(bad)?;
+        }
+        let prompt_secs = start.elapsed().as_secs_f64();
+        let start = std::time::Instant::now();
+        for i in 0..generate {
+            let next = argmax(&logits);
+            let input = Tensor::new(&[next], &Device::Cpu)
+                .and_then(|t| t.unsqueeze(0))
+                .map_err(bad)?;
+            logits = model
+                .forward(&input, prompt.len() + i)
+                .and_then(|l| l.squeeze(0)?.to_vec1())
+                .map_err(bad)?;
+        }
+        Ok((prompt_secs, start.elapsed().as_secs_f64()))
+    }
+
     fn run(&self, request: &LlmRequest) -> Result<LlmResponse, ModelError> {
         let bad = |m: String| ModelError::invalid(&self.path, m);
         let prompt = self.render(&request.messages)?;

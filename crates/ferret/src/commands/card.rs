@@ -31,6 +31,37 @@ pub struct RunCard {
     pub timings: Timings,
     /// Mean of each measure over the judged queries (empty without qrels).
     pub metrics: Vec<Metric>,
+    /// The cost of the LLM stages: model calls, cached answers, tokens (absent without LLMs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub llm_usage: Vec<LlmUsage>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LlmUsage {
+    pub model: String,
+    pub calls: u64,
+    pub cache_hits: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub calls_per_query: f64,
+    pub tokens_per_query: f64,
+}
+
+/// Every LLM used in this process, with its cost per query.
+pub fn llm_usage(queries: usize) -> Vec<LlmUsage> {
+    let per = |x: u64| x as f64 / queries.max(1) as f64;
+    ferret_models::llm::usage_report()
+        .into_iter()
+        .map(|(model, u)| LlmUsage {
+            model,
+            calls: u.calls,
+            cache_hits: u.cache_hits,
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            calls_per_query: per(u.calls + u.cache_hits),
+            tokens_per_query: per(u.prompt_tokens + u.completion_tokens),
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -115,6 +146,7 @@ impl RunCard {
                     value: *value,
                 })
                 .collect(),
+            llm_usage: llm_usage(n),
         })
     }
 

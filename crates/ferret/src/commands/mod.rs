@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod bench_ann;
+pub mod bench_llm;
 pub mod card;
 pub mod encode;
 pub mod eval;

@@ -1,15 +1,17 @@
-//! `ferret rerank`: re-orders ad-hoc candidates for a query with a cross-encoder, no index
-//! needed (the Cohere-style rerank use).
+//! `ferret rerank`: re-orders ad-hoc candidates for a query with any reranker — a cross-encoder
+//! or an LLM strategy — no index needed (the Cohere-style rerank use).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use ferret_index::corpus::CorpusReader;
 use ferret_index::dense::document_text;
+use ferret_search::reranker::Passage;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Cross-encoder: a folder, a Hugging Face cache entry or a Hub id
+    /// A cross-encoder (a folder, a Hugging Face cache entry or a Hub id), or any reranker
+    /// stage, e.g. 'listwise(llm=smollm2, window=10)' or 'pointwise(llm=smollm2)'
     #[arg(long)]
     model: String,
     /// The query
@@ -18,7 +20,7 @@ pub struct Args {
     /// Candidates: JSONL ({"_id", "title", "text"}) or TSV (id<TAB>text), plain or gzipped
     #[arg(long)]
     candidates: PathBuf,
-    /// Pair truncation length (tokens)
+    /// Pair truncation length for a cross-encoder (tokens)
     #[arg(long, default_value_t = 512)]
     max_length: usize,
     /// Keep the best k (default: all)
@@ -31,8 +33,16 @@ pub struct Args {
 
 pub fn main(a: Args) -> anyhow::Result<()> {
     anyhow::ensure!(!a.query.trim().is_empty(), "the query is empty");
-    let model = ferret_models::source::resolve(&a.model)?;
-    let encoder = ferret_models::CrossEncoder::load(&model.dir, a.max_length)?;
+    // A stage expression, or a cross-encoder named directly.
+    let expression = if a.model.contains('(') {
+        a.model.clone()
+    } else {
+        format!("rerank(model={:?}, max_length={})", a.model, a.max_length)
+    };
+    let expr = ferret_search::pipeline::parse_any(&expression)
+        .map_err(|e| e.with_source_text(&expression))?;
+    let reranker = ferret_search::registry::prepare_reranker(&expr)
+        .map_err(|e| e.with_source_text(&expression))?;
     let mut reader = CorpusReader::open(&a.candidates)?;
     let mut docs = Vec::new();
     while let Some(d) = reader.next_document() {
@@ -43,33 +53,47 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         "{}: no candidates",
         a.candidates.display()
     );
-    let texts: Vec<String> = docs.iter().map(document_text).collect();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let scores = encoder
-        .score(&a.query, &refs)
-        .context("scoring the candidates")?;
-    let mut order: Vec<usize> = (0..docs.len()).collect();
-    order.sort_by(|&x, &y| scores[y].total_cmp(&scores[x]).then(x.cmp(&y)));
+    let passages: Vec<Passage> = docs
+        .iter()
+        .map(|d| Passage {
+            text: document_text(d),
+            score: 0.0,
+        })
+        .collect();
+    let mut trace = ferret_search::Trace::off();
+    let start = std::time::Instant::now();
+    let mut order = reranker
+        .rerank(&a.query, &passages, &mut trace)
+        .context("reranking the candidates")?;
+    let seconds = start.elapsed().as_secs_f64();
     order.truncate(a.k.unwrap_or(docs.len()));
+    let usage = super::card::llm_usage(1);
     if a.json {
         let rows: Vec<serde_json::Value> = order
             .iter()
             .enumerate()
-            .map(|(rank, &i)| {
-                serde_json::json!({"rank": rank + 1, "id": docs[i].id, "score": scores[i],
+            .map(|(rank, &(i, score))| {
+                serde_json::json!({"rank": rank + 1, "id": docs[i].id, "score": score,
                     "title": docs[i].title, "text": docs[i].text})
             })
             .collect();
-        let out = serde_json::json!({"query": a.query, "model": model.info.id, "results": rows});
+        let out = serde_json::json!({"query": a.query, "reranker": reranker.describe(),
+            "seconds": seconds, "llm_usage": usage, "results": rows});
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        for (rank, &i) in order.iter().enumerate() {
-            let snippet: String = texts[i].chars().take(80).collect();
+        for (rank, &(i, score)) in order.iter().enumerate() {
+            let snippet: String = passages[i].text.chars().take(80).collect();
             println!(
                 "{:>3}  {:>10.4}  {:<12}  {snippet}",
                 rank + 1,
-                scores[i],
+                score,
                 docs[i].id
+            );
+        }
+        for u in usage {
+            eprintln!(
+                "LLM {}: {} calls (+{} cached), {} prompt + {} completion tokens, {seconds:.2} s",
+                u.model, u.calls, u.cache_hits, u.prompt_tokens, u.completion_tokens
             );
         }
     }

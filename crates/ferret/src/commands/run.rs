@@ -53,6 +53,19 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let card_path = super::card::path_beside(&a.output);
     card.write(&card_path)?;
     eprintln!("run card -> {}", card_path.display());
+    for u in &card.llm_usage {
+        eprintln!(
+            "LLM {}: {} calls (+{} answered from the cache), {} prompt + {} completion tokens; per query {:.1} calls, {:.0} tokens, {:.2} s",
+            u.model,
+            u.calls,
+            u.cache_hits,
+            u.prompt_tokens,
+            u.completion_tokens,
+            u.calls_per_query,
+            u.tokens_per_query,
+            outcome.seconds / n.max(1) as f64
+        );
+    }
     for (m, v) in &outcome.metrics {
         println!("{m:<10} {v:.4}");
     }

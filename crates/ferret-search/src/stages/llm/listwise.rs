@@ -1,6 +1,6 @@
 //! Listwise reranking (RankGPT, Sun et al. 2023): the model sees a window of numbered passages
 //! and writes their order ("[2] > [1] > …"); windows of `window` slide from the bottom of the
-//! list to the top by `step`. `window=0` ranks the full list in one pass ("Sliding Windows Are
+//! list to the top by `step` (default: half the window). `window=0` ranks the full list in one pass ("Sliding Windows Are
 //! Not the End"), when it fits the context. `insertrank` is the same with each passage's
 //! first-stage score shown next to it (InsertRank).
 //!
@@ -36,7 +36,14 @@ pub fn build_insertrank(args: &mut Args<'_>) -> Result<Box<dyn Reranker>, Search
 
 fn build(args: &mut Args<'_>, show_scores: bool) -> Result<Box<dyn Reranker>, SearchError> {
     let window = args.count("window", 20, 0)?;
-    let step = args.count("step", 10, 1)?;
+    if window == 1 {
+        return Err(args.error_at(
+            "window",
+            format!("{}: a window of 1 cannot reorder anything", args.stage()),
+        ));
+    }
+    // RankGPT's step is half the window (20 and 10).
+    let step = args.count("step", (window / 2).max(1), 1)?;
     if window != 0 && step > window {
         return Err(args.error_at(
             "step",
@@ -44,12 +51,6 @@ fn build(args: &mut Args<'_>, show_scores: bool) -> Result<Box<dyn Reranker>, Se
                 "{}: step ({step}) must not exceed window ({window})",
                 args.stage()
             ),
-        ));
-    }
-    if window == 1 {
-        return Err(args.error_at(
-            "window",
-            format!("{}: a window of 1 cannot reorder anything", args.stage()),
         ));
     }
     Ok(Box::new(Listwise {

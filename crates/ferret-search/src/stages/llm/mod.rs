@@ -59,6 +59,15 @@ impl LlmConfig {
         let at = args.position();
         let llm = ferret_models::llm::shared(&spec, cache)
             .map_err(|e| SearchError::at(at, format!("{stage}: {e}")))?;
+        // Two passages (PRP) and the instructions must fit the context.
+        let fits = llm.context_length().saturating_sub(256) / 2;
+        if passage_tokens > fits {
+            tracing::warn!(
+                "{stage}: passages cut to {fits} tokens (not {passage_tokens}) to fit the context of {} tokens",
+                llm.context_length()
+            );
+        }
+        let passage_tokens = passage_tokens.min(fits.max(8));
         Ok(LlmConfig {
             llm,
             name,

