@@ -429,3 +429,80 @@ fn failing_servers_do_not_stop_a_run() {
         }
     }
 }
+
+#[test]
+fn bad_llm_stages_and_oversized_prompts_are_handled_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cands = candidates(dir.path());
+    let rerank = |model: &str| {
+        ferret_err(&[
+            "rerank",
+            "--model",
+            model,
+            "--query",
+            QUERY,
+            "--candidates",
+            s(&cands),
+        ])
+    };
+    assert!(rerank("listwise()").contains("listwise needs llm="));
+    assert!(rerank("prp(llm=smollm2, method=quick)")
+        .contains("must be one of heapsort, allpairs, sliding"));
+    assert!(rerank("listwise(llm=smollm2, window=5, step=9)")
+        .contains("step (9) must not exceed window (5)"));
+    assert!(rerank("pointwise(llm=m, api=\"ftp://x\")").contains("must start with http"));
+    assert!(rerank("bm25 % 20 >> listwise(llm=smollm2)").contains("a reranker is a single stage"));
+    assert!(rerank("bm25").contains("unknown model 'bm25'"));
+    let empty = dir.path().join("empty.tsv");
+    std::fs::write(&empty, "").unwrap();
+    let err = ferret_err(&[
+        "rerank",
+        "--model",
+        "pointwise(llm=smollm2)",
+        "--query",
+        QUERY,
+        "--candidates",
+        s(&empty),
+    ]);
+    assert!(err.contains("no candidates"), "{err}");
+
+    // Twenty whole SciFact abstracts do not fit SmolLM2's 4,096-token context in one window:
+    // the passages are cut until they do, and the run says so.
+    let corpus = dataset("beir-scifact").join("corpus.jsonl.gz");
+    let text = {
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(corpus).unwrap())
+            .read_to_string(&mut out)
+            .unwrap();
+        out
+    };
+    let long = dir.path().join("long.jsonl");
+    std::fs::write(&long, text.lines().take(20).collect::<Vec<_>>().join("\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ferret"))
+        .args([
+            "rerank",
+            "--model",
+            "listwise(llm=smollm2, window=0, passage_tokens=100000, cache=0)",
+        ])
+        .args(["--query", "stem cells", "--candidates", s(&long), "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("passages cut to 1920 tokens (not 100000)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("does not fit the context of 4096 tokens"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(ids(&v).len(), 20);
+    assert_eq!(
+        v["llm_usage"][0]["calls"].as_u64(),
+        Some(1),
+        "one call, no failure: {stderr}"
+    );
+    assert!(v["llm_usage"][0]["prompt_tokens"].as_u64().unwrap() <= 4096);
+}

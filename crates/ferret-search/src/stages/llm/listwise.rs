@@ -110,6 +110,11 @@ impl Listwise {
                 break;
             }
             limit = (limit * budget / used).saturating_sub(4).max(8);
+            tracing::warn!(
+                "a window of {} passages ({used} tokens) does not fit the context of {} tokens: passages cut to {limit} tokens",
+                window.len(),
+                self.config.llm.context_length()
+            );
             for (p, (orig, _)) in passages.iter_mut().zip(window) {
                 let (t, cut) = self.config.truncate(orig, limit);
                 s.truncated += usize::from(cut);
