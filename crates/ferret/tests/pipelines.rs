@@ -318,7 +318,10 @@ fn rerank_stage_and_command_agree() {
         "--pipeline",
         &format!("rerank(model='{}')", s(&fixture)),
     ]);
-    assert!(err.contains("re-orders a ranking: use it after '>>'"), "{err}");
+    assert!(
+        err.contains("re-orders a ranking: use it after '>>'"),
+        "{err}"
+    );
     let err = ferret_err(&[
         "rerank",
         "--model",
