@@ -134,10 +134,6 @@ impl GgufModel {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
         self.tokenizer
             .encode(text, false)
@@ -164,27 +160,11 @@ impl GgufModel {
             |e: candle_core::Error| ModelError::invalid(&self.path, format!("inference: {e}"));
         let mut model = self.prototype.clone();
         let start = std::time::Instant::now();
-        let mut logits = Vec::new();
-        for (i, chunk) in prompt.chunks(PROMPT_CHUNK).enumerate() {
-            let input = Tensor::new(chunk, &Device::Cpu)
-                .and_then(|t| t.unsqueeze(0))
-                .map_err(bad)?;
-            logits = model
-                .forward(&input, i * PROMPT_CHUNK)
-                .and_then(|l| l.squeeze(0)?.to_vec1())
-                .map_err(bad)?;
-        }
+        let mut logits = feed_prompt(&mut model, prompt).map_err(bad)?;
         let prompt_secs = start.elapsed().as_secs_f64();
         let start = std::time::Instant::now();
         for i in 0..generate {
-            let next = argmax(&logits);
-            let input = Tensor::new(&[next], &Device::Cpu)
-                .and_then(|t| t.unsqueeze(0))
-                .map_err(bad)?;
-            logits = model
-                .forward(&input, prompt.len() + i)
-                .and_then(|l| l.squeeze(0)?.to_vec1())
-                .map_err(bad)?;
+            logits = step(&mut model, argmax(&logits), prompt.len() + i).map_err(bad)?;
         }
         Ok((prompt_secs, start.elapsed().as_secs_f64()))
     }
@@ -246,16 +226,7 @@ impl GgufModel {
         max_tokens: usize,
     ) -> candle_core::Result<(Vec<u32>, Vec<f32>)> {
         let start = std::time::Instant::now();
-        // In chunks: candle materialises the attention scores of a forward pass (heads × chunk ×
-        // context floats), which for a whole 3,000-token prompt is ~300 MB per layer.
-        let mut logits = Vec::new();
-        for (i, chunk) in prompt.chunks(PROMPT_CHUNK).enumerate() {
-            let input = Tensor::new(chunk, &Device::Cpu)?.unsqueeze(0)?;
-            logits = model
-                .forward(&input, i * PROMPT_CHUNK)?
-                .squeeze(0)?
-                .to_vec1()?;
-        }
+        let mut logits = feed_prompt(model, prompt)?;
         let prompt_time = start.elapsed();
         let choice_logprobs = if choices.is_empty() {
             Vec::new()
@@ -278,8 +249,7 @@ impl GgufModel {
             if generated.len() == max_tokens || position + 1 >= self.context_length {
                 break;
             }
-            let input = Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?;
-            logits = model.forward(&input, position)?.squeeze(0)?.to_vec1()?;
+            logits = step(model, next, position)?;
             position += 1;
         }
         tracing::debug!(
@@ -335,6 +305,27 @@ fn fast_layout(
     buffer.set_position(0);
     let content = Content::read(&mut buffer)?;
     Ok((content, buffer))
+}
+
+/// Runs the prompt through the model (filling its KV cache); the logits after the last token.
+/// In chunks: candle materialises the attention scores of a forward pass (heads × chunk ×
+/// context floats), which for a whole 3,000-token prompt is ~300 MB per layer.
+fn feed_prompt(model: &mut ModelWeights, prompt: &[u32]) -> candle_core::Result<Vec<f32>> {
+    let mut logits = Vec::new();
+    for (i, chunk) in prompt.chunks(PROMPT_CHUNK).enumerate() {
+        let input = Tensor::new(chunk, &Device::Cpu)?.unsqueeze(0)?;
+        logits = model
+            .forward(&input, i * PROMPT_CHUNK)?
+            .squeeze(0)?
+            .to_vec1()?;
+    }
+    Ok(logits)
+}
+
+/// Feeds one generated token at `position`; the next logits.
+fn step(model: &mut ModelWeights, token: u32, position: usize) -> candle_core::Result<Vec<f32>> {
+    let input = Tensor::new(&[token], &Device::Cpu)?.unsqueeze(0)?;
+    model.forward(&input, position)?.squeeze(0)?.to_vec1()
 }
 
 fn argmax(v: &[f32]) -> u32 {
