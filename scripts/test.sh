@@ -3,7 +3,7 @@
 # datasets (../shared/data, or $FERRET_DATA). The trec_eval-agreement tests need pytrec_eval and
 # ir_measures, the OpenAI-backend test a real llama.cpp server (llama-cpp-python, built from
 # source: ~10 minutes on 2 cores the first time); this script installs them into a virtualenv
-# (reused between runs).
+# (reused between runs). The web page's test needs Chromium (apt) and playwright-core (npm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,21 @@ if ! "$venv/bin/python" -c "import llama_cpp.server" 2>/dev/null; then
     'llama-cpp-python[server]==0.3.36'
 fi
 export FERRET_PYTHON="$venv/bin/python"
+
+# The web page's browser test: Debian's Chromium, driven by playwright-core from npm.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== installing chromium (Debian) for the browser test"
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+node_dir="${FERRET_TEST_NODE:-${XDG_CACHE_HOME:-$HOME/.cache}/ferret/test-node}"
+if [ ! -d "$node_dir/node_modules/playwright-core" ]; then
+  echo "== installing playwright-core (npm) into $node_dir"
+  mkdir -p "$node_dir"
+  npm install --silent --no-audit --no-fund --prefix "$node_dir" playwright-core@1.65.1
+fi
+export FERRET_NODE_MODULES="$node_dir/node_modules"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -44,6 +44,8 @@ enum Command {
     Quickstart(commands::quickstart::Args),
     /// List, fetch and inspect neural models
     Models(commands::models::Args),
+    /// Serve an index over HTTP: JSON API, OpenAPI document, metrics and a search page
+    Serve(commands::serve::Args),
     /// Embed documents or queries with a sentence encoder (JSON lines or raw f32 out)
     Encode(commands::encode::Args),
 }
@@ -71,6 +73,7 @@ fn main() {
         Command::Quickstart(a) => commands::quickstart::main(a),
         Command::Models(a) => commands::models::main(a),
         Command::Encode(a) => commands::encode::main(a),
+        Command::Serve(a) => commands::serve::main(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -11,6 +11,7 @@ pub mod reproduce;
 pub mod rerank;
 pub mod run;
 pub mod search;
+pub mod serve;
 pub mod tune;
 
 use std::path::PathBuf;

@@ -2,6 +2,8 @@
 //! Python reference evaluator. Missing data or tools fail loudly: these tests never skip.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,267 @@
+//! Documents: read one by id, add some, delete one. Writes take the writer lock, commit a new
+//! index generation and then publish it; searches keep using the previous generation until
+//! then and never wait.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use ferret_index::{Document, IndexError, IndexOptions, IndexWriter};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ErrorBody};
+use crate::state::{AppState, Snapshot};
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentBody {
+    /// External id, unique in the index.
+    #[schema(min_length = 1)]
+    pub id: String,
+    #[serde(default)]
+    pub title: String,
+    #[serde(default)]
+    pub text: String,
+    /// Any JSON, stored with the document.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddDocuments {
+    #[schema(min_items = 1)]
+    pub documents: Vec<DocumentBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WriteResult {
+    pub added: u64,
+    pub deleted: u64,
+    /// Live documents after the commit.
+    pub documents: u64,
+    /// The committed generation (searches see it from now on).
+    pub generation: u64,
+}
+
+fn unknown(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_document",
+        format!("no document with id {id:?} in the index"),
+    )
+}
+
+/// One document by its external id.
+#[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents",
+    params(("id" = String, Path, description = "The document's external id")),
+    responses(
+        (status = 200, description = "The document", body = DocumentBody),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "No such document", body = ErrorBody),
+    ))]
+pub async fn get_document(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<DocumentBody>, ApiError> {
+    let Path(id) = id?;
+    let snapshot = state.snapshot();
+    let &docno = snapshot.ids.get(&id).ok_or_else(|| unknown(&id))?;
+    let doc = snapshot
+        .index
+        .document(docno)
+        .map_err(|e| ApiError::internal(format!("reading document {id:?}: {e}")))?;
+    Ok(Json(DocumentBody {
+        id: doc.id,
+        title: doc.title,
+        text: doc.text,
+        metadata: doc.metadata,
+    }))
+}
+
+/// A document's image. No index representation holds images yet, so every document answers
+/// `no_image`; the route is here so clients can ask.
+#[utoipa::path(get, path = "/v1/documents/{id}/image", tag = "documents",
+    params(("id" = String, Path, description = "The document's external id")),
+    responses(
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "No such document, or it has no image", body = ErrorBody),
+    ))]
+pub async fn get_image(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<DocumentBody>, ApiError> {
+    let Path(id) = id?;
+    if !state.snapshot().ids.contains_key(&id) {
+        return Err(unknown(&id));
+    }
+    Err(ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_image",
+        format!("document {id:?} has no image (this index holds text only)"),
+    ))
+}
+
+/// Adds documents (ids must be new) and commits.
+#[utoipa::path(post, path = "/v1/documents", tag = "documents", request_body = AddDocuments,
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Committed", body = WriteResult),
+        (status = 400, description = "Invalid documents", body = ErrorBody),
+        (status = 401, description = "API key missing or wrong", body = ErrorBody),
+        (status = 409, description = "An id is already in the index or repeated", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 503, description = "Timed out", body = ErrorBody),
+    ))]
+pub async fn add_documents(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Json<AddDocuments>, JsonRejection>,
+) -> Result<Json<WriteResult>, ApiError> {
+    authorize(&state, &headers)?;
+    let Json(req) = body?;
+    let max = state.limits().max_documents_per_request;
+    if req.documents.is_empty() || req.documents.len() > max {
+        return Err(ApiError::bad_request(
+            "bad_document_count",
+            format!("send between 1 and {max} documents"),
+        ));
+    }
+    for (i, d) in req.documents.iter().enumerate() {
+        if d.id.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_document",
+                format!("documents[{i}]: the id is empty"),
+            ));
+        }
+        if d.title.trim().is_empty() && d.text.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_document",
+                format!("documents[{i}] ({:?}): title and text are both empty", d.id),
+            ));
+        }
+    }
+    let docs = req
+        .documents
+        .into_iter()
+        .map(|d| Document {
+            id: d.id,
+            title: d.title,
+            text: d.text,
+            metadata: d.metadata,
+        })
+        .collect();
+    write(&state, Change::Add(docs)).await
+}
+
+/// Deletes one document and commits.
+#[utoipa::path(delete, path = "/v1/documents/{id}", tag = "documents",
+    params(("id" = String, Path, description = "The document's external id")),
+    security((), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Committed", body = WriteResult),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 401, description = "API key missing or wrong", body = ErrorBody),
+        (status = 404, description = "No such document", body = ErrorBody),
+        (status = 503, description = "Timed out", body = ErrorBody),
+    ))]
+pub async fn delete_document(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<WriteResult>, ApiError> {
+    authorize(&state, &headers)?;
+    let Path(id) = id?;
+    write(&state, Change::Delete(id)).await
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if state.authorized(headers) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this endpoint needs the server's API key (Authorization: Bearer <key> or X-API-Key)",
+        ))
+    }
+}
+
+enum Change {
+    Add(Vec<Document>),
+    Delete(String),
+}
+
+/// One write at a time: open a writer on the index, apply, commit, open the new generation
+/// and publish it.
+async fn write(state: &Arc<AppState>, change: Change) -> Result<Json<WriteResult>, ApiError> {
+    // The guard moves into the work, so a write that outlives its request's timeout still
+    // keeps the next one waiting.
+    let guard = state.writer.clone().lock_owned().await;
+    let st = state.clone();
+    super::blocking(state, move || {
+        let _guard = guard;
+        if let Change::Add(docs) = &change {
+            check_new_ids(&st.snapshot(), docs)?;
+        }
+        let dir = st.options.index.clone();
+        let opts = IndexOptions {
+            threads: st.options.threads,
+            ..IndexOptions::default()
+        };
+        let mut writer = IndexWriter::open(&dir, opts).map_err(index_error)?;
+        match change {
+            Change::Add(docs) => {
+                for d in docs {
+                    writer.add(d).map_err(index_error)?;
+                }
+            }
+            Change::Delete(id) => writer.delete(&[id]).map_err(index_error)?,
+        }
+        let stats = writer.commit().map_err(index_error)?;
+        let snapshot = Snapshot::open(&dir).map_err(index_error)?;
+        let m = snapshot.index.manifest();
+        let result = WriteResult {
+            added: stats.added,
+            deleted: stats.deleted,
+            documents: m.doc_count,
+            generation: m.generation,
+        };
+        st.publish(snapshot);
+        Ok(Json(result))
+    })
+    .await
+}
+
+/// Ids already in the index or repeated in the request: 409, before anything is written.
+fn check_new_ids(snapshot: &Snapshot, docs: &[Document]) -> Result<(), ApiError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, d) in docs.iter().enumerate() {
+        let message = if snapshot.ids.contains_key(&d.id) {
+            format!("documents[{i}]: id {:?} is already in the index", d.id)
+        } else if !seen.insert(d.id.as_str()) {
+            format!("documents[{i}]: id {:?} is repeated in the request", d.id)
+        } else {
+            continue;
+        };
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "duplicate_document",
+            message,
+        ));
+    }
+    Ok(())
+}
+
+fn index_error(e: IndexError) -> ApiError {
+    match e {
+        IndexError::UnknownDocument(id) => unknown(&id),
+        IndexError::Corpus { message, .. } => ApiError::bad_request("invalid_document", message),
+        other => ApiError::internal(format!("writing the index: {other}")),
+    }
+}

@@ -1,0 +1,193 @@
+//! `POST /v1/search`: one query through a pipeline, with snippets and, on request, the
+//! explain record (every stage's rank and score for each hit, fusion formulas, timings).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::Json;
+use ferret_search::{Query, Trace};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::pipeline::{self, pipeline_schema};
+use crate::error::{ApiError, ErrorBody};
+use crate::snippet::{snippet, Segment};
+use crate::state::AppState;
+
+/// Characters of text shown around the matches.
+const SNIPPET_CHARS: usize = 300;
+
+fn default_k() -> usize {
+    10
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// The query text.
+    #[schema(min_length = 1, max_length = 1000)]
+    pub query: String,
+    #[serde(default)]
+    #[schema(schema_with = pipeline_schema)]
+    pub pipeline: Option<serde_json::Value>,
+    /// Number of hits (at most the server's limit, 1000 by default).
+    #[serde(default = "default_k")]
+    #[schema(minimum = 1, maximum = 1000, default = 10)]
+    pub k: usize,
+    /// Include each stage's rank and score per hit, and the stages' timings.
+    #[serde(default)]
+    pub explain: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchResponse {
+    pub query: String,
+    /// The pipeline as run (canonical text form).
+    pub pipeline: String,
+    pub k: usize,
+    /// Generation of the index the search ran on.
+    pub generation: u64,
+    pub took_ms: f64,
+    pub hits: Vec<SearchHit>,
+    /// The stages the query went through, in the order they ran (with `explain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageRun>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchHit {
+    pub rank: usize,
+    pub id: String,
+    pub score: f32,
+    pub title: String,
+    /// Text around the query's matches; `hit` pieces matched a query term.
+    pub snippet: Vec<Segment>,
+    /// With `explain`: this hit's rank and score in every stage that ranked it (`stage`
+    /// indexes `stages`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Vec<StagePosition>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StagePosition {
+    pub stage: usize,
+    pub rank: usize,
+    pub score: f32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StageRun {
+    /// The stage's text form.
+    pub stage: String,
+    /// Nesting depth in the pipeline tree (0 = the whole pipeline).
+    pub depth: usize,
+    pub millis: f64,
+    /// How a fusion stage combined its inputs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub formula: Option<String>,
+    /// What the stage derived for this query (an expanded query, LLM calls, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Runs one query through a pipeline.
+#[utoipa::path(post, path = "/v1/search", tag = "search", request_body = SearchRequest,
+    responses(
+        (status = 200, description = "The ranking", body = SearchResponse),
+        (status = 400, description = "Bad request: empty or too long query, k out of range, invalid pipeline", body = ErrorBody),
+        (status = 403, description = "The pipeline names a model the server does not allow", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 503, description = "Timed out", body = ErrorBody),
+    ))]
+pub async fn search(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<SearchRequest>, JsonRejection>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let Json(req) = body?;
+    super::check_query(&state, &req.query)?;
+    let max_k = state.limits().max_k;
+    if req.k == 0 || req.k > max_k {
+        return Err(ApiError::bad_request(
+            "k_out_of_range",
+            format!("k must be between 1 and {max_k}"),
+        ));
+    }
+    let parsed = pipeline::parse(req.pipeline.as_ref())?;
+    let st = state.clone();
+    super::blocking(&state, move || run(&st, req, parsed).map(Json)).await
+}
+
+fn run(
+    state: &AppState,
+    req: SearchRequest,
+    parsed: pipeline::Parsed,
+) -> Result<SearchResponse, ApiError> {
+    let start = Instant::now();
+    let snapshot = state.snapshot();
+    let stage = pipeline::prepare(state, &snapshot, &parsed)?;
+    let index = &snapshot.index;
+    let query = Query::new("q", req.query.clone());
+    let mut trace = if req.explain {
+        Trace::on()
+    } else {
+        Trace::off()
+    };
+    let found = trace
+        .run(stage.as_ref(), &query, None, req.k)
+        .map_err(|e| ApiError::internal(format!("the search failed: {e}")))?;
+    let analyzer = index
+        .manifest()
+        .representations
+        .lexical
+        .as_ref()
+        .map_or(ferret_text::AnalyzerKind::En, |l| l.analyzer);
+    let mut hits = Vec::with_capacity(found.len());
+    for (i, h) in found.iter().enumerate() {
+        let doc = index
+            .document(h.doc)
+            .map_err(|e| ApiError::internal(format!("reading a document: {e}")))?;
+        let explain = req.explain.then(|| {
+            trace
+                .positions(h.doc)
+                .into_iter()
+                .enumerate()
+                .filter_map(|(stage, p)| {
+                    p.map(|(rank, score)| StagePosition { stage, rank, score })
+                })
+                .collect()
+        });
+        hits.push(SearchHit {
+            rank: i + 1,
+            snippet: snippet(analyzer, &req.query, &doc.text, SNIPPET_CHARS),
+            id: doc.id,
+            score: h.score,
+            title: doc.title,
+            explain,
+        });
+    }
+    let stages = req.explain.then(|| {
+        trace
+            .entries
+            .iter()
+            .map(|e| StageRun {
+                stage: e.stage.clone(),
+                depth: e.depth,
+                millis: e.millis,
+                formula: e.formula.clone(),
+                note: e.note.clone(),
+            })
+            .collect()
+    });
+    Ok(SearchResponse {
+        query: req.query,
+        pipeline: stage.describe(),
+        k: req.k,
+        generation: index.manifest().generation,
+        took_ms: start.elapsed().as_secs_f64() * 1000.0,
+        hits,
+        stages,
+    })
+}

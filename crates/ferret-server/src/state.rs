@@ -1,0 +1,251 @@
+//! What the server holds: the current index snapshot (swapped atomically after each commit, so
+//! searches never wait for a writer), the writer lock, prepared stages and rerankers, the
+//! model policy and the limits.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::http::StatusCode;
+use ferret_index::{DocNo, Index};
+use ferret_search::pipeline::{Expr, Value};
+use ferret_search::reranker::Reranker;
+use ferret_search::Stage;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Caps on what one request may ask for.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_query_chars: usize,
+    pub max_k: usize,
+    /// Stages in one pipeline (retrievers, feedback, fusion and rerankers all count).
+    pub max_pipeline_stages: usize,
+    pub max_rerank_documents: usize,
+    pub max_documents_per_request: usize,
+    /// Wall time for one search, rerank or write before the request is answered `timeout`.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_query_chars: 1000,
+            max_k: 1000,
+            max_pipeline_stages: 16,
+            max_rerank_documents: 1000,
+            max_documents_per_request: 1000,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    pub index: PathBuf,
+    pub limits: Limits,
+    /// When set, write endpoints need `Authorization: Bearer <key>` (or `X-API-Key`).
+    pub api_key: Option<String>,
+    /// Models a request may name besides the index's own and ferret's known ids and aliases
+    /// (folders, GGUF files, Hub ids). Nothing else named in a request reaches the file system.
+    pub allowed_models: Vec<String>,
+    /// OpenAI-compatible base URLs a request may send LLM calls to (`api=` of LLM stages).
+    pub allowed_apis: Vec<String>,
+    /// Threads for indexing added documents.
+    pub threads: usize,
+}
+
+/// One committed generation of the index, with what is derived from it.
+pub struct Snapshot {
+    pub index: Arc<Index>,
+    /// External id → internal number, for document look-ups.
+    pub ids: HashMap<String, DocNo>,
+    /// Prepared pipelines by their text, bound to this generation.
+    stages: Mutex<HashMap<String, Arc<dyn Stage>>>,
+}
+
+/// Prepared pipelines kept per snapshot; the cache is emptied when it reaches this size.
+const STAGE_CACHE: usize = 64;
+
+impl Snapshot {
+    pub fn open(dir: &std::path::Path) -> Result<Self, ferret_index::IndexError> {
+        let index = Index::open(dir)?;
+        let ids = index
+            .docstore()
+            .live_id_map()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        Ok(Snapshot {
+            index: Arc::new(index),
+            ids,
+            stages: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn cached_stage(&self, key: &str) -> Option<Arc<dyn Stage>> {
+        self.stages.lock().ok()?.get(key).cloned()
+    }
+
+    pub fn cache_stage(&self, key: String, stage: Arc<dyn Stage>) {
+        if let Ok(mut m) = self.stages.lock() {
+            if m.len() >= STAGE_CACHE {
+                m.clear();
+            }
+            m.insert(key, stage);
+        }
+    }
+}
+
+pub struct AppState {
+    pub options: ServerOptions,
+    snapshot: ArcSwap<Snapshot>,
+    /// Held by the one write in progress; searches never take it.
+    pub writer: Arc<tokio::sync::Mutex<()>>,
+    rerankers: Mutex<HashMap<String, Arc<dyn Reranker>>>,
+    allowed_models: HashSet<String>,
+    pub metrics: Metrics,
+}
+
+impl AppState {
+    pub fn new(options: ServerOptions) -> Result<Self, ferret_index::IndexError> {
+        let snapshot = Snapshot::open(&options.index)?;
+        let mut allowed: HashSet<String> = options.allowed_models.iter().cloned().collect();
+        for k in ferret_models::source::KNOWN {
+            allowed.insert(k.id.to_string());
+            allowed.extend(k.aliases.iter().map(|a| a.to_string()));
+        }
+        let metrics = Metrics::new();
+        metrics.set_index(&snapshot.index);
+        Ok(AppState {
+            options,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
+            rerankers: Mutex::new(HashMap::new()),
+            allowed_models: allowed,
+            metrics,
+        })
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Makes a newly committed generation the one searches see.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.metrics.set_index(&snapshot.index);
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.options.limits
+    }
+
+    pub fn cached_reranker(&self, key: &str) -> Option<Arc<dyn Reranker>> {
+        self.rerankers.lock().ok()?.get(key).cloned()
+    }
+
+    pub fn cache_reranker(&self, key: String, reranker: Arc<dyn Reranker>) {
+        if let Ok(mut m) = self.rerankers.lock() {
+            if m.len() >= STAGE_CACHE {
+                m.clear();
+            }
+            m.insert(key, reranker);
+        }
+    }
+
+    /// Refuses a pipeline whose stages name a model or an API the server does not allow, or
+    /// that has more stages than the limit. Models are named by `model=` (rerank) and `llm=`
+    /// (LLM stages); dense stages' `model=` picks one of the index's own representations.
+    pub fn check_pipeline(&self, expr: &Expr, snapshot: &Snapshot) -> Result<(), ApiError> {
+        let index_models: HashSet<&str> = snapshot
+            .index
+            .manifest()
+            .representations
+            .dense
+            .iter()
+            .map(|d| d.model.as_str())
+            .collect();
+        let mut stages = 0;
+        self.walk(expr, &index_models, &mut stages)?;
+        let max = self.limits().max_pipeline_stages;
+        if stages > max {
+            return Err(ApiError::bad_request(
+                "pipeline_too_large",
+                format!("the pipeline has {stages} stages; this server allows at most {max}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn walk(
+        &self,
+        expr: &Expr,
+        index_models: &HashSet<&str>,
+        stages: &mut usize,
+    ) -> Result<(), ApiError> {
+        match expr {
+            Expr::Stage { inputs, args, .. } => {
+                *stages += 1;
+                for a in args {
+                    let Value::Text(v) = &a.value else { continue };
+                    let refused = match a.name.as_str() {
+                        "model" | "llm" => {
+                            !self.allowed_models.contains(v) && !index_models.contains(v.as_str())
+                        }
+                        "api" => !self.options.allowed_apis.iter().any(|x| x == v),
+                        _ => false,
+                    };
+                    if refused {
+                        return Err(ApiError::new(
+                            StatusCode::FORBIDDEN,
+                            "model_not_allowed",
+                            format!(
+                                "{}={v:?} is not allowed on this server (allowed: the index's models, ferret's known model ids and aliases, and what the server was started with --allow-model / --allow-api)",
+                                a.name
+                            ),
+                        ));
+                    }
+                }
+                for i in inputs {
+                    self.walk(i, index_models, stages)?;
+                }
+                Ok(())
+            }
+            Expr::Cutoff { input, .. } => self.walk(input, index_models, stages),
+            Expr::Then { first, then } => {
+                self.walk(first, index_models, stages)?;
+                self.walk(then, index_models, stages)
+            }
+        }
+    }
+
+    /// Whether a write request carries the API key (always true when none is configured).
+    pub fn authorized(&self, headers: &axum::http::HeaderMap) -> bool {
+        let Some(key) = &self.options.api_key else {
+            return true;
+        };
+        let bearer = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let header = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+        [bearer, header]
+            .into_iter()
+            .flatten()
+            .any(|given| constant_time_eq(given.as_bytes(), key.as_bytes()))
+    }
+}
+
+/// Compares without an early exit, so response time does not tell how much of a key matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,213 @@
+// ferret's search page: talks to the JSON API of the server that serves it, nothing else.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const el = (tag, attrs = {}, ...children) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k === "text") e.textContent = v;
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) if (c != null) e.append(c);
+  return e;
+};
+
+async function api(path, body) {
+  const init = body === undefined ? {} : {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  };
+  const r = await fetch(path, init);
+  const data = await r.json().catch(() => ({ error: { code: "bad_response", message: `HTTP ${r.status}` } }));
+  if (!r.ok) throw data.error || { code: "http_" + r.status, message: `HTTP ${r.status}` };
+  return data;
+}
+
+// ---- pipelines: presets, inline validation -------------------------------------------------
+
+const sides = [
+  { preset: $("preset"), text: $("pipeline"), error: $("pipeline-error") },
+  { preset: $("preset2"), text: $("pipeline2"), error: $("pipeline2-error") },
+];
+
+function fillPresets(presets) {
+  for (const side of sides) {
+    side.preset.replaceChildren(el("option", { value: "", text: "custom…" }));
+    for (const p of presets) side.preset.append(el("option", { value: p.pipeline, text: p.name }));
+    side.preset.value = [...side.preset.options].some((o) => o.value === side.text.value) ? side.text.value : "";
+    side.preset.addEventListener("change", () => {
+      if (side.preset.value) { side.text.value = side.preset.value; validate(side); }
+    });
+  }
+}
+
+function showPipelineError(side, err) {
+  if (!err) {
+    side.error.hidden = true;
+    side.error.textContent = "";
+    side.text.classList.remove("invalid");
+    side.text.removeAttribute("aria-invalid");
+    return;
+  }
+  let msg = err.message;
+  if (typeof err.position === "number") {
+    msg = `${side.text.value}\n${" ".repeat(err.position)}^ ${err.message} (position ${err.position + 1})`;
+  }
+  side.error.textContent = msg;
+  side.error.hidden = false;
+  side.text.classList.add("invalid");
+  side.text.setAttribute("aria-invalid", "true");
+}
+
+async function validate(side) {
+  const text = side.text.value;
+  try {
+    await api("/v1/pipeline", { pipeline: text });
+    if (side.text.value === text) showPipelineError(side, null);
+    return true;
+  } catch (err) {
+    if (side.text.value === text) showPipelineError(side, err);
+    return false;
+  }
+}
+
+for (const side of sides) {
+  let timer;
+  side.text.addEventListener("input", () => {
+    side.preset.value = [...side.preset.options].some((o) => o.value === side.text.value) ? side.text.value : "";
+    clearTimeout(timer);
+    timer = setTimeout(() => validate(side), 250);
+  });
+}
+
+$("compare").addEventListener("change", () => {
+  $("pipeline-b").hidden = !$("compare").checked;
+  if ($("q").value.trim()) search();
+});
+
+// ---- search and results ----------------------------------------------------------------------
+
+function snippetNode(segments) {
+  const p = el("p", { class: "snippet" });
+  for (const s of segments) p.append(s.hit ? el("mark", { text: s.text }) : document.createTextNode(s.text));
+  return p;
+}
+
+function explainNode(hit, stages) {
+  const table = el("table", {},
+    el("thead", {}, el("tr", {}, el("th", { text: "stage" }), el("th", { text: "rank" }),
+      el("th", { text: "score" }), el("th", { text: "ms" }))));
+  const body = el("tbody");
+  const byStage = new Map((hit.explain || []).map((p) => [p.stage, p]));
+  stages.forEach((s, i) => {
+    const p = byStage.get(i);
+    body.append(el("tr", {},
+      el("td", { class: "stage", text: "\u00a0\u00a0".repeat(s.depth) + s.stage }),
+      el("td", { class: "num", text: p ? String(p.rank) : "—" }),
+      el("td", { class: "num", text: p ? p.score.toFixed(4) : "—" }),
+      el("td", { class: "num", text: s.millis.toFixed(2) })));
+    if (s.formula) body.append(el("tr", { class: "sub" }, el("td", { colspan: "4", text: "fusion: " + s.formula })));
+    if (s.note) body.append(el("tr", { class: "sub" }, el("td", { colspan: "4", text: "note: " + s.note })));
+  });
+  table.append(body);
+  return el("div", { class: "explain" }, table);
+}
+
+function toggleExplain(li) {
+  const button = li.querySelector(".explain-toggle");
+  const panel = li.querySelector(".explain");
+  const open = panel.hidden;
+  panel.hidden = !open;
+  button.setAttribute("aria-expanded", String(open));
+  button.textContent = open ? "hide explain" : "explain";
+}
+
+function column(result, other) {
+  const otherRank = new Map((other ? other.hits : []).map((h) => [h.id, h.rank]));
+  const list = el("ol");
+  for (const hit of result.hits) {
+    let move = null;
+    if (other) {
+      const r = otherRank.get(hit.id);
+      if (r === undefined) move = el("span", { class: "move new", text: "new", title: "not in the other ranking" });
+      else if (r !== hit.rank) {
+        const up = r > hit.rank;
+        move = el("span", { class: "move " + (up ? "up" : "down"), text: (up ? "▲" : "▼") + Math.abs(r - hit.rank),
+          title: `rank ${r} in the other ranking` });
+      }
+    }
+    const panel = explainNode(hit, result.stages || []);
+    panel.hidden = true;
+    const button = el("button", { type: "button", class: "explain-toggle", "aria-expanded": "false", text: "explain" });
+    const li = el("li", { class: "hit", tabindex: "0", "data-id": hit.id },
+      el("div", { class: "head" },
+        el("span", { class: "rank", text: String(hit.rank) }),
+        el("span", { class: "title", text: hit.title || hit.id }),
+        move,
+        el("span", { class: "meta", text: `${hit.id} · ${hit.score.toFixed(4)}` })),
+      snippetNode(hit.snippet), button, panel);
+    button.addEventListener("click", () => toggleExplain(li));
+    list.append(li);
+  }
+  const heading = el("h2", { text: `${result.pipeline} — ${result.hits.length} hits, ${result.took_ms.toFixed(1)} ms` });
+  return el("section", { class: "column", "aria-label": result.pipeline }, heading,
+    result.hits.length ? list : el("p", { text: "no results" }));
+}
+
+let searchSeq = 0;
+async function search() {
+  const query = $("q").value;
+  if (!query.trim()) { $("q").focus(); return; }
+  const k = Number($("k").value) || 10;
+  const active = $("compare").checked ? sides : sides.slice(0, 1);
+  const seq = ++searchSeq;
+  const status = $("status");
+  status.className = "";
+  status.textContent = "searching…";
+  try {
+    const results = await Promise.all(active.map((side) =>
+      api("/v1/search", { query, pipeline: side.text.value, k, explain: true }).catch((err) => {
+        if (err.code === "invalid_pipeline") showPipelineError(side, err);
+        throw err;
+      })));
+    if (seq !== searchSeq) return;
+    active.forEach((side) => showPipelineError(side, null));
+    const cols = results.map((r, i) => column(r, results.length > 1 ? results[1 - i] : null));
+    $("results").replaceChildren(...cols);
+    status.textContent = `${results[0].hits.length} results`;
+  } catch (err) {
+    if (seq !== searchSeq) return;
+    status.className = "error";
+    status.textContent = `${err.code}: ${err.message}`;
+  }
+}
+
+$("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(); });
+
+// ---- keyboard --------------------------------------------------------------------------------
+
+document.addEventListener("keydown", (e) => {
+  const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName);
+  if (e.key === "Escape") { $("q").focus(); $("q").select(); return; }
+  if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+  const hits = [...document.querySelectorAll(".hit")];
+  const i = hits.indexOf(document.activeElement.closest(".hit"));
+  if (e.key === "/") { e.preventDefault(); $("q").focus(); $("q").select(); }
+  else if (e.key === "j" || e.key === "ArrowDown") { e.preventDefault(); hits[Math.min(i + 1, hits.length - 1)]?.focus(); }
+  else if (e.key === "k" || e.key === "ArrowUp") { e.preventDefault(); hits[Math.max(i - 1, 0)]?.focus(); }
+  else if ((e.key === "e" || e.key === "Enter") && i >= 0 && document.activeElement === hits[i]) { e.preventDefault(); toggleExplain(hits[i]); }
+  else if (e.key === "c") { $("compare").click(); }
+});
+
+// ---- start -----------------------------------------------------------------------------------
+
+api("/v1/index").then((info) => {
+  $("index-info").textContent = `${info.name}: ${info.documents} documents · ${info.representations.join(", ")}`;
+  fillPresets(info.presets);
+}).catch((err) => {
+  $("status").className = "error";
+  $("status").textContent = `cannot read the index: ${err.message}`;
+});
+$("q").focus();

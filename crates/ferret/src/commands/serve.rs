@@ -1,0 +1,78 @@
+//! `ferret serve`: the HTTP API and web page over one index (see ferret-server).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ferret_server::{Limits, ServerOptions};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Index directory
+    #[arg(long)]
+    index: PathBuf,
+    /// Address to listen on (loopback by default; port 0 picks a free port)
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// API key that write endpoints (POST/DELETE /v1/documents) require as a bearer token
+    #[arg(long, env = "FERRET_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// A model requests may name besides the index's own and ferret's known ids and aliases
+    /// (a folder, GGUF file or Hub id; repeatable)
+    #[arg(long, value_name = "MODEL")]
+    allow_model: Vec<String>,
+    /// An OpenAI-compatible base URL that LLM stages in requests may call (repeatable)
+    #[arg(long, value_name = "URL")]
+    allow_api: Vec<String>,
+    /// Largest request body, in bytes
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Longest query, in characters
+    #[arg(long, default_value_t = 1000)]
+    max_query_chars: usize,
+    /// Largest k a search may ask for
+    #[arg(long, default_value_t = 1000)]
+    max_k: usize,
+    /// Most stages in one pipeline
+    #[arg(long, default_value_t = 16)]
+    max_pipeline_stages: usize,
+    /// Seconds a search, rerank or write may take before it is answered `timeout`
+    #[arg(long, default_value_t = 30.0)]
+    timeout_s: f64,
+    /// Threads for indexing added documents (default: all cores)
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn main(a: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.timeout_s > 0.0 && a.timeout_s.is_finite(),
+        "--timeout-s must be a positive number of seconds"
+    );
+    anyhow::ensure!(a.max_k >= 1, "--max-k must be at least 1");
+    let limits = Limits {
+        max_body_bytes: a.max_body_bytes,
+        max_query_chars: a.max_query_chars,
+        max_k: a.max_k,
+        max_pipeline_stages: a.max_pipeline_stages,
+        timeout: Duration::from_secs_f64(a.timeout_s),
+        ..Limits::default()
+    };
+    let options = ServerOptions {
+        index: a.index.clone(),
+        limits,
+        api_key: a.api_key.filter(|k| !k.is_empty()),
+        allowed_models: a.allow_model,
+        allowed_apis: a.allow_api,
+        threads: a.threads.unwrap_or_else(super::default_threads),
+    };
+    let index = a.index.display().to_string();
+    ferret_server::run(options, a.addr, |local| {
+        // Tests and scripts read this line for the port.
+        println!("ferret: serving {index} on http://{local}");
+        let _ = std::io::stdout().flush();
+    })?;
+    println!("ferret: shut down");
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! The web search page in a real browser: headless Chromium (Debian's /usr/bin/chromium),
+//! driven by playwright-core from npm (scripts/test.sh installs it and sets
+//! FERRET_NODE_MODULES), against `ferret serve` on a SciFact index. The script
+//! (`tests/browser/search_page.cjs`) loads the page, searches, opens explain from the keyboard,
+//! sees a pipeline error inline, switches preset and compares two pipelines; the screenshot is
+//! kept as a test artifact in the target directory.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::s;
+use common::server::Server;
+
+#[test]
+fn search_page_in_headless_chromium() {
+    let modules = std::env::var_os("FERRET_NODE_MODULES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+            "FERRET_NODE_MODULES is not set: run the tests through scripts/test.sh, which installs \
+             playwright-core and Chromium"
+        )
+        });
+    assert!(
+        modules.join("playwright-core").is_dir(),
+        "playwright-core not found in {}",
+        modules.display()
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} not found: install Debian's chromium package (scripts/test.sh does)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join("idx");
+    common::index(&index, "beir-scifact", &[]);
+    let server = Server::start(&index, &[]);
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("search-page.png");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/search_page.cjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .args([server.url.as_str(), s(&screenshot)])
+        .env("NODE_PATH", &modules)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("running node (install Node.js)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"ok\":true"), "{stdout}");
+    let png = std::fs::read(&screenshot).expect("the screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot too small"
+    );
+    println!("screenshot: {}", screenshot.display());
+}
