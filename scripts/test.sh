@@ -3,7 +3,8 @@
 # datasets (../shared/data, or $FERRET_DATA). The trec_eval-agreement tests need pytrec_eval and
 # ir_measures, the OpenAI-backend test a real llama.cpp server (llama-cpp-python, built from
 # source: ~10 minutes on 2 cores the first time); this script installs them into a virtualenv
-# (reused between runs). The web page's test needs Chromium (apt) and playwright-core (npm).
+# (reused between runs), with schemathesis for the server's OpenAPI test. The web page's test
+# needs Chromium (apt) and playwright-core (npm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,10 @@ if ! "$venv/bin/python" -c "import llama_cpp.server" 2>/dev/null; then
   echo "== installing llama-cpp-python[server] (the OpenAI-compatible server the LLM tests talk to)"
   CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet --disable-pip-version-check \
     'llama-cpp-python[server]==0.3.36'
+fi
+if ! "$venv/bin/python" -c "import schemathesis" 2>/dev/null; then
+  echo "== installing schemathesis (the server's OpenAPI fuzzing test)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
 fi
 export FERRET_PYTHON="$venv/bin/python"
 

@@ -274,6 +274,18 @@ impl IndexWriter {
         path: &Path,
         line: usize,
     ) -> Result<Document, IndexError> {
+        if let Some(c) = doc.id.chars().find(|c| c.is_whitespace() || c.is_control()) {
+            // The docstore keeps one id per line and TREC runs separate columns by
+            // whitespace: such an id would corrupt both.
+            return Err(IndexError::Corpus {
+                path: path.to_path_buf(),
+                line,
+                message: format!(
+                    "document id {:?} contains {c:?}: ids may not contain whitespace or control characters",
+                    doc.id
+                ),
+            });
+        }
         if let Some(&d) = self.live.get(&doc.id) {
             let message = if d >= self.first_new {
                 let first = self.added_lines[(d - self.first_new) as usize];

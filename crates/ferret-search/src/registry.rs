@@ -104,8 +104,8 @@ pub const RERANKERS: &[(&str, &str, RerankerConstructor)] = &[
     ),
 ];
 
-/// Every stage name, for messages.
-fn all_names() -> Vec<&'static str> {
+/// Every stage name (retrievers, feedback, fusion and rerankers).
+pub fn all_names() -> Vec<&'static str> {
     STAGES
         .iter()
         .map(|(n, _, _)| *n)

@@ -24,7 +24,7 @@ use crate::routes;
         routes::documents::delete_document,
     ),
     components(schemas(crate::error::ErrorBody)),
-    modifiers(&ApiKey),
+    modifiers(&ApiKey, &PipelineNode),
     tags(
         (name = "search", description = "Pipelines and reranking"),
         (name = "documents", description = "Reading and changing the index"),
@@ -42,6 +42,19 @@ impl Modify for ApiKey {
         components.add_security_scheme(
             "api_key",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The recursive JSON form of pipelines, which no derive can express.
+struct PipelineNode;
+
+impl Modify for PipelineNode {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.schemas.insert(
+            "PipelineNode".into(),
+            routes::pipeline::pipeline_node_schema().into(),
         );
     }
 }

@@ -162,6 +162,19 @@ impl LexicalWriter {
     }
 }
 
+impl Drop for LexicalWriter {
+    /// A writer given up without a commit waits for its worker, so tantivy's writer (and the
+    /// directory lock it holds) is gone when this returns: the next writer must not find the
+    /// index locked by an abandoned one.
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        if let Some(w) = self.worker.take() {
+            // Its result is the abandoned writer or its error; neither matters any more.
+            let _ = w.join();
+        }
+    }
+}
+
 fn to_tantivy(
     schema: &LexicalSchema,
     mode: FieldMode,

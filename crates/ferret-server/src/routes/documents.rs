@@ -18,16 +18,17 @@ use crate::state::{AppState, Snapshot};
 #[derive(Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentBody {
-    /// External id, unique in the index.
-    #[schema(min_length = 1)]
+    /// External id, unique in the index (not blank).
+    #[schema(min_length = 1, pattern = r"\S")]
     pub id: String,
     #[serde(default)]
     pub title: String,
-    #[serde(default)]
+    /// The document's text (not blank).
+    #[schema(pattern = r"\S")]
     pub text: String,
-    /// Any JSON, stored with the document.
+    /// A JSON object stored with the document (null or absent: none).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: serde_json::Value,
 }
 
@@ -139,10 +140,16 @@ pub async fn add_documents(
                 format!("documents[{i}]: the id is empty"),
             ));
         }
-        if d.title.trim().is_empty() && d.text.trim().is_empty() {
+        if !(d.metadata.is_null() || d.metadata.is_object()) {
             return Err(ApiError::bad_request(
                 "invalid_document",
-                format!("documents[{i}] ({:?}): title and text are both empty", d.id),
+                format!("documents[{i}] ({:?}): metadata must be an object", d.id),
+            ));
+        }
+        if d.text.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_document",
+                format!("documents[{i}] ({:?}): the text is empty", d.id),
             ));
         }
     }

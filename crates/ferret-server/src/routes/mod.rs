@@ -37,6 +37,29 @@ pub async fn blocking<T: Send + 'static>(
     }
 }
 
+/// JSON Schema's `integer`: 3 and 3.0 alike (schema-driven clients send either); negative or
+/// fractional numbers are refused.
+pub fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    use serde::de::Error;
+    let n = <serde_json::Number as serde::Deserialize>::deserialize(d)?;
+    if let Some(u) = n.as_u64() {
+        return usize::try_from(u).map_err(|_| D::Error::custom(format!("{n} is too large")));
+    }
+    match n.as_f64() {
+        Some(f) if f >= 0.0 && f.fract() == 0.0 && f <= u32::MAX as f64 => Ok(f as usize),
+        _ => Err(D::Error::custom(format!(
+            "expected a non-negative integer, got {n}"
+        ))),
+    }
+}
+
+/// [`integer`] or null.
+pub fn optional_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Int(#[serde(deserialize_with = "integer")] usize);
+    Ok(<Option<Int> as serde::Deserialize>::deserialize(d)?.map(|Int(n)| n))
+}
+
 /// Checks a query's text against the limits.
 pub fn check_query(state: &AppState, query: &str) -> Result<(), ApiError> {
     if query.trim().is_empty() {

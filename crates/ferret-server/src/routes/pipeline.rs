@@ -8,30 +8,87 @@ use axum::extract::State;
 use axum::Json;
 use ferret_search::{Expr, Stage};
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type,
+};
+use utoipa::openapi::Ref;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{AppState, Snapshot};
 
 /// The `pipeline` field's schema: the text form, the JSON form, or null for the default.
-pub fn pipeline_schema() -> utoipa::openapi::schema::Schema {
+pub fn pipeline_schema() -> Schema {
     OneOfBuilder::new()
         .item(
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .description(Some("text form, e.g. `bm25 % 100 >> rm3(fb_docs=10)`")),
         )
-        .item(
-            ObjectBuilder::new()
-                .schema_type(Type::Object)
-                .description(Some(
-                    "JSON form (the parsed tree, as returned by POST /v1/pipeline)",
-                )),
-        )
+        .item(Ref::from_schema_name("PipelineNode"))
         .item(ObjectBuilder::new().schema_type(Type::Null))
         .description(Some(
             "The ranking pipeline; absent or null means `bm25`. See docs/PIPELINES.md.",
+        ))
+        .build()
+        .into()
+}
+
+/// The JSON form of a pipeline (the serde form of [`Expr`]), a recursive schema registered as
+/// the `PipelineNode` component.
+pub fn pipeline_node_schema() -> Schema {
+    let node = || Ref::from_schema_name("PipelineNode");
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let op = |name: &str| string().enum_values(Some([name]));
+    let closed = || Some(AdditionalProperties::FreeForm(false));
+    let value = OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(string())
+        .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::Number)));
+    let arg = ObjectBuilder::new()
+        .property("name", string().min_length(Some(1)))
+        .property("value", value)
+        .required("name")
+        .required("value")
+        .additional_properties(closed());
+    let stage = ObjectBuilder::new()
+        .property("op", op("stage"))
+        .property(
+            "name",
+            string().enum_values(Some(ferret_search::registry::all_names())),
+        )
+        .property("inputs", ArrayBuilder::new().items(node()))
+        .property("args", ArrayBuilder::new().items(arg))
+        .required("op")
+        .required("name")
+        .additional_properties(closed());
+    let cutoff = ObjectBuilder::new()
+        .property("op", op("cutoff"))
+        .property("input", node())
+        .property(
+            "k",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1)),
+        )
+        .required("op")
+        .required("input")
+        .required("k")
+        .additional_properties(closed());
+    let then = ObjectBuilder::new()
+        .property("op", op("then"))
+        .property("first", node())
+        .property("then", node())
+        .required("op")
+        .required("first")
+        .required("then")
+        .additional_properties(closed());
+    OneOfBuilder::new()
+        .item(stage)
+        .item(cutoff)
+        .item(then)
+        .description(Some(
+            "A pipeline node: a stage (with its inputs and arguments), a rank cut-off, or `first >> then`.",
         ))
         .build()
         .into()

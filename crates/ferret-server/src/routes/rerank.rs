@@ -18,7 +18,7 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RerankRequest {
-    #[schema(min_length = 1, max_length = 1000)]
+    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
     pub query: String,
     /// Candidates: plain strings, or objects with `text` (and optional `id`, `title`).
     #[schema(min_items = 1, max_items = 1000)]
@@ -28,7 +28,7 @@ pub struct RerankRequest {
     #[schema(min_length = 1)]
     pub model: String,
     /// Keep the best n (default: all).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::optional_integer")]
     #[schema(minimum = 1)]
     pub top_n: Option<usize>,
 }

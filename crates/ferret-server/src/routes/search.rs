@@ -7,7 +7,7 @@ use std::time::Instant;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::Json;
-use ferret_search::{Query, Trace};
+use ferret_search::{Query, SearchError, Trace};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -27,13 +27,13 @@ fn default_k() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
     /// The query text.
-    #[schema(min_length = 1, max_length = 1000)]
+    #[schema(min_length = 1, max_length = 1000, pattern = r"\S")]
     pub query: String,
     #[serde(default)]
     #[schema(schema_with = pipeline_schema)]
     pub pipeline: Option<serde_json::Value>,
     /// Number of hits (at most the server's limit, 1000 by default).
-    #[serde(default = "default_k")]
+    #[serde(default = "default_k", deserialize_with = "super::integer")]
     #[schema(minimum = 1, maximum = 1000, default = 10)]
     pub k: usize,
     /// Include each stage's rank and score per hit, and the stages' timings.
@@ -137,7 +137,13 @@ fn run(
     };
     let found = trace
         .run(stage.as_ref(), &query, None, req.k)
-        .map_err(|e| ApiError::internal(format!("the search failed: {e}")))?;
+        .map_err(|e| match e {
+            // A stage used where it cannot work (e.g. feedback with no ranking before it).
+            SearchError::Pipeline(_) | SearchError::Invalid(_) => {
+                ApiError::pipeline(e, parsed.text.as_deref())
+            }
+            other => ApiError::internal(format!("the search failed: {other}")),
+        })?;
     let analyzer = index
         .manifest()
         .representations
