@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Load on `ferret serve` (release build) over loopback: wrk, 16 connections, 60 s per pipeline,
+# POST /v1/search with SciFact's 300 test queries in turn (k=10), once with BM25 and once with
+# a hybrid (RRF of BM25 and MiniLM dense). Reports requests/s, p50/p99 latency, errors (non-2xx
+# and socket errors), and the server's resident memory: peak, and the mean of the first and last
+# 10 s (memory must not grow). wrk and the server share this machine's cores.
+#
+#   benches/server_load.sh [OUT_DIR]     (FERRET_DATA, DURATION=60, CONNECTIONS=16 to override)
+# Needs wrk (Debian: apt-get install wrk).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-target/server-load}
+DATA=${FERRET_DATA:-../shared/data}
+SCIFACT=$DATA/beir-scifact
+DURATION=${DURATION:-60}
+CONNECTIONS=${CONNECTIONS:-16}
+FERRET=${FERRET:-target/release/ferret}
+command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
+[ -x "$FERRET" ] || cargo build --release -q
+mkdir -p "$OUT"
+[ -f "$OUT/index/manifest.json" ] ||
+  "$FERRET" index --corpus "$SCIFACT/corpus.jsonl.gz" --index "$OUT/index" --dense minilm
+
+# wrk's request generator: the test queries as JSON bodies, in turn.
+python3 - "$SCIFACT" "$OUT" <<'PY'
+import json, sys
+scifact, out = sys.argv[1], sys.argv[2]
+judged = {l.split("\t")[0] for l in open(f"{scifact}/qrels/test.tsv").read().splitlines()[1:]}
+queries = [json.loads(l) for l in open(f"{scifact}/queries.jsonl")]
+texts = [q["text"] for q in queries if q["_id"] in judged]
+def lua(s):
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+for name, pipeline in [("bm25", "bm25"), ("hybrid", "rrf(bm25 % 1000, dense(exact=1) % 1000, k=60)")]:
+    with open(f"{out}/{name}.lua", "w") as f:
+        f.write("local bodies = {\n")
+        for t in texts:
+            f.write("  " + lua(json.dumps({"query": t, "pipeline": pipeline, "k": 10})) + ",\n")
+        f.write("}\nlocal i = 0\n")
+        f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
+        f.write("request = function()\n  i = i % #bodies + 1\n")
+        f.write('  return wrk.format(nil, "/v1/search", nil, bodies[i])\nend\n')
+PY
+
+"$FERRET" serve --index "$OUT/index" --addr 127.0.0.1:0 > "$OUT/serve.log" &
+PID=$!
+trap 'kill $PID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q "serving" "$OUT/serve.log" && break; sleep 0.1; done
+URL=$(sed -n 's/.* on \(http:\/\/[0-9.:]*\)$/\1/p' "$OUT/serve.log")
+echo "server $URL (pid $PID)"
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$PID/status"; }
+for name in bm25 hybrid; do
+  # Warm up (models loaded, pages touched), then measure.
+  wrk -t2 -c"$CONNECTIONS" -d5s -s "$OUT/$name.lua" "$URL" > /dev/null
+  : > "$OUT/$name.rss"
+  ( for _ in $(seq "$DURATION"); do rss_kb >> "$OUT/$name.rss"; sleep 1; done ) &
+  SAMPLER=$!
+  wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$OUT/$name.lua" "$URL" > "$OUT/$name.wrk"
+  wait $SAMPLER
+done
+curl -s "$URL/metrics" > "$OUT/metrics.txt"
+
+python3 - "$OUT" "$DURATION" "$CONNECTIONS" <<'PY'
+import re, sys
+out, duration, conns = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+print(f"\n{duration} s per pipeline, {conns} connections, wrk -t2, loopback; SciFact test queries in turn, k=10\n")
+print("| pipeline | requests/s | p50 ms | p99 ms | errors | RSS peak MB | RSS first 10 s MB | RSS last 10 s MB |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(\w+)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+for name in ["bm25", "hybrid"]:
+    w = open(f"{out}/{name}.wrk").read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", w).group(1))
+    p50 = ms(re.search(r"\s50%\s+(\S+)", w).group(1))
+    p99 = ms(re.search(r"\s99%\s+(\S+)", w).group(1))
+    non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", w)) else 0
+    sock = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", w)) if "Socket errors" in w else 0
+    rss = [int(l) / 1024 for l in open(f"{out}/{name}.rss").read().split()]
+    first, last = rss[:10], rss[-10:]
+    print(f"| {name} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {non2xx + sock} | {max(rss):.0f} | {sum(first)/len(first):.0f} | {sum(last)/len(last):.0f} |")
+PY
