@@ -5,7 +5,8 @@
 # and socket errors), and the server's resident memory: peak, and the mean of the first and last
 # 10 s (memory must not grow). wrk and the server share this machine's cores.
 #
-#   benches/server_load.sh [OUT_DIR]     (FERRET_DATA, DURATION=60, CONNECTIONS=16 to override)
+#   benches/server_load.sh [OUT_DIR]     (FERRET_DATA, DURATION=60, CONNECTIONS=16, SERVE_ARGS
+#                                         such as "--workers 4" to override)
 # Needs wrk (Debian: apt-get install wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +42,8 @@ for name, pipeline in [("bm25", "bm25"), ("hybrid", "rrf(bm25 % 1000, dense(exac
         f.write('  return wrk.format(nil, "/v1/search", nil, bodies[i])\nend\n')
 PY
 
-"$FERRET" serve --index "$OUT/index" --addr 127.0.0.1:0 > "$OUT/serve.log" &
+# shellcheck disable=SC2086
+"$FERRET" serve --index "$OUT/index" --addr 127.0.0.1:0 ${SERVE_ARGS:-} > "$OUT/serve.log" &
 PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q "serving" "$OUT/serve.log" && break; sleep 0.1; done

@@ -58,6 +58,8 @@ pub struct ServerOptions {
     pub allowed_apis: Vec<String>,
     /// Threads for indexing added documents.
     pub threads: usize,
+    /// Searches, reranks and writes running at once; more wait their turn.
+    pub workers: usize,
 }
 
 /// One committed generation of the index, with what is derived from it.
@@ -107,6 +109,8 @@ pub struct AppState {
     snapshot: ArcSwap<Snapshot>,
     /// Held by the one write in progress; searches never take it.
     pub writer: Arc<tokio::sync::Mutex<()>>,
+    /// Slots for CPU-bound work (`ServerOptions::workers`).
+    pub workers: Arc<tokio::sync::Semaphore>,
     rerankers: Mutex<HashMap<String, Arc<dyn Reranker>>>,
     allowed_models: HashSet<String>,
     pub metrics: Metrics,
@@ -121,11 +125,13 @@ impl AppState {
             allowed.extend(k.aliases.iter().map(|a| a.to_string()));
         }
         let metrics = Metrics::new();
+        let workers = options.workers.max(1);
         metrics.set_index(&snapshot.index);
         Ok(AppState {
             options,
             snapshot: ArcSwap::from_pointee(snapshot),
             writer: Arc::new(tokio::sync::Mutex::new(())),
+            workers: Arc::new(tokio::sync::Semaphore::new(workers)),
             rerankers: Mutex::new(HashMap::new()),
             allowed_models: allowed,
             metrics,

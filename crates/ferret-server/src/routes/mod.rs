@@ -13,19 +13,32 @@ use axum::http::StatusCode;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Runs CPU-bound work (searching, reranking, indexing) off the async workers, answering
-/// `timeout` when it takes longer than the server's limit. The work itself is not
-/// interrupted (stages cannot be cancelled midway); its result is dropped.
+/// Runs CPU-bound work (searching, reranking, indexing) off the async workers, at most
+/// `--workers` at a time (more would only thrash the cores and multiply scratch memory), and
+/// answers `timeout` when waiting plus working take longer than the server's limit. The work
+/// itself is not interrupted (stages cannot be cancelled midway): it keeps its worker slot until
+/// it ends, and its result is dropped.
 pub async fn blocking<T: Send + 'static>(
     state: &Arc<AppState>,
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let limit = state.limits().timeout;
-    match tokio::time::timeout(limit, tokio::task::spawn_blocking(work)).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(join)) => Err(ApiError::internal(format!(
-            "the request's work failed: {join}"
-        ))),
+    let slots = state.workers.clone();
+    let run = async move {
+        let slot = slots
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::internal("the server is shutting down"))?;
+        tokio::task::spawn_blocking(move || {
+            let result = work();
+            drop(slot);
+            result
+        })
+        .await
+        .map_err(|join| ApiError::internal(format!("the request's work failed: {join}")))?
+    };
+    match tokio::time::timeout(limit, run).await {
+        Ok(result) => result,
         Err(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "timeout",

@@ -43,6 +43,10 @@ pub struct Args {
     /// Threads for indexing added documents (default: all cores)
     #[arg(long)]
     threads: Option<usize>,
+    /// Searches, reranks and writes that run at once; more wait their turn (default: twice the
+    /// cores)
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
@@ -66,6 +70,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         allowed_models: a.allow_model,
         allowed_apis: a.allow_api,
         threads: a.threads.unwrap_or_else(super::default_threads),
+        workers: a
+            .workers
+            .unwrap_or_else(|| 2 * super::default_threads())
+            .max(1),
     };
     let index = a.index.display().to_string();
     ferret_server::run(options, a.addr, |local| {
