@@ -34,7 +34,7 @@ pub struct BertConfig {
     pub vocab_size: usize,
     #[serde(default)]
     pub model_type: String,
-    /// MPNet: the padding id; position ids start just after it.
+    /// MPNet and RoBERTa: the padding id; position ids start just after it.
     #[serde(default = "default_pad")]
     pub pad_token_id: usize,
     /// MPNet: buckets of the relative-position bias.
@@ -156,8 +156,10 @@ struct Layer {
 
 /// What differs between the architectures this runtime runs.
 enum Arch {
+    /// BERT, and RoBERTa / XLM-RoBERTa (`position_offset` = padding id + 1, one token type).
     Bert {
         token_type: Vec<f32>,
+        position_offset: usize,
     },
     MpNet {
         /// [buckets, heads]: the bias each head adds for a relative-position bucket.
@@ -243,13 +245,11 @@ impl Bert {
         }
         let w = Weights::open(&dir.join("model.safetensors"))?;
         let mpnet = config.model_type == "mpnet";
-        let p = if w.has("bert.embeddings.word_embeddings.weight") {
-            "bert."
-        } else if w.has("mpnet.embeddings.word_embeddings.weight") {
-            "mpnet."
-        } else {
-            ""
-        };
+        let roberta = matches!(config.model_type.as_str(), "roberta" | "xlm-roberta");
+        let p = ["bert.", "mpnet.", "roberta."]
+            .into_iter()
+            .find(|p| w.has(&format!("{p}embeddings.word_embeddings.weight")))
+            .unwrap_or("");
         let (h, i, eps) = (
             config.hidden_size,
             config.intermediate_size,
@@ -307,6 +307,8 @@ impl Bert {
                     &format!("{p}embeddings.token_type_embeddings.weight"),
                     &[config.type_vocab_size, h],
                 )?,
+                // RoBERTa numbers positions from just past the padding id.
+                position_offset: if roberta { config.pad_token_id + 1 } else { 0 },
             }
         };
         Ok(Bert {
@@ -323,6 +325,18 @@ impl Bert {
             arch,
             config,
         })
+    }
+
+    /// The longest sequence the position table allows (RoBERTa and MPNet start past the padding
+    /// id).
+    pub fn max_tokens(&self) -> usize {
+        let offset = match &self.arch {
+            Arch::Bert {
+                position_offset, ..
+            } => *position_offset,
+            Arch::MpNet { .. } => self.config.pad_token_id + 1,
+        };
+        self.config.max_position_embeddings.saturating_sub(offset)
     }
 
     /// Runs one sequence (no padding) and calls `f` with the last hidden states [len, hidden].
@@ -343,8 +357,18 @@ impl Bert {
         for (pos, (&id, &t)) in ids.iter().zip(type_ids).enumerate() {
             let word = &self.word[id as usize * h..][..h];
             match &self.arch {
-                Arch::Bert { token_type } => {
-                    let position = &self.position[pos * h..][..h];
+                Arch::Bert {
+                    token_type,
+                    position_offset,
+                } => {
+                    let position = &self.position[(pos + position_offset) * h..][..h];
+                    // A model with one token type (RoBERTa) gives every token type 0, as its
+                    // tokenizers do.
+                    let t = if self.config.type_vocab_size == 1 {
+                        0
+                    } else {
+                        t
+                    };
                     let typ = &token_type[t as usize * h..][..h];
                     ws.x.extend(
                         word.iter()

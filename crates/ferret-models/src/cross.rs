@@ -2,6 +2,10 @@
 //! `cross-encoder/ms-marco-MiniLM-L-6-v2`): the (query, passage) pair is encoded as one
 //! sequence `[CLS] query [SEP] passage [SEP]` (token types 0 then 1), truncated `only_second`
 //! (the passage gives way), and the logit is `classifier(tanh(pooler(h_[CLS])))`.
+//! `XLMRobertaForSequenceClassification` / `RobertaForSequenceClassification` (the layout of
+//! bge-reranker): `<s> query </s></s> passage </s>` as the tokenizer's template says, and the
+//! logit is `classifier.out_proj(tanh(classifier.dense(h_<s>)))` — the same shape of head
+//! under other names, on a RoBERTa encoder (see `bert.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -44,20 +48,25 @@ impl CrossEncoder {
         let labels = labels.id2label.len().max(1);
         let w = Weights::open(&dir.join("model.safetensors"))?;
         let h = bert.config.hidden_size;
-        let prefix = if w.has("bert.pooler.dense.weight") {
-            "bert."
+        // (dense, output) of the head: BERT's pooler and classifier, or RoBERTa's classifier.
+        let (dense, output) = if w.has("classifier.out_proj.weight") {
+            ("classifier.dense", "classifier.out_proj")
+        } else if w.has("bert.pooler.dense.weight") {
+            ("bert.pooler.dense", "classifier")
         } else {
-            ""
+            ("pooler.dense", "classifier")
         };
         let head_err = |e: ModelError| {
             ModelError::invalid(
                 dir,
-                format!("not a sequence-classification checkpoint (pooler and classifier): {e}"),
+                format!(
+                    "not a sequence-classification checkpoint (pooler and classifier, or RoBERTa's classification head): {e}"
+                ),
             )
         };
-        let pooler = Linear::load(&w, &format!("{prefix}pooler.dense"), h, h).map_err(head_err)?;
-        let classifier = Linear::load(&w, "classifier", labels, h).map_err(head_err)?;
-        let max_length = max_length.min(bert.config.max_position_embeddings);
+        let pooler = Linear::load(&w, dense, h, h).map_err(head_err)?;
+        let classifier = Linear::load(&w, output, labels, h).map_err(head_err)?;
+        let max_length = max_length.min(bert.max_tokens());
         let mut tokenizer = Tokenizer::from_file(&tok_path)
             .map_err(|e| ModelError::invalid(&tok_path, format!("cannot load tokenizer: {e}")))?;
         tokenizer

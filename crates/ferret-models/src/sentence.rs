@@ -134,10 +134,7 @@ impl SentenceEncoder {
         let st: StConfig = read_json(dir.join("sentence_bert_config.json"))?
             .map(|v| serde_json::from_value(v).unwrap_or_default())
             .unwrap_or_default();
-        let max_seq_length = st
-            .max_seq_length
-            .unwrap_or(512)
-            .min(bert.config.max_position_embeddings);
+        let max_seq_length = st.max_seq_length.unwrap_or(512).min(bert.max_tokens());
         let prompts: StPrompts = read_json(dir.join("config_sentence_transformers.json"))?
             .map(|v| serde_json::from_value(v).unwrap_or_default())
             .unwrap_or_default();
