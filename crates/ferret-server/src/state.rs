@@ -58,7 +58,7 @@ pub struct ServerOptions {
     pub allowed_apis: Vec<String>,
     /// Threads for indexing added documents.
     pub threads: usize,
-    /// Searches, reranks and writes running at once; more wait their turn.
+    /// Searches and reranks running at once; more wait their turn (writes take no slot).
     pub workers: usize,
 }
 

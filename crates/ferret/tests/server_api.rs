@@ -570,3 +570,62 @@ fn sigterm_finishes_the_request_in_flight_and_slow_work_times_out() {
     assert!(exit.success(), "{exit:?}");
     assert!(printed.contains("shut down"), "{printed}");
 }
+
+#[test]
+fn searches_are_answered_while_a_write_is_in_progress() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join("idx");
+    common::index(&index, "beir-scifact", &[]);
+    let server = Server::start(&index, &["--max-body-bytes", "16000000"]);
+    let (_, health) = server.get("/health");
+    let gen0 = health["generation"].as_u64().unwrap();
+    // 1000 SciFact documents again under new ids: one large write.
+    let corpus = dataset("beir-scifact").join("corpus.jsonl.gz");
+    let text = {
+        use std::io::Read;
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(corpus).unwrap())
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    };
+    let documents: Vec<Value> = text
+        .lines()
+        .take(1000)
+        .map(|l| {
+            let d: Value = serde_json::from_str(l).unwrap();
+            json!({"id": format!("copy-{}", d["_id"].as_str().unwrap()), "title": d["title"], "text": d["text"]})
+        })
+        .collect();
+    let body = json!({ "documents": documents });
+    let writer = Client {
+        url: server.url.clone(),
+    };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let write = std::thread::spawn(move || {
+        let r = writer.post("/v1/documents", &body);
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        r
+    });
+    let mut during = 0;
+    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+        let (status, v) = server.post("/v1/search", &json!({"query": "cancer cells", "k": 5}));
+        assert_eq!(status, 200, "{v}");
+        if !done.load(std::sync::atomic::Ordering::SeqCst) {
+            during += 1;
+            // Until the write returns, searches see a committed generation: the old one, or the
+            // new one once it has been swapped in.
+            assert!(v["generation"].as_u64().unwrap() >= gen0);
+        }
+    }
+    let (status, v) = write.join().unwrap();
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["added"].as_u64(), Some(1000));
+    assert!(during > 0, "no search was answered while the write ran");
+    let (_, after) = server.get("/health");
+    assert_eq!(after["documents"].as_u64(), Some(5183 + 1000));
+    let (_, hit) = server.get("/v1/documents/copy-4983");
+    assert!(hit["text"].as_str().is_some_and(|t| !t.is_empty()), "{hit}");
+    println!("{during} searches answered during the write");
+}

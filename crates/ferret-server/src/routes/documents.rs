@@ -211,7 +211,7 @@ async fn write(state: &Arc<AppState>, change: Change) -> Result<Json<WriteResult
     // keeps the next one waiting.
     let guard = state.writer.clone().lock_owned().await;
     let st = state.clone();
-    super::blocking(state, move || {
+    super::blocking_write(state, move || {
         let _guard = guard;
         if let Change::Add(docs) = &change {
             check_new_ids(&st.snapshot(), docs)?;

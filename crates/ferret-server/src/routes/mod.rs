@@ -13,22 +13,42 @@ use axum::http::StatusCode;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Runs CPU-bound work (searching, reranking, indexing) off the async workers, at most
-/// `--workers` at a time (more would only thrash the cores and multiply scratch memory), and
-/// answers `timeout` when waiting plus working take longer than the server's limit. The work
-/// itself is not interrupted (stages cannot be cancelled midway): it keeps its worker slot until
-/// it ends, and its result is dropped.
+/// Runs CPU-bound work (searching, reranking) off the async workers, at most `--workers` at a
+/// time (more would only thrash the cores and multiply scratch memory), and answers `timeout`
+/// when waiting plus working take longer than the server's limit. The work itself is not
+/// interrupted (stages cannot be cancelled midway): it keeps its worker slot until it ends, and
+/// its result is dropped.
 pub async fn blocking<T: Send + 'static>(
     state: &Arc<AppState>,
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    run_blocking(state, Some(state.workers.clone()), work).await
+}
+
+/// [`blocking`] for a write, which takes no worker slot: writes are one at a time already (the
+/// writer lock), and must never leave searches waiting for a slot.
+pub async fn blocking_write<T: Send + 'static>(
+    state: &Arc<AppState>,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    run_blocking(state, None, work).await
+}
+
+async fn run_blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     let limit = state.limits().timeout;
-    let slots = state.workers.clone();
     let run = async move {
-        let slot = slots
-            .acquire_owned()
-            .await
-            .map_err(|_| ApiError::internal("the server is shutting down"))?;
+        let slot = match slots {
+            Some(s) => Some(
+                s.acquire_owned()
+                    .await
+                    .map_err(|_| ApiError::internal("the server is shutting down"))?,
+            ),
+            None => None,
+        };
         tokio::task::spawn_blocking(move || {
             let result = work();
             drop(slot);

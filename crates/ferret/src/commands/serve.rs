@@ -43,7 +43,7 @@ pub struct Args {
     /// Threads for indexing added documents (default: all cores)
     #[arg(long)]
     threads: Option<usize>,
-    /// Searches, reranks and writes that run at once; more wait their turn (default: twice the
+    /// Searches and reranks that run at once; more wait their turn (default: twice the
     /// cores)
     #[arg(long)]
     workers: Option<usize>,
