@@ -1,12 +1,15 @@
 """Makes tests/reference/tiny-xlmr-cross-encoder: an XLMRobertaForSequenceClassification with
-tiny random weights (the bge-reranker layout: `roberta.` encoder, RoBERTa position ids offset
+tiny pseudo-random weights (the bge-reranker layout: `roberta.` encoder, RoBERTa position ids offset
 past the padding id, one token type, `classifier.dense` + tanh + `classifier.out_proj` on <s>)
 and a SentencePiece-Unigram tokenizer trained on SciFact (XLM-R's tokenizer type, with its
 `<s> A </s></s> B </s>` pair template), plus reference.json: token ids and logits from
 transformers for SciFact (query, passage) pairs at max_length 128 and 64 (only_second).
 
 No XLM-R weights are reachable here; this checks the architecture and loading code against
-transformers' own implementation. Run with torch, transformers and tokenizers installed:
+transformers' own implementation. The weights are not stored: every parameter (in name order,
+row-major) is filled from one 64-bit LCG stream (`weight_stream` below), which the Rust test
+(`crates/ferret-models/tests/xlmr_cross_encoder.rs`) replays to write the same safetensors file;
+reference.json lists the tensors' names and shapes. Run with torch, transformers and tokenizers installed:
 
     python tests/reference/make_xlmr_cross_encoder.py ../shared/data/beir-scifact
 """
@@ -51,16 +54,35 @@ config = XLMRobertaConfig(
     bos_token_id=0, eos_token_id=2, num_labels=1, layer_norm_eps=1e-5,
 )
 model = XLMRobertaForSequenceClassification(config).eval()
-with torch.no_grad():
+
+
+def weight_stream():
+    """Uniform values in [-1, 1) from a 64-bit LCG (Knuth's MMIX constants), seed 20261126."""
+    x = 20261126
+    while True:
+        x = (x * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        yield (x >> 11) / float(1 << 53) * 2.0 - 1.0
+
+
+def scale(name):
     # Larger than the default init, so that logits differ clearly between pairs.
-    for name, p in model.named_parameters():
-        if "LayerNorm.weight" in name:
-            p.normal_(1.0, 0.1)
-        elif name.startswith("classifier"):
-            p.normal_(0.0, 0.5)
-        else:
-            p.normal_(0.0, 0.1)
-model.save_pretrained(out, safe_serialization=True)
+    if "LayerNorm.weight" in name:
+        return lambda u: 1.0 + 0.2 * u
+    if name.startswith("classifier"):
+        return lambda u: 1.0 * u
+    return lambda u: 0.2 * u
+
+
+stream = weight_stream()
+tensors = []
+with torch.no_grad():
+    for name, p in sorted(model.named_parameters()):
+        f = scale(name)
+        values = [f(next(stream)) for _ in range(p.numel())]
+        p.copy_(torch.tensor(values, dtype=torch.float64).reshape(p.shape).to(torch.float32))
+        tensors.append([name, list(p.shape)])
+config.architectures = ["XLMRobertaForSequenceClassification"]
+config.save_pretrained(out)
 
 cases = []
 for q, d in zip(queries[:6], docs[100:106]):
@@ -73,6 +95,7 @@ for q, d in zip(queries[:6], docs[100:106]):
             cases.append({"query": q["text"], "passage": passage, "max_length": max_length,
                           "input_ids": enc["input_ids"][0].tolist(), "logit": logit})
 json.dump({"generator": f"transformers {__import__('transformers').__version__}, torch {torch.__version__}",
-           "note": "random weights; see make_xlmr_cross_encoder.py", "cases": cases},
+           "note": "pseudo-random weights from an LCG, not stored; see make_xlmr_cross_encoder.py",
+           "tensors": tensors, "cases": cases},
           open(os.path.join(out, "reference.json"), "w"), indent=1)
 print(f"{len(cases)} cases in {out}")
