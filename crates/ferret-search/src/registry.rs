@@ -113,6 +113,19 @@ pub fn all_names() -> Vec<&'static str> {
         .collect()
 }
 
+/// The reranker expression for what a user gave as "model": a stage expression as it is
+/// (`listwise(llm=smollm2)`), or a cross-encoder's name or folder alone, which means
+/// `rerank(model=…)` (with `max_length` when given).
+pub fn reranker_expression(model: &str, max_length: Option<usize>) -> String {
+    if model.contains('(') {
+        return model.to_string();
+    }
+    match max_length {
+        Some(n) => format!("rerank(model={model:?}, max_length={n})"),
+        None => format!("rerank(model={model:?})"),
+    }
+}
+
 /// A reranker from a single-stage expression such as `listwise(llm=smollm2, window=10)`, with
 /// no index (for ad-hoc candidates).
 pub fn prepare_reranker(expr: &Expr) -> Result<Box<dyn Reranker>, SearchError> {

@@ -16,11 +16,32 @@ pub struct Segment {
     pub hit: bool,
 }
 
-/// About `max_chars` characters of `text` around the densest run of query-term matches, cut at
-/// word boundaries, with "…" where text was left out.
-pub fn snippet(kind: AnalyzerKind, query: &str, text: &str, max_chars: usize) -> Vec<Segment> {
-    let mut analyzer = Analyzer::new(kind);
-    let terms: HashSet<String> = analyzer.terms(query).into_iter().collect();
+/// Highlights one query's terms in documents; the query is analysed once.
+pub struct Highlighter {
+    analyzer: Analyzer,
+    terms: HashSet<String>,
+}
+
+impl Highlighter {
+    pub fn new(kind: AnalyzerKind, query: &str) -> Self {
+        let mut analyzer = Analyzer::new(kind);
+        let terms = analyzer.terms(query).into_iter().collect();
+        Highlighter { analyzer, terms }
+    }
+
+    /// About `max_chars` characters of `text` around the densest run of query-term matches,
+    /// cut at word boundaries, with "…" where text was left out.
+    pub fn snippet(&mut self, text: &str, max_chars: usize) -> Vec<Segment> {
+        snippet_of(&mut self.analyzer, &self.terms, text, max_chars)
+    }
+}
+
+fn snippet_of(
+    analyzer: &mut Analyzer,
+    terms: &HashSet<String>,
+    text: &str,
+    max_chars: usize,
+) -> Vec<Segment> {
     let mut spans: Vec<(usize, usize)> = Vec::new();
     analyzer.analyze(text, &mut |t| {
         if terms.contains(t.text) {
@@ -112,6 +133,10 @@ fn floor_char(text: &str, mut i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn snippet(kind: AnalyzerKind, query: &str, text: &str, max_chars: usize) -> Vec<Segment> {
+        Highlighter::new(kind, query).snippet(text, max_chars)
+    }
 
     fn render(segments: &[Segment]) -> String {
         segments

@@ -144,11 +144,7 @@ fn run(state: &AppState, req: RerankRequest) -> Result<RerankResponse, ApiError>
 /// The reranker for `model` (a stage expression, or a cross-encoder's name), checked against
 /// the server's model policy and cached.
 fn prepare(state: &AppState, model: &str) -> Result<Arc<dyn Reranker>, ApiError> {
-    let text = if model.contains('(') {
-        model.to_string()
-    } else {
-        format!("rerank(model={model:?})")
-    };
+    let text = ferret_search::registry::reranker_expression(model, None);
     let expr = ferret_search::pipeline::parse_any(&text)
         .map_err(|e| ApiError::pipeline(e, Some(&text)))?;
     state.check_pipeline(&expr, &state.snapshot())?;

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::pipeline::{self, pipeline_schema};
 use crate::error::{ApiError, ErrorBody};
-use crate::snippet::{snippet, Segment};
+use crate::snippet::{Highlighter, Segment};
 use crate::state::AppState;
 
 /// Characters of text shown around the matches.
@@ -150,6 +150,7 @@ fn run(
         .lexical
         .as_ref()
         .map_or(ferret_text::AnalyzerKind::En, |l| l.analyzer);
+    let mut highlighter = Highlighter::new(analyzer, &req.query);
     let mut hits = Vec::with_capacity(found.len());
     for (i, h) in found.iter().enumerate() {
         let doc = index
@@ -167,7 +168,7 @@ fn run(
         });
         hits.push(SearchHit {
             rank: i + 1,
-            snippet: snippet(analyzer, &req.query, &doc.text, SNIPPET_CHARS),
+            snippet: highlighter.snippet(&doc.text, SNIPPET_CHARS),
             id: doc.id,
             score: h.score,
             title: doc.title,

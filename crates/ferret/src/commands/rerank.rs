@@ -33,12 +33,7 @@ pub struct Args {
 
 pub fn main(a: Args) -> anyhow::Result<()> {
     anyhow::ensure!(!a.query.trim().is_empty(), "the query is empty");
-    // A stage expression, or a cross-encoder named directly.
-    let expression = if a.model.contains('(') {
-        a.model.clone()
-    } else {
-        format!("rerank(model={:?}, max_length={})", a.model, a.max_length)
-    };
+    let expression = ferret_search::registry::reranker_expression(&a.model, Some(a.max_length));
     let expr = ferret_search::pipeline::parse_any(&expression)
         .map_err(|e| e.with_source_text(&expression))?;
     let reranker = ferret_search::registry::prepare_reranker(&expr)
