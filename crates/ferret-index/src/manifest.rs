@@ -10,7 +10,8 @@ use crate::docstore::{write_synced, ChunkInfo};
 use crate::lexical::FieldMode;
 use crate::IndexError;
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: lexical fields are term lists for the `ferret_terms` tokenizer (1: pre-tokenized strings).
+pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST: &str = "manifest.json";
 /// The manifest of a generation whose lexical commit may have happened but whose
 /// `manifest.json` rename did not (see the commit protocol in [`crate::writer`]).
@@ -141,7 +142,7 @@ impl Manifest {
             return Err(IndexError::Invalid {
                 path: path.to_path_buf(),
                 message: format!(
-                    "index format version {} is not supported by this ferret (which reads {})",
+                    "index format version {} is not supported by this ferret (which reads {}); rebuild the index into a new directory",
                     m.format_version, FORMAT_VERSION
                 ),
             });

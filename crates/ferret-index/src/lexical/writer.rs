@@ -5,10 +5,9 @@ use std::thread::JoinHandle;
 use ferret_text::{Analyzer, AnalyzerKind};
 use rayon::prelude::*;
 use tantivy::schema::Term;
-use tantivy::tokenizer::{PreTokenizedString, Token};
 use tantivy::{Index, IndexWriter, TantivyDocument};
 
-use super::{FieldMode, LexicalSchema};
+use super::{push_term, FieldMode, LexicalSchema, TermListTokenizer, TERMS_TOKENIZER};
 use crate::{DocNo, Document, IndexError};
 
 /// Adds and deletes documents in the tantivy index; committed by [`crate::IndexWriter`].
@@ -67,6 +66,9 @@ impl LexicalWriter {
                 ),
             });
         }
+        index
+            .tokenizers()
+            .register(TERMS_TOKENIZER, TermListTokenizer::default());
         let threads = threads.clamp(1, (memory_budget / MIN_BYTES_PER_THREAD).max(1));
         let writer: IndexWriter<TantivyDocument> =
             index.writer_with_num_threads(threads, memory_budget)?;
@@ -185,30 +187,24 @@ fn to_tantivy(
     let mut out = TantivyDocument::new();
     out.add_text(schema.id, &doc.id);
     out.add_u64(schema.ord, docno as u64);
-    let texts: Vec<std::borrow::Cow<'_, str>> = match mode {
-        FieldMode::Flat => vec![doc.contents().into()],
-        FieldMode::Multi => vec![doc.title.as_str().into(), doc.text.as_str().into()],
+    // Flat mode indexes title and text as one field. Analysing them one after the other gives
+    // the terms of Pyserini's "title\ntext" contents: a line break always ends a word.
+    let texts: &[&[&str]] = match mode {
+        FieldMode::Flat => &[&[&doc.title, &doc.text]],
+        FieldMode::Multi => &[&[&doc.title], &[&doc.text]],
     };
-    for ((field, len_field), text) in schema.text.iter().zip(texts) {
-        let mut tokens = Vec::new();
-        analyzer.analyze(&text, &mut |t| {
-            tokens.push(Token {
-                offset_from: t.start,
-                offset_to: t.end,
-                position: t.position,
-                text: t.text.to_string(),
-                position_length: 1,
-            })
-        });
-        out.add_u64(*len_field, tokens.len() as u64);
-        if !tokens.is_empty() {
-            out.add_pre_tokenized_text(
-                *field,
-                PreTokenizedString {
-                    text: String::new(),
-                    tokens,
-                },
-            );
+    for ((field, len_field), parts) in schema.text.iter().zip(texts) {
+        let mut terms = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        let mut count = 0u64;
+        for part in *parts {
+            analyzer.analyze(part, &mut |t| {
+                push_term(&mut terms, t.text);
+                count += 1;
+            });
+        }
+        out.add_u64(*len_field, count);
+        if count > 0 {
+            out.add_text(*field, terms);
         }
     }
     out
