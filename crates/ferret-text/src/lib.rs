@@ -105,33 +105,38 @@ impl Analyzer {
 
     fn analyze_standard(&mut self, text: &str, sink: &mut dyn FnMut(Token<'_>)) {
         let english = self.kind == AnalyzerKind::En;
-        for (pos, (start, word)) in standard::words(text).enumerate() {
+        let Analyzer {
+            stemmer,
+            lower,
+            stemmed,
+            ..
+        } = self;
+        let mut position = 0;
+        standard::for_each_word(text, &mut |start, word| {
+            let pos = position;
+            position += 1;
             let word = if english {
                 strip_possessive(word)
             } else {
                 word
             };
-            lowercase_into(word, &mut self.lower);
-            if english {
-                if stopwords::is_english_stop_word(&self.lower) {
-                    continue;
+            lowercase_into(word, lower);
+            let term = if english {
+                if stopwords::is_english_stop_word(lower) {
+                    return;
                 }
-                self.stemmer.stem_into(&self.lower, &mut self.stemmed);
-                sink(Token {
-                    text: &self.stemmed,
-                    start,
-                    end: start + word.len(),
-                    position: pos,
-                });
+                stemmer.stem_into(lower, stemmed);
+                stemmed.as_str()
             } else {
-                sink(Token {
-                    text: &self.lower,
-                    start,
-                    end: start + word.len(),
-                    position: pos,
-                });
-            }
-        }
+                lower.as_str()
+            };
+            sink(Token {
+                text: term,
+                start,
+                end: start + word.len(),
+                position: pos,
+            });
+        });
     }
 
     fn analyze_jieba(&mut self, text: &str, sink: &mut dyn FnMut(Token<'_>)) {
@@ -156,6 +161,9 @@ impl Analyzer {
 
 /// Lucene's EnglishPossessiveFilter: drops a trailing `'s`, `’s` or `＇s` (either case of s).
 fn strip_possessive(word: &str) -> &str {
+    if !word.ends_with(['s', 'S']) {
+        return word;
+    }
     for apostrophe in ['\'', '\u{2019}', '\u{FF07}'] {
         for s in ['s', 'S'] {
             let mut suffix = [0u8; 8];
