@@ -17,6 +17,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 pub use porter::PorterStemmer;
@@ -70,17 +71,22 @@ pub struct Token<'a> {
 pub struct Analyzer {
     kind: AnalyzerKind,
     stemmer: PorterStemmer,
+    /// Stems of the words seen so far: word frequencies are Zipfian, so most tokens are
+    /// looked up here instead of stemmed again (stemming was a fifth of `en` analysis time).
+    stems: FxHashMap<Box<str>, Box<str>>,
     lower: String,
-    stemmed: String,
 }
+
+/// Entries the stem cache holds before it starts over (a few MB).
+const STEM_CACHE_ENTRIES: usize = 1 << 17;
 
 impl Analyzer {
     pub fn new(kind: AnalyzerKind) -> Self {
         Analyzer {
             kind,
             stemmer: PorterStemmer::default(),
+            stems: FxHashMap::default(),
             lower: String::new(),
-            stemmed: String::new(),
         }
     }
 
@@ -107,8 +113,8 @@ impl Analyzer {
         let english = self.kind == AnalyzerKind::En;
         let Analyzer {
             stemmer,
+            stems,
             lower,
-            stemmed,
             ..
         } = self;
         let mut position = 0;
@@ -121,21 +127,31 @@ impl Analyzer {
                 word
             };
             lowercase_into(word, lower);
-            let term = if english {
-                if stopwords::is_english_stop_word(lower) {
-                    return;
-                }
-                stemmer.stem_into(lower, stemmed);
-                stemmed.as_str()
-            } else {
-                lower.as_str()
+            let (end, position) = (start + word.len(), pos);
+            let mut emit = |text: &str| {
+                sink(Token {
+                    text,
+                    start,
+                    end,
+                    position,
+                })
             };
-            sink(Token {
-                text: term,
-                start,
-                end: start + word.len(),
-                position: pos,
-            });
+            if !english {
+                return emit(lower);
+            }
+            if stopwords::is_english_stop_word(lower) {
+                return;
+            }
+            if let Some(stem) = stems.get(lower.as_str()) {
+                return emit(stem);
+            }
+            if stems.len() >= STEM_CACHE_ENTRIES {
+                stems.clear();
+            }
+            let mut stem = String::new();
+            stemmer.stem_into(lower, &mut stem);
+            emit(&stem);
+            stems.insert(lower.as_str().into(), stem.into_boxed_str());
         });
     }
 
@@ -217,6 +233,31 @@ mod tests {
             terms("en", "U.S.A. exports 1,000.5 tons; it's JOHN’S e-mail"),
             ["u.s.a", "export", "1,000.5", "ton", "john", "e", "mail"]
         );
+    }
+
+    #[test]
+    fn cached_stems_equal_fresh_ones_past_the_cache_size() {
+        let words: Vec<String> = (0..STEM_CACHE_ENTRIES + 1000)
+            .map(|i| format!("relational{}ations", i % 997 + i / 997 * 1000))
+            .chain(["caresses", "ponies", "hopping", "relational"].map(String::from))
+            .collect();
+        let text = words.join(" ");
+        let mut analyzer = Analyzer::new(AnalyzerKind::En);
+        // Twice: the second pass reads stems from a cache that was cleared once on the way.
+        for _ in 0..2 {
+            let got = analyzer.terms(&text);
+            let mut stemmer = PorterStemmer::default();
+            let want: Vec<String> = words
+                .iter()
+                .map(|w| {
+                    let mut s = String::new();
+                    stemmer.stem_into(w, &mut s);
+                    s
+                })
+                .collect();
+            assert_eq!(got, want);
+        }
+        assert!(analyzer.stems.len() <= STEM_CACHE_ENTRIES);
     }
 
     #[test]
