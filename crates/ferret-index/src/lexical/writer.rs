@@ -80,22 +80,29 @@ impl LexicalWriter {
             .build()
             .expect("building a thread pool");
         let (sender, receiver) = sync_channel::<Op>(2);
+        // One analyzer per thread for the whole run, so their stem caches stay warm.
+        let mut analyzers: Vec<Analyzer> = (0..threads).map(|_| Analyzer::new(analyzer)).collect();
         let worker = std::thread::Builder::new()
             .name("ferret-analyze".into())
             .spawn(move || {
                 for op in receiver {
                     match op {
                         Op::Add(batch) => {
-                            let docs: Vec<TantivyDocument> = pool.install(|| {
+                            let per_thread = batch.len().div_ceil(analyzers.len()).max(1);
+                            let docs: Vec<Vec<TantivyDocument>> = pool.install(|| {
                                 batch
-                                    .par_iter()
-                                    .map_init(
-                                        || Analyzer::new(analyzer),
-                                        |a, (docno, doc)| to_tantivy(&schema, mode, a, *docno, doc),
-                                    )
+                                    .par_chunks(per_thread)
+                                    .zip(analyzers.par_iter_mut())
+                                    .map(|(docs, a)| {
+                                        docs.iter()
+                                            .map(|(docno, doc)| {
+                                                to_tantivy(&schema, mode, a, *docno, doc)
+                                            })
+                                            .collect()
+                                    })
                                     .collect()
                             });
-                            for d in docs {
+                            for d in docs.into_iter().flatten() {
                                 writer.add_document(d)?;
                             }
                         }
