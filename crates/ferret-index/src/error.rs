@@ -18,6 +18,12 @@ pub enum IndexError {
     },
     #[error("{path}: not a ferret index: {reason}")]
     NotAnIndex { path: PathBuf, reason: String },
+    #[error("{path}: index format version {found} is not supported by this ferret (which reads {supported}); rebuild the index (`ferret index --overwrite` replaces it)")]
+    UnsupportedFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("unknown document id '{0}'")]

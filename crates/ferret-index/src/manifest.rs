@@ -134,20 +134,24 @@ pub struct LexicalInfo {
 impl Manifest {
     pub fn read(path: &Path) -> Result<Self, IndexError> {
         let bytes = std::fs::read(path).map_err(IndexError::io(path))?;
-        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| IndexError::Invalid {
+        let corrupt = |e: serde_json::Error| IndexError::Invalid {
             path: path.to_path_buf(),
             message: format!("corrupt manifest: {e}"),
-        })?;
-        if m.format_version != FORMAT_VERSION {
-            return Err(IndexError::Invalid {
+        };
+        // The version first: another version's manifest may not parse as this one.
+        #[derive(Deserialize)]
+        struct Version {
+            format_version: u32,
+        }
+        let version: Version = serde_json::from_slice(&bytes).map_err(corrupt)?;
+        if version.format_version != FORMAT_VERSION {
+            return Err(IndexError::UnsupportedFormat {
                 path: path.to_path_buf(),
-                message: format!(
-                    "index format version {} is not supported by this ferret (which reads {}); rebuild the index into a new directory",
-                    m.format_version, FORMAT_VERSION
-                ),
+                found: version.format_version,
+                supported: FORMAT_VERSION,
             });
         }
-        Ok(m)
+        serde_json::from_slice(&bytes).map_err(corrupt)
     }
 
     /// Writes `path` atomically: a temporary file is fsynced, then renamed over `path`.

@@ -29,6 +29,25 @@ use crate::manifest::{
 use crate::reader::{committed_manifest, Index};
 use crate::{DocNo, Document, IndexError};
 
+/// Removes an index's files from `dir`, the manifest first (so that an interruption leaves no
+/// index rather than part of one); anything else in `dir` is left alone.
+fn remove_index_files(dir: &Path) -> Result<(), IndexError> {
+    for name in [MANIFEST, MANIFEST_NEXT] {
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(IndexError::io(&path))?;
+        }
+    }
+    sync_dir(dir)?;
+    for name in ["lexical", "docs", "dense"] {
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(IndexError::io(&path))?;
+        }
+    }
+    Ok(())
+}
+
 /// How `IndexWriter::add_dense` stores a dense representation.
 #[derive(Debug, Clone, Default)]
 pub struct DenseOptions {
@@ -122,6 +141,11 @@ impl IndexWriter {
         let previous = match committed_manifest(dir) {
             Ok(m) => Some(m),
             Err(IndexError::NotAnIndex { .. }) => None,
+            // This ferret cannot read that index anyway: nothing to keep readable until commit.
+            Err(IndexError::UnsupportedFormat { .. }) if overwrite => {
+                remove_index_files(dir)?;
+                None
+            }
             Err(e) => return Err(e),
         };
         if previous.is_some() && !overwrite {

@@ -180,3 +180,39 @@ fn killing_an_index_build_leaves_the_previous_commit_readable() {
     let err = ferret_err(&["search", "--index", s(&fresh), "x"]);
     assert!(err.contains("not a ferret index"), "{err}");
 }
+
+#[test]
+fn an_index_of_another_format_version_is_refused_and_replaced_by_overwrite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _) = split_corpus(tmp.path(), 50);
+    let idx = tmp.path().join("idx");
+    ferret_ok(&["index", "--corpus", s(&a), "--index", s(&idx)]);
+    // An index written by an older ferret: same layout, older format version.
+    let manifest_path = idx.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    manifest["format_version"] = 1.into();
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+
+    let err = ferret_err(&["search", "--index", s(&idx), "stem cells"]);
+    assert!(
+        err.contains("manifest.json: index format version 1 is not supported")
+            && err.contains("--overwrite"),
+        "{err}"
+    );
+    let err = ferret_err(&["index", "--corpus", s(&a), "--index", s(&idx), "--append"]);
+    assert!(err.contains("format version 1"), "{err}");
+    let err = ferret_err(&["index", "--corpus", s(&a), "--index", s(&idx)]);
+    assert!(err.contains("format version 1"), "{err}");
+
+    ferret_ok(&[
+        "index",
+        "--corpus",
+        s(&a),
+        "--index",
+        s(&idx),
+        "--overwrite",
+    ]);
+    let out = ferret_ok(&["search", "--index", s(&idx), "stem cells", "--json"]);
+    assert!(out.contains("\"id\""), "{out}");
+}
