@@ -117,17 +117,17 @@ impl Analyzer {
             lower,
             ..
         } = self;
-        let mut position = 0;
+        let mut next_position = 0;
         standard::for_each_word(text, &mut |start, word| {
-            let pos = position;
-            position += 1;
+            let position = next_position;
+            next_position += 1;
             let word = if english {
                 strip_possessive(word)
             } else {
                 word
             };
             lowercase_into(word, lower);
-            let (end, position) = (start + word.len(), pos);
+            let end = start + word.len();
             let mut emit = |text: &str| {
                 sink(Token {
                     text,

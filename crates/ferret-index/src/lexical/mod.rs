@@ -124,7 +124,7 @@ pub(crate) const TERMS_TOKENIZER: &str = "ferret_terms";
 /// with a letter or digit, made of ideographs and ASCII word characters.
 pub(crate) const TERM_SEPARATOR: char = '\0';
 
-/// Splits a field value made by [`join_terms`] back into its terms, in order. Offsets are the
+/// Splits a field value made with [`push_term`] back into its terms, in order. Offsets are the
 /// terms' places in the joined string; positions count terms (the index keeps no positions).
 #[derive(Clone, Default)]
 pub(crate) struct TermListTokenizer {
