@@ -107,6 +107,15 @@ pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), IndexError> 
     f.sync_all().map_err(IndexError::io(path))
 }
 
+/// [`write_synced`], creating the file's folder first when needed (a representation's folder
+/// is fsynced by the writer before the commit).
+pub(crate) fn write_synced_creating(path: &Path, bytes: &[u8]) -> Result<(), IndexError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(IndexError::io(parent))?;
+    }
+    write_synced(path, bytes)
+}
+
 pub(crate) fn write_deleted(path: &Path, deleted: &[DocNo]) -> Result<(), IndexError> {
     let bytes: Vec<u8> = deleted.iter().flat_map(|d| d.to_le_bytes()).collect();
     write_synced(path, &bytes)

@@ -5,8 +5,11 @@
 //!   manifest.json          the commit point: generation, documents, representations
 //!   docs/                  the docstore: chunk-<gen>.jsonl (+ .idx offsets, .ids), deleted-<gen>.bin
 //!   lexical/               tantivy index (postings, field norms, exact lengths, internal numbers)
-//!   dense/<model>/         vectors-<chunk gen>.f32: one little-endian f32 row per document
+//!   dense/<model>/         vectors-<chunk gen>.f32|f16 (one row per document), hnsw-<gen>.usearch
+//!   sparse/<model>/        forward-<chunk gen>.bin (term weights per document), impacts-<gen>.bin
 //! ```
+//!
+//! Each representation is a module on one extension point ([`representation`]).
 //!
 //! Every document gets a dense internal number (u32) in the order it was added; numbers are
 //! never reused, so every representation can be keyed by them. Writes are atomic: see
@@ -17,18 +20,21 @@ pub mod dense;
 pub mod docstore;
 pub mod document;
 pub mod error;
-pub mod hnsw;
 pub mod lexical;
 pub mod manifest;
 pub mod reader;
+pub mod representation;
+pub mod sparse;
 pub mod writer;
 
+pub use dense::{DenseOptions, VectorType};
 pub use document::Document;
 pub use error::IndexError;
 pub use lexical::{FieldMode, LexicalReader};
-pub use manifest::{Manifest, VectorType};
+pub use manifest::Manifest;
 pub use reader::Index;
-pub use writer::{DenseOptions, IndexOptions, IndexStats, IndexWriter, Progress};
+pub use representation::{DenseEncoder, DocumentEncoder, EncoderSource, ModelRef, SparseEncoder};
+pub use writer::{IndexOptions, IndexStats, IndexWriter, Progress};
 
 /// Internal document number, dense from 0, never reused inside one index.
 pub type DocNo = u32;

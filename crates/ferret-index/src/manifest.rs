@@ -3,15 +3,16 @@
 
 use std::path::Path;
 
-use ferret_text::AnalyzerKind;
 use serde::{Deserialize, Serialize};
 
 use crate::docstore::{write_synced, ChunkInfo};
-use crate::lexical::FieldMode;
+use crate::lexical::LexicalParams;
+use crate::representation::Entry;
 use crate::IndexError;
 
-/// 2: lexical fields are term lists for the `ferret_terms` tokenizer (1: pre-tokenized strings).
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: representations are a tagged list of [`Entry`]s (2: fixed lexical and dense fields; 1:
+/// lexical fields as pre-tokenized strings).
+pub const FORMAT_VERSION: u32 = 3;
 pub const MANIFEST: &str = "manifest.json";
 /// The manifest of a generation whose lexical commit may have happened but whose
 /// `manifest.json` rename did not (see the commit protocol in [`crate::writer`]).
@@ -31,7 +32,8 @@ pub struct Manifest {
     pub chunks: Vec<ChunkInfo>,
     /// Generation whose `deleted-<gen>.bin` lists the deleted documents, if any.
     pub deleted_generation: Option<u64>,
-    pub representations: Representations,
+    /// Every representation, lexical first when there is one (see [`crate::representation`]).
+    pub representations: Vec<Entry>,
     /// This index as one shard of many (id, count); a single index is shard 0 of 1.
     pub shard: Shard,
 }
@@ -42,96 +44,20 @@ pub struct Shard {
     pub count: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Representations {
-    pub lexical: Option<LexicalInfo>,
-    /// Dense vectors, one entry per model.
-    #[serde(default)]
-    pub dense: Vec<DenseInfo>,
-}
-
-/// A dense representation: one little-endian f32 file per docstore chunk, rows in internal
-/// number order (deleted documents keep their rows).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct DenseInfo {
-    /// Canonical model id.
-    pub model: String,
-    pub dim: usize,
-    /// sha256 of the weights that made the vectors.
-    pub weights_sha256: String,
-    /// How the vectors are stored.
-    #[serde(default)]
-    pub dtype: VectorType,
-    /// Prefixes given at indexing time instead of the model's own prompts (the query prefix is
-    /// used by every search of these vectors).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query_prefix: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub document_prefix: Option<String>,
-    pub files: Vec<DenseFile>,
-    /// An HNSW graph over the live documents' vectors, if one was built.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hnsw: Option<HnswInfo>,
-}
-
-/// The element type of stored vectors: f32, or f16 at half the size (converted back to f32
-/// when read; scores are computed in f32).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum VectorType {
-    #[default]
-    F32,
-    F16,
-}
-
-impl VectorType {
-    pub fn bytes(self) -> usize {
-        match self {
-            VectorType::F32 => 4,
-            VectorType::F16 => 2,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            VectorType::F32 => "f32",
-            VectorType::F16 => "f16",
-        }
-    }
-}
-
-impl std::str::FromStr for VectorType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "f32" => Ok(VectorType::F32),
-            "f16" => Ok(VectorType::F16),
-            _ => Err(format!("unknown vector type '{s}' (known: f32, f16)")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct HnswInfo {
-    /// Path relative to the index directory.
-    pub file: String,
-    pub params: crate::hnsw::HnswParams,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct DenseFile {
-    pub chunk_generation: u64,
-    /// Path relative to the index directory.
-    pub file: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct LexicalInfo {
-    pub analyzer: AnalyzerKind,
-    pub fields: FieldMode,
-}
-
 impl Manifest {
+    /// The lexical representation's parameters, if it has one.
+    pub fn lexical(&self) -> Option<LexicalParams> {
+        self.representations
+            .iter()
+            .find(|e| e.kind == crate::lexical::KIND.name)
+            .and_then(|e| serde_json::from_value(e.params.clone()).ok())
+    }
+
+    /// The representations of `kind`.
+    pub fn of_kind<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.representations.iter().filter(move |e| e.kind == kind)
+    }
+
     pub fn read(path: &Path) -> Result<Self, IndexError> {
         let bytes = std::fs::read(path).map_err(IndexError::io(path))?;
         let corrupt = |e: serde_json::Error| IndexError::Invalid {

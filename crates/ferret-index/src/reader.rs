@@ -2,10 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::dense::DenseReader;
 use crate::docstore::Docstore;
 use crate::lexical::LexicalReader;
 use crate::manifest::{Manifest, MANIFEST, MANIFEST_NEXT};
+use crate::representation::{self, OpenContext, Opened, Reader};
 use crate::{DocNo, Document, IndexError};
 
 /// A committed index, opened for reading.
@@ -13,8 +13,8 @@ pub struct Index {
     dir: PathBuf,
     manifest: Manifest,
     docstore: Docstore,
-    lexical: Option<LexicalReader>,
-    dense: Vec<DenseReader>,
+    /// Every representation, in manifest order.
+    representations: Vec<Box<dyn Reader>>,
 }
 
 /// The manifest of the last committed generation (see the commit protocol in
@@ -34,8 +34,9 @@ pub(crate) fn committed_manifest(dir: &Path) -> Result<Manifest, IndexError> {
         ));
     }
     let manifest = Manifest::read(&manifest_path)?;
+    representation::check_known(dir, &manifest.representations)?;
     let lexical_dir = dir.join("lexical");
-    if manifest.representations.lexical.is_none() {
+    if manifest.lexical().is_none() {
         return Ok(manifest);
     }
     let index = tantivy::Index::open_in_dir(&lexical_dir)?;
@@ -48,6 +49,7 @@ pub(crate) fn committed_manifest(dir: &Path) -> Result<Manifest, IndexError> {
     if next_path.exists() {
         let next = Manifest::read(&next_path)?;
         if Some(next.generation) == committed {
+            representation::check_known(dir, &next.representations)?;
             return Ok(next);
         }
     }
@@ -58,6 +60,29 @@ pub(crate) fn committed_manifest(dir: &Path) -> Result<Manifest, IndexError> {
             manifest.generation, payload
         ),
     })
+}
+
+/// Finishes a commit that a crash left between its switch (tantivy's commit) and the rename
+/// of `manifest.next.json` (step 4 of the protocol in [`crate::writer`]). A writer must do
+/// this before it starts a generation of its own: its step 2 overwrites
+/// `manifest.next.json`, which until step 4 is the only manifest of the committed generation.
+pub(crate) fn complete_pending_commit(dir: &Path) -> Result<(), IndexError> {
+    let manifest_path = dir.join(MANIFEST);
+    let next_path = dir.join(MANIFEST_NEXT);
+    if !manifest_path.exists() || !next_path.exists() {
+        return Ok(());
+    }
+    let committed = committed_manifest(dir)?;
+    if Manifest::read(&manifest_path)?.generation != committed.generation {
+        std::fs::rename(&next_path, &manifest_path).map_err(IndexError::io(&next_path))?;
+        crate::manifest::sync_dir(dir)?;
+        tracing::info!(
+            "completed the interrupted commit of generation {} in {}",
+            committed.generation,
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 impl Index {
@@ -82,31 +107,25 @@ impl Index {
                 ),
             });
         }
-        let lexical = match &manifest.representations.lexical {
-            Some(info) => {
-                let index = tantivy::Index::open_in_dir(dir.join("lexical"))?;
-                Some(LexicalReader::open(
-                    &index,
-                    &dir.join("lexical"),
-                    info.fields,
-                    info.analyzer,
-                    docstore.num_slots(),
-                )?)
-            }
-            None => None,
+        let ctx = OpenContext {
+            dir,
+            chunks: &manifest.chunks,
+            slots: docstore.num_slots(),
         };
-        let dense = manifest
+        let representations = manifest
             .representations
-            .dense
             .iter()
-            .map(|info| DenseReader::open(dir, info, &manifest.chunks))
+            .map(|entry| {
+                let kind =
+                    representation::kind(&entry.kind).expect("checked by committed_manifest");
+                (kind.open)(&ctx, entry)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Index {
             dir: dir.to_path_buf(),
             manifest,
             docstore,
-            lexical,
-            dense,
+            representations,
         })
     }
 
@@ -124,40 +143,73 @@ impl Index {
 
     /// The lexical representation, or an error naming the index if it has none.
     pub fn lexical(&self) -> Result<&LexicalReader, IndexError> {
-        self.lexical.as_ref().ok_or_else(|| IndexError::Invalid {
-            path: self.dir.clone(),
-            message: "index has no lexical representation".into(),
-        })
+        self.representation(crate::lexical::KIND.name, None)
     }
 
-    /// The dense representation made with `model` (id or alias); with `None`, the only one.
-    pub fn dense(&self, model: Option<&str>) -> Result<&DenseReader, IndexError> {
-        let available = || {
-            let names: Vec<&str> = self.dense.iter().map(|d| d.info().model.as_str()).collect();
-            if names.is_empty() {
-                "it has none; add one with `ferret index --index DIR --dense MODEL`".to_string()
-            } else {
-                format!("it has: {}", names.join(", "))
-            }
-        };
-        let found = match model {
-            Some(m) => {
-                let id = ferret_models::source::known(m).map_or(m, |k| k.id);
-                self.dense.iter().find(|d| d.info().model == id)
-            }
-            None if self.dense.len() == 1 => self.dense.first(),
+    /// The dense representation made with `model` (its canonical id); with `None`, the only
+    /// one.
+    pub fn dense(&self, model: Option<&str>) -> Result<&crate::dense::DenseReader, IndexError> {
+        self.representation(crate::dense::KIND.name, model)
+    }
+
+    /// The sparse representation made with `model` (its canonical id); with `None`, the only
+    /// one.
+    pub fn sparse(&self, model: Option<&str>) -> Result<&crate::sparse::SparseReader, IndexError> {
+        self.representation(crate::sparse::KIND.name, model)
+    }
+
+    /// The manifest entries of every representation.
+    pub fn entries(&self) -> impl Iterator<Item = &representation::Entry> {
+        self.representations.iter().map(|r| r.entry())
+    }
+
+    /// The representation of `kind` named `name` (a model's canonical id); with `None`, the
+    /// only one of that kind. The error says what the index has and how to add one.
+    pub fn representation<T: Send + Sync + 'static>(
+        &self,
+        kind: &str,
+        name: Option<&str>,
+    ) -> Result<&T, IndexError> {
+        let of_kind: Vec<&dyn Reader> = self
+            .representations
+            .iter()
+            .map(|r| r.as_ref())
+            .filter(|r| r.entry().kind == kind)
+            .collect();
+        let found = match name {
+            Some(n) => of_kind.iter().find(|r| r.entry().name == n),
+            None if of_kind.len() == 1 => of_kind.first(),
             None => None,
         };
-        found.ok_or_else(|| IndexError::Invalid {
+        if let Some(r) = found {
+            return r
+                .as_any()
+                .downcast_ref::<Opened<T>>()
+                .map(|o| &o.reader)
+                .ok_or_else(|| IndexError::Invalid {
+                    path: self.dir.clone(),
+                    message: format!(
+                        "representation {} is not of the type asked for",
+                        r.entry().label()
+                    ),
+                });
+        }
+        let how = representation::kind(kind).map_or("", |k| k.how_to_add);
+        let names: Vec<&str> = of_kind.iter().map(|r| r.entry().name.as_str()).collect();
+        let message = match name {
+            _ if names.is_empty() => format!("the index has no {kind} representation; {how}"),
+            Some(n) => format!(
+                "no {kind} representation for model '{n}'; it has: {}",
+                names.join(", ")
+            ),
+            None => format!(
+                "name the {kind} model (model=...); it has: {}",
+                names.join(", ")
+            ),
+        };
+        Err(IndexError::Invalid {
             path: self.dir.clone(),
-            message: match model {
-                Some(m) => format!("no dense representation for model '{m}'; {}", available()),
-                None if self.dense.is_empty() => format!(
-                    "no dense representation: {}",
-                    available().trim_start_matches("it has none; ")
-                ),
-                None => format!("name the dense model (model=...); {}", available()),
-            },
+            message,
         })
     }
 

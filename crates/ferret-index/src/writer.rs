@@ -1,8 +1,12 @@
 //! Building and changing an index, with atomic commits.
 //!
 //! Commit protocol (a crash at any point leaves the last committed generation readable):
-//! 1. the new generation's docstore files (`chunk-<gen>.*`, `deleted-<gen>.bin`) are written and
-//!    fsynced under names no committed manifest refers to;
+//! 0. a writer first completes a commit a crash left between steps 3 and 4 (renames
+//!    `manifest.next.json` into place): its own step 2 would overwrite that file, which is then
+//!    the only manifest of the committed generation;
+//! 1. the new generation's docstore files (`chunk-<gen>.*`, `deleted-<gen>.bin`) and every
+//!    representation's new files (see [`crate::representation`]) are written and fsynced under
+//!    names no committed manifest refers to, and so is every folder holding them;
 //! 2. its manifest is written to `manifest.next.json` and fsynced;
 //! 3. tantivy commits with the generation number as its commit payload — the single atomic
 //!    switch from the old generation to the new one;
@@ -14,19 +18,16 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ferret_text::AnalyzerKind;
 
 use crate::corpus::CorpusReader;
-use crate::dense;
 use crate::docstore::{deleted_path, write_deleted, ChunkInfo, ChunkWriter, Docstore};
-use crate::hnsw::{self, HnswParams};
-use crate::lexical::{FieldMode, LexicalWriter};
-use crate::manifest::{
-    sync_dir, DenseFile, DenseInfo, HnswInfo, LexicalInfo, Manifest, Representations, Shard,
-    VectorType, FORMAT_VERSION, MANIFEST, MANIFEST_NEXT,
-};
-use crate::reader::{committed_manifest, Index};
+use crate::lexical::{FieldMode, LexicalParams, LexicalWriter};
+use crate::manifest::{sync_dir, Manifest, Shard, FORMAT_VERSION, MANIFEST, MANIFEST_NEXT};
+use crate::reader::{committed_manifest, complete_pending_commit, Index};
+use crate::representation::{self, CommitContext, EncoderSource, Entry, Request, KINDS};
 use crate::{DocNo, Document, IndexError};
 
 /// Removes an index's files from `dir`, the manifest first (so that an interruption leaves no
@@ -39,24 +40,14 @@ fn remove_index_files(dir: &Path) -> Result<(), IndexError> {
         }
     }
     sync_dir(dir)?;
-    for name in ["lexical", "docs", "dense"] {
+    let kinds = KINDS.iter().map(|k| k.name);
+    for name in ["docs"].into_iter().chain(kinds) {
         let path = dir.join(name);
         if path.exists() {
             std::fs::remove_dir_all(&path).map_err(IndexError::io(&path))?;
         }
     }
     Ok(())
-}
-
-/// How `IndexWriter::add_dense` stores a dense representation.
-#[derive(Debug, Clone, Default)]
-pub struct DenseOptions {
-    /// Build an HNSW graph over the vectors.
-    pub hnsw: Option<HnswParams>,
-    pub dtype: VectorType,
-    /// Override the model's query / document prompts (recorded in the manifest).
-    pub query_prefix: Option<String>,
-    pub document_prefix: Option<String>,
 }
 
 /// How to build the lexical representation and how much to use while doing it.
@@ -126,11 +117,12 @@ pub struct IndexWriter {
     deleted: BTreeSet<DocNo>,
     batch: Vec<(DocNo, Document)>,
     stats: IndexStats,
-    /// Dense representations: those of the index being changed plus any added here.
-    dense: Vec<DenseInfo>,
-    /// Models whose representation is new in this writer (id as given), and whether to build
-    /// an HNSW graph for each.
-    dense_requested: Vec<(String, DenseOptions)>,
+    /// The derived representations of the index being changed (all but lexical).
+    representations: Vec<Entry>,
+    /// Representations asked for by this writer (new ones, or changes to existing ones).
+    requested: Vec<Request>,
+    /// Where document encoders come from (needed when a representation encodes documents).
+    encoders: Option<Arc<dyn EncoderSource>>,
 }
 
 impl IndexWriter {
@@ -138,7 +130,7 @@ impl IndexWriter {
     /// this one at commit (until then it stays readable); without, an existing index is an
     /// error.
     pub fn create(dir: &Path, opts: IndexOptions, overwrite: bool) -> Result<Self, IndexError> {
-        let previous = match committed_manifest(dir) {
+        let previous = match complete_pending_commit(dir).and_then(|_| committed_manifest(dir)) {
             Ok(m) => Some(m),
             Err(IndexError::NotAnIndex { .. }) => None,
             // This ferret cannot read that index anyway: nothing to keep readable until commit.
@@ -158,7 +150,7 @@ impl IndexWriter {
         let fresh_lexical = match &previous {
             // A replaced index keeps its tantivy directory (and so its commit history) only
             // when the schema stays the same; otherwise the lexical directory must be new.
-            Some(m) => m.representations.lexical.as_ref().map(|l| l.fields) != Some(opts.fields),
+            Some(m) => m.lexical().map(|l| l.fields) != Some(opts.fields),
             None => true,
         };
         if fresh_lexical && previous.is_some() {
@@ -198,24 +190,22 @@ impl IndexWriter {
             deleted: BTreeSet::new(),
             batch: Vec::new(),
             stats: IndexStats::default(),
-            dense: Vec::new(),
-            dense_requested: Vec::new(),
+            representations: Vec::new(),
+            requested: Vec::new(),
+            encoders: None,
         })
     }
 
     /// Opens an existing index to add or delete documents. Analyzer and field mode are the
     /// index's own; `threads`, `memory_budget` and `skip_invalid` are taken from `opts`.
     pub fn open(dir: &Path, opts: IndexOptions) -> Result<Self, IndexError> {
+        complete_pending_commit(dir)?;
         let index = Index::open(dir)?;
         let manifest = index.manifest().clone();
-        let lex = manifest
-            .representations
-            .lexical
-            .clone()
-            .ok_or_else(|| IndexError::Invalid {
-                path: dir.to_path_buf(),
-                message: "index has no lexical representation".into(),
-            })?;
+        let lex = manifest.lexical().ok_or_else(|| IndexError::Invalid {
+            path: dir.to_path_buf(),
+            message: "index has no lexical representation".into(),
+        })?;
         let live = index
             .docstore()
             .live_id_map()
@@ -239,7 +229,12 @@ impl IndexWriter {
             false,
         )?;
         let manifest_slots = manifest.slots as DocNo;
-        let previous_dense = manifest.representations.dense.clone();
+        let derived = manifest
+            .representations
+            .iter()
+            .filter(|e| e.kind != crate::lexical::KIND.name)
+            .cloned()
+            .collect();
         Ok(IndexWriter {
             dir: dir.to_path_buf(),
             generation: manifest.generation + 1,
@@ -255,8 +250,9 @@ impl IndexWriter {
             deleted,
             batch: Vec::new(),
             stats: IndexStats::default(),
-            dense: previous_dense,
-            dense_requested: Vec::new(),
+            representations: derived,
+            requested: Vec::new(),
+            encoders: None,
         })
     }
 
@@ -374,141 +370,109 @@ impl IndexWriter {
         Ok(())
     }
 
-    /// Adds a dense representation made with `model` (an id, alias or folder; fetched if
-    /// needed). Every document, existing or added by this writer, is encoded at commit.
-    /// With `hnsw`, an HNSW graph is built over its vectors too (and rebuilt by later commits
-    /// that add or delete documents).
-    pub fn add_dense(&mut self, model: &str, options: DenseOptions) {
-        self.dense_requested.push((model.to_string(), options));
+    /// Where document encoders come from: needed when the index has (or is asked for) a
+    /// representation that encodes documents.
+    pub fn set_encoders(&mut self, encoders: Arc<dyn EncoderSource>) {
+        self.encoders = Some(encoders);
     }
 
-    /// Encodes every chunk that lacks vectors for a dense representation.
-    fn encode_dense(&mut self, docs_dir: &Path) -> Result<(), IndexError> {
-        if self.dense.is_empty() && self.dense_requested.is_empty() {
-            return Ok(());
+    /// Asks for a representation (e.g. [`crate::dense::DenseOptions::request`]): every
+    /// document, existing or added by this writer, gets it at commit. Asking again for one the
+    /// index has may change what its kind allows (a dense graph).
+    pub fn add_representation(&mut self, request: Request) -> Result<(), IndexError> {
+        let kind = representation::kind(&request.kind).filter(|k| k.build.is_some());
+        if kind.is_none() {
+            return Err(IndexError::Invalid {
+                path: self.dir.clone(),
+                message: format!(
+                    "no representation of kind '{}' can be added (kinds: {})",
+                    request.kind,
+                    KINDS
+                        .iter()
+                        .filter(|k| k.build.is_some())
+                        .map(|k| k.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
         }
-        let model_err = |e: ferret_models::ModelError| IndexError::Invalid {
-            path: self.dir.clone(),
-            message: e.to_string(),
-        };
+        self.requested.push(request);
+        Ok(())
+    }
+
+    /// Builds every derived representation for the new generation; returns their entries.
+    fn build_representations(&mut self, docs_dir: &Path) -> Result<Vec<Entry>, IndexError> {
+        if self.representations.is_empty() && self.requested.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encoders = self.encoders.clone();
+        // Which existing representation each request names (by the model's canonical id).
+        let mut builders: Vec<Box<dyn representation::Builder>> = Vec::new();
+        let mut existing = std::mem::take(&mut self.representations);
+        for request in std::mem::take(&mut self.requested) {
+            let id = match &encoders {
+                Some(e) => {
+                    e.model_ref(&request.kind, &request.model)
+                        .map_err(|m| IndexError::Invalid {
+                            path: self.dir.clone(),
+                            message: format!(
+                                "{} representation {}: {m}",
+                                request.kind, request.model
+                            ),
+                        })?
+                        .id
+                }
+                None => request.model.clone(),
+            };
+            let build = representation::kind(&request.kind)
+                .and_then(|k| k.build)
+                .expect("checked by add_representation");
+            let found = existing
+                .iter()
+                .position(|e| e.kind == request.kind && e.name == id);
+            builders.push(build(found.map(|i| existing.remove(i)), Some(request)));
+        }
+        for entry in existing {
+            let build = representation::kind(&entry.kind)
+                .and_then(|k| k.build)
+                .ok_or_else(|| IndexError::Invalid {
+                    path: self.dir.clone(),
+                    message: format!("representation {} cannot be rebuilt", entry.label()),
+                })?;
+            builders.push(build(Some(entry), None));
+        }
         let docstore = Docstore::open(docs_dir, &self.chunks, None)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.opts.threads.max(1))
             .build()
             .expect("building a thread pool");
-        let mut rebuild_graph: Vec<bool> = vec![self.stats.deleted > 0; self.dense.len()];
-        for (model, options) in std::mem::take(&mut self.dense_requested) {
-            let hnsw = options.hnsw;
-            let resolved = ferret_models::source::resolve(&model).map_err(model_err)?;
-            if let Some(i) = self.dense.iter().position(|d| d.model == resolved.info.id) {
-                if let Some(params) = hnsw {
-                    self.dense[i].hnsw = Some(HnswInfo {
-                        file: String::new(),
-                        params,
-                    });
-                    rebuild_graph[i] = true;
-                }
-                continue;
-            }
-            let encoder = ferret_models::SentenceEncoder::load(&resolved.dir).map_err(model_err)?;
-            self.dense.push(DenseInfo {
-                model: resolved.info.id.clone(),
-                dim: encoder.dim(),
-                weights_sha256: resolved.info.weights_sha256.clone(),
-                dtype: options.dtype,
-                query_prefix: options.query_prefix,
-                document_prefix: options.document_prefix,
-                files: Vec::new(),
-                hnsw: hnsw.map(|params| HnswInfo {
-                    file: String::new(),
-                    params,
-                }),
-            });
-            rebuild_graph.push(hnsw.is_some());
-        }
-        for (info, rebuild) in self.dense.iter_mut().zip(&mut rebuild_graph) {
-            let missing: Vec<&ChunkInfo> = self
-                .chunks
+        let deleted = &self.deleted;
+        let ctx = CommitContext {
+            dir: &self.dir,
+            generation: self.generation,
+            chunks: &self.chunks,
+            docstore: &docstore,
+            slots: self.next_docno,
+            is_deleted: &|d| deleted.contains(&d),
+            documents_changed: self.stats.added > 0 || self.stats.deleted > 0,
+            pool: &pool,
+            encoders: encoders.as_deref(),
+        };
+        let mut entries = Vec::new();
+        for mut b in builders {
+            let entry = b.commit(&ctx)?;
+            if entries
                 .iter()
-                .filter(|c| {
-                    !info
-                        .files
-                        .iter()
-                        .any(|f| f.chunk_generation == c.generation)
-                })
-                .collect();
-            if missing.is_empty() {
-                continue;
-            }
-            *rebuild = true;
-            let resolved = ferret_models::source::resolve(&info.model).map_err(model_err)?;
-            if resolved.info.weights_sha256 != info.weights_sha256 {
+                .any(|e: &Entry| e.kind == entry.kind && e.name == entry.name)
+            {
                 return Err(IndexError::Invalid {
-                    path: resolved.dir.clone(),
-                    message: format!(
-                        "weights sha256 {} differ from the {} the index's {} vectors were made with",
-                        resolved.info.weights_sha256, info.weights_sha256, info.model
-                    ),
+                    path: self.dir.clone(),
+                    message: format!("representation {} asked for twice", entry.label()),
                 });
             }
-            let mut encoder =
-                ferret_models::SentenceEncoder::load(&resolved.dir).map_err(model_err)?;
-            if let Some(p) = &info.document_prefix {
-                encoder.document_prefix = p.clone();
-            }
-            for c in missing {
-                let file = format!(
-                    "dense/{}/vectors-{:06}.{}",
-                    dense::model_slug(&info.model),
-                    c.generation,
-                    info.dtype.name()
-                );
-                tracing::info!("encoding {} documents with {}", c.count, info.model);
-                pool.install(|| {
-                    dense::encode_chunk(
-                        &encoder,
-                        &docstore,
-                        c.first,
-                        c.count,
-                        info.dtype,
-                        &self.dir.join(&file),
-                    )
-                })?;
-                info.files.push(DenseFile {
-                    chunk_generation: c.generation,
-                    file,
-                });
-            }
+            entries.push(entry);
         }
-        for (info, rebuild) in self.dense.iter_mut().zip(rebuild_graph) {
-            let Some(params) = info.hnsw.as_ref().filter(|_| rebuild).map(|h| h.params) else {
-                continue;
-            };
-            let file = format!(
-                "dense/{}/hnsw-{:06}.usearch",
-                dense::model_slug(&info.model),
-                self.generation
-            );
-            // The vectors only: the graph being replaced is not opened.
-            let vectors = DenseInfo {
-                hnsw: None,
-                ..info.clone()
-            };
-            let reader = dense::DenseReader::open(&self.dir, &vectors, &self.chunks)?;
-            let owned: Vec<(DocNo, std::borrow::Cow<'_, [f32]>)> = (0..self.next_docno)
-                .filter(|d| !self.deleted.contains(d))
-                .filter_map(|d| reader.vector(d).map(|v| (d, v)))
-                .collect();
-            let rows: Vec<(DocNo, &[f32])> = owned.iter().map(|(d, v)| (*d, v.as_ref())).collect();
-            tracing::info!(
-                "building an HNSW graph over {} vectors of {}",
-                rows.len(),
-                info.model
-            );
-            pool.install(|| hnsw::build(info.dim, rows, &params, &self.dir.join(&file)))?;
-            info.hnsw = Some(HnswInfo { file, params });
-        }
-        Ok(())
+        Ok(entries)
     }
 
     /// Makes everything added and deleted visible, atomically. Returns what was done.
@@ -519,7 +483,8 @@ impl IndexWriter {
         }
         let docs_dir = self.dir.join("docs");
         std::fs::create_dir_all(&docs_dir).map_err(IndexError::io(&docs_dir))?;
-        self.encode_dense(&docs_dir)?;
+        let derived = self.build_representations(&docs_dir)?;
+        sync_folders(&self.dir, &derived)?;
         let deleted_generation = if self.deleted.is_empty() {
             None
         } else if self.stats.deleted == 0 {
@@ -537,13 +502,15 @@ impl IndexWriter {
             slots: self.next_docno as u64,
             chunks: self.chunks.clone(),
             deleted_generation,
-            representations: Representations {
-                lexical: Some(LexicalInfo {
+            representations: std::iter::once(
+                LexicalParams {
                     analyzer: self.opts.analyzer,
                     fields: self.opts.fields,
-                }),
-                dense: self.dense.clone(),
-            },
+                }
+                .entry(),
+            )
+            .chain(derived)
+            .collect(),
             shard: self
                 .previous
                 .as_ref()
@@ -556,34 +523,52 @@ impl IndexWriter {
         std::fs::rename(&next, self.dir.join(MANIFEST)).map_err(IndexError::io(&next))?;
         sync_dir(&self.dir)?;
         remove_unreferenced(&docs_dir, &manifest);
-        remove_unreferenced_dense(&self.dir, &manifest);
+        remove_unreferenced_files(&self.dir, &manifest);
         Ok(self.stats)
     }
 }
 
-/// Removes vector and graph files the committed manifest does not refer to (replaced graphs,
-/// vectors of an overwritten index). Failures are harmless and ignored.
-fn remove_unreferenced_dense(dir: &Path, manifest: &Manifest) {
+/// fsyncs every folder holding a representation's files, up to the index directory, so that
+/// the files (and the folders themselves) are durable before the commit's switch.
+fn sync_folders(dir: &Path, entries: &[Entry]) -> Result<(), IndexError> {
+    let mut folders = BTreeSet::new();
+    for file in entries.iter().flat_map(|e| &e.files) {
+        let mut f = dir.join(file);
+        while let Some(parent) = f.parent() {
+            if !parent.starts_with(dir) || parent == dir {
+                break;
+            }
+            folders.insert(parent.to_path_buf());
+            f = parent.to_path_buf();
+        }
+    }
+    for folder in folders.iter().rev() {
+        sync_dir(folder)?;
+    }
+    sync_dir(dir)
+}
+
+/// Removes files in derived representations' folders (`<kind>/<name>/`) that the committed
+/// manifest does not list (replaced graphs and inverted indexes, files of an overwritten
+/// index or of representations built by writers that never committed). Failures are
+/// harmless and ignored: the files are only clutter.
+fn remove_unreferenced_files(dir: &Path, manifest: &Manifest) {
     let keep: BTreeSet<PathBuf> = manifest
         .representations
-        .dense
         .iter()
-        .flat_map(|d| {
-            d.files
-                .iter()
-                .map(|f| f.file.clone())
-                .chain(d.hnsw.as_ref().map(|h| h.file.clone()))
-        })
+        .flat_map(|e| &e.files)
         .map(|f| dir.join(f))
         .collect();
-    let Ok(models) = std::fs::read_dir(dir.join("dense")) else {
-        return;
-    };
-    for model in models.flatten() {
-        if let Ok(files) = std::fs::read_dir(model.path()) {
-            for f in files.flatten() {
-                if !keep.contains(&f.path()) {
-                    let _ = std::fs::remove_file(f.path());
+    for kind in KINDS.iter().filter(|k| k.build.is_some()) {
+        let Ok(names) = std::fs::read_dir(dir.join(kind.name)) else {
+            continue;
+        };
+        for name in names.flatten() {
+            if let Ok(files) = std::fs::read_dir(name.path()) {
+                for f in files.flatten() {
+                    if !keep.contains(&f.path()) {
+                        let _ = std::fs::remove_file(f.path());
+                    }
                 }
             }
         }

@@ -70,3 +70,49 @@ fn ids_with_whitespace_or_control_characters_are_refused_and_the_index_stays_int
     let index = ferret_index::Index::open(&dir).unwrap();
     assert_eq!(index.manifest().doc_count, 5184);
 }
+
+/// The state a crash leaves between the commit's switch (tantivy's commit) and the rename of
+/// `manifest.next.json`: the next writer completes that switch before starting its own
+/// generation, whose step 2 would otherwise overwrite the only manifest of the committed one.
+/// (Found by killing appends: the index could no longer be opened by any command.)
+#[test]
+fn a_writer_completes_an_interrupted_switch_before_its_own_generation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let add = |w: &mut IndexWriter, id: &str| {
+        w.add(ferret_index::Document {
+            id: id.into(),
+            title: String::new(),
+            text: format!("text of {id}"),
+            metadata: serde_json::Value::Null,
+        })
+        .unwrap()
+    };
+    let mut w = IndexWriter::create(&dir, IndexOptions::default(), false).unwrap();
+    add(&mut w, "a");
+    w.commit().unwrap();
+    let generation_1 = std::fs::read(dir.join("manifest.json")).unwrap();
+    let mut w = IndexWriter::open(&dir, IndexOptions::default()).unwrap();
+    add(&mut w, "b");
+    w.commit().unwrap();
+    // Generation 2 committed in tantivy, its manifest not yet renamed into place.
+    std::fs::rename(dir.join("manifest.json"), dir.join("manifest.next.json")).unwrap();
+    std::fs::write(dir.join("manifest.json"), &generation_1).unwrap();
+    assert_eq!(
+        ferret_index::Index::open(&dir)
+            .unwrap()
+            .manifest()
+            .doc_count,
+        2
+    );
+
+    // A writer that opens and is given up (as a killed one would be, once it has written
+    // its own manifest.next.json) leaves generation 2 in manifest.json.
+    let w = IndexWriter::open(&dir, IndexOptions::default()).unwrap();
+    assert!(!dir.join("manifest.next.json").exists());
+    std::fs::write(dir.join("manifest.next.json"), b"{\"garbage\": true}").unwrap();
+    drop(w);
+    let index = ferret_index::Index::open(&dir).unwrap();
+    assert_eq!(index.manifest().generation, 2);
+    assert_eq!(index.manifest().doc_count, 2);
+}

@@ -68,6 +68,11 @@ pub(crate) struct Linear {
 }
 
 impl Linear {
+    /// From a row-major weight [out, inp] and a bias [out].
+    pub(crate) fn new(w: Vec<f32>, b: Vec<f32>, out: usize, inp: usize) -> Self {
+        Linear { w, b, inp, out }
+    }
+
     pub(crate) fn load(
         w: &Weights,
         name: &str,
@@ -114,23 +119,30 @@ impl Linear {
     }
 }
 
-struct LayerNorm {
+pub(crate) struct LayerNorm {
     g: Vec<f32>,
     b: Vec<f32>,
     eps: f32,
 }
 
 impl LayerNorm {
-    fn load(w: &Weights, name: &str, dim: usize, eps: f64) -> Result<Self, ModelError> {
+    /// `name.weight` / `name.bias`, or the older `name.gamma` / `name.beta` (checkpoints saved
+    /// by early versions of transformers, which its loader still renames).
+    pub(crate) fn load(w: &Weights, name: &str, dim: usize, eps: f64) -> Result<Self, ModelError> {
+        let (g, b) = if w.has(&format!("{name}.gamma")) && !w.has(&format!("{name}.weight")) {
+            ("gamma", "beta")
+        } else {
+            ("weight", "bias")
+        };
         Ok(LayerNorm {
-            g: w.get(&format!("{name}.weight"), &[dim])?,
-            b: w.get(&format!("{name}.bias"), &[dim])?,
+            g: w.get(&format!("{name}.{g}"), &[dim])?,
+            b: w.get(&format!("{name}.{b}"), &[dim])?,
             eps: eps as f32,
         })
     }
 
     /// In place, row by row.
-    fn apply(&self, x: &mut [f32]) {
+    pub(crate) fn apply(&self, x: &mut [f32]) {
         let dim = self.g.len();
         for row in x.chunks_exact_mut(dim) {
             let mean = row.iter().sum::<f32>() / dim as f32;
@@ -327,6 +339,11 @@ impl Bert {
         })
     }
 
+    /// The word embedding table [vocab, hidden] (the tied decoder of masked-LM heads).
+    pub(crate) fn word_embeddings(&self) -> &[f32] {
+        &self.word
+    }
+
     /// The longest sequence the position table allows (RoBERTa and MPNet start past the padding
     /// id).
     pub fn max_tokens(&self) -> usize {
@@ -507,7 +524,7 @@ impl Bert {
 }
 
 /// GELU with the error function (Hugging Face's "gelu").
-fn gelu_erf(x: f32) -> f32 {
+pub(crate) fn gelu_erf(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
@@ -531,7 +548,7 @@ fn erf(x: f32) -> f32 {
 }
 
 /// GELU's tanh approximation ("gelu_new", "gelu_pytorch_tanh").
-fn gelu_tanh(x: f32) -> f32 {
+pub(crate) fn gelu_tanh(x: f32) -> f32 {
     const C: f32 = 0.797_884_6; // sqrt(2/π)
     0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
 }

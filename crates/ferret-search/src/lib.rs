@@ -3,10 +3,13 @@
 //! A pipeline goes through the same three phases as a tantivy query: a [`pipeline::Expr`]
 //! parsed from text (what the user asked for), a [`Stage`] prepared against an
 //! [`ferret_index::Index`] (statistics and models bound once), and a run over one query's
-//! candidates. Stages are registered in [`registry`]: adding one is one file in `stages/` and
-//! one line there.
+//! candidates. Each stage declares itself ([`args::StageSpec`]: name, help, inputs, whether it
+//! needs an incoming ranking, which arguments name models or endpoints) and is listed in
+//! [`registry`]: adding one is one file in `stages/` and one line there.
 
+pub mod args;
 pub mod batch;
+pub mod encoders;
 pub mod error;
 pub mod pipeline;
 pub mod queries;

@@ -11,6 +11,10 @@ use crate::SearchError;
 pub struct Query {
     pub id: String,
     pub text: String,
+    /// A precomputed sparse vector (term → weight, e.g. from another tool's SPLADE), used by
+    /// sparse stages instead of encoding `text`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparse: Option<Vec<(String, f32)>>,
 }
 
 impl Query {
@@ -18,6 +22,7 @@ impl Query {
         Query {
             id: id.into(),
             text: text.into(),
+            sparse: None,
         }
     }
 }
@@ -47,41 +52,11 @@ pub fn read_queries_where(
         line,
         message,
     };
-    let file = std::fs::File::open(path).map_err(|e| err(0, e.to_string()))?;
-    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
     let name = path.to_string_lossy();
     let tsv = name.trim_end_matches(".gz").ends_with(".tsv");
-    let mut reader = BufReader::new(reader);
     let mut out = Vec::new();
     let mut seen = std::collections::HashMap::new();
-    let mut buf = Vec::new();
-    let mut line_no = 0;
-    loop {
-        buf.clear();
-        if reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| err(line_no + 1, e.to_string()))?
-            == 0
-        {
-            break;
-        }
-        line_no += 1;
-        while matches!(buf.last(), Some(b'\n' | b'\r')) {
-            buf.pop();
-        }
-        let line = std::str::from_utf8(&buf).map_err(|e| {
-            err(
-                line_no,
-                format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-            )
-        })?;
-        if line.trim().is_empty() {
-            continue;
-        }
+    for_each_line(path, |line_no, line| {
         let q = if tsv {
             let (id, text) = line.split_once('\t').ok_or_else(|| {
                 err(
@@ -110,7 +85,7 @@ pub fn read_queries_where(
             Query::new(id, raw.text.unwrap_or_default())
         };
         if !keep(&q.id) {
-            continue;
+            return Ok(());
         }
         if q.text.trim().is_empty() {
             return Err(err(line_no, format!("query '{}' has an empty text", q.id)));
@@ -122,7 +97,114 @@ pub fn read_queries_where(
             ));
         }
         out.push(q);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `f` with each non-blank line of a (possibly gzipped) text file and its 1-based
+/// number, line endings removed; read errors and invalid UTF-8 are errors naming the line.
+pub(crate) fn for_each_line(
+    path: &Path,
+    mut f: impl FnMut(usize, &str) -> Result<(), SearchError>,
+) -> Result<(), SearchError> {
+    let err = |line: usize, message: String| SearchError::Queries {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(0, e.to_string()))?;
+    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    let mut reader = BufReader::new(reader);
+    let mut buf = Vec::new();
+    let mut line_no = 0;
+    loop {
+        buf.clear();
+        if reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| err(line_no + 1, e.to_string()))?
+            == 0
+        {
+            return Ok(());
+        }
+        line_no += 1;
+        while matches!(buf.last(), Some(b'\n' | b'\r')) {
+            buf.pop();
+        }
+        let line = std::str::from_utf8(&buf).map_err(|e| {
+            err(
+                line_no,
+                format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+            )
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        f(line_no, line)?;
     }
+}
+
+#[derive(Deserialize)]
+struct JsonVector {
+    #[serde(alias = "_id", alias = "qid")]
+    id: Option<serde_json::Value>,
+    #[serde(alias = "weights", alias = "terms")]
+    vector: Option<std::collections::BTreeMap<String, f64>>,
+}
+
+/// Reads precomputed sparse query vectors: JSON lines `{"id": …, "vector": {term: weight}}`
+/// (`_id`/`qid` and `weights`/`terms` also accepted), as Pyserini writes encoded queries.
+/// Bad lines, weights that are not positive finite numbers and repeated ids are errors naming
+/// the file and line.
+pub fn read_sparse_vectors(
+    path: &Path,
+) -> Result<std::collections::HashMap<String, Vec<(String, f32)>>, SearchError> {
+    let err = |line: usize, message: String| SearchError::Queries {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let mut out = std::collections::HashMap::new();
+    for_each_line(path, |line_no, line| {
+        let raw: JsonVector = serde_json::from_str(line).map_err(|e| {
+            err(
+                line_no,
+                format!("malformed JSON at column {}: {e}", e.column()),
+            )
+        })?;
+        let id = match raw.id {
+            Some(serde_json::Value::String(s)) => s,
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(other) => {
+                return Err(err(
+                    line_no,
+                    format!("\"id\" must be a string, found {other}"),
+                ))
+            }
+            None => return Err(err(line_no, "missing \"id\" field".into())),
+        };
+        let vector = raw
+            .vector
+            .ok_or_else(|| err(line_no, "missing \"vector\" field (term → weight)".into()))?;
+        let mut v = Vec::with_capacity(vector.len());
+        for (term, w) in vector {
+            if !(w.is_finite() && w > 0.0) {
+                return Err(err(
+                    line_no,
+                    format!("query '{id}': weight of {term:?} must be a positive number, not {w}"),
+                ));
+            }
+            v.push((term, w as f32));
+        }
+        if out.insert(id.clone(), v).is_some() {
+            return Err(err(line_no, format!("duplicate query id '{id}'")));
+        }
+        Ok(())
+    })?;
     Ok(out)
 }
 

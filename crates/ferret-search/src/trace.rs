@@ -23,7 +23,13 @@ pub struct TraceEntry {
     pub note: Option<String>,
     #[serde(skip)]
     pub hits: Vec<Hit>,
+    /// What the stage says about single hits (e.g. the terms that matched), for explain.
+    #[serde(skip)]
+    pub details: std::collections::HashMap<ferret_index::DocNo, serde_json::Value>,
 }
+
+/// How many of a stage's top hits it explains one by one.
+pub const DETAILED_HITS: usize = 20;
 
 /// Collects [`TraceEntry`]s while a query runs; does nothing when off.
 #[derive(Debug, Default)]
@@ -66,6 +72,7 @@ impl Trace {
             millis: 0.0,
             note: None,
             hits: Vec::new(),
+            details: Default::default(),
         });
         self.open.push(slot);
         let start = Instant::now();
@@ -86,16 +93,29 @@ impl Trace {
         }
     }
 
-    /// For `doc`: its (1-based rank, score) in each recorded stage's ranking, or `None` where
-    /// that stage did not return it.
-    pub fn positions(&self, doc: ferret_index::DocNo) -> Vec<Option<(usize, f32)>> {
+    /// Attaches per-hit details to the innermost running stage (when tracing).
+    pub fn hit_details(
+        &mut self,
+        details: impl FnOnce() -> Vec<(ferret_index::DocNo, serde_json::Value)>,
+    ) {
+        if let Some(&slot) = self.open.last() {
+            self.entries[slot].details = details().into_iter().collect();
+        }
+    }
+
+    /// For `doc`: its (1-based rank, score, details) in each recorded stage's ranking, or
+    /// `None` where that stage did not return it.
+    pub fn positions(
+        &self,
+        doc: ferret_index::DocNo,
+    ) -> Vec<Option<(usize, f32, Option<&serde_json::Value>)>> {
         self.entries
             .iter()
             .map(|e| {
                 e.hits
                     .iter()
                     .position(|h| h.doc == doc)
-                    .map(|i| (i + 1, e.hits[i].score))
+                    .map(|i| (i + 1, e.hits[i].score, e.details.get(&doc)))
             })
             .collect()
     }
@@ -119,7 +139,10 @@ pub fn explain_json(
                 .positions(h.doc)
                 .into_iter()
                 .map(|p| match p {
-                    Some((rank, score)) => serde_json::json!({"rank": rank, "score": score}),
+                    Some((rank, score, None)) => serde_json::json!({"rank": rank, "score": score}),
+                    Some((rank, score, Some(detail))) => {
+                        serde_json::json!({"rank": rank, "score": score, "detail": detail})
+                    }
                     None => serde_json::Value::Null,
                 })
                 .collect();

@@ -166,16 +166,16 @@ impl AppState {
     }
 
     /// Refuses a pipeline whose stages name a model or an API the server does not allow, or
-    /// that has more stages than the limit. Models are named by `model=` (rerank) and `llm=`
-    /// (LLM stages); dense stages' `model=` picks one of the index's own representations.
+    /// that has more stages than the limit. Which arguments name models and endpoints is each
+    /// stage's own declaration (`StageSpec::model_args`, `endpoint_args`); a model argument
+    /// may name one of the index's own representations' models.
     pub fn check_pipeline(&self, expr: &Expr, snapshot: &Snapshot) -> Result<(), ApiError> {
         let index_models: HashSet<&str> = snapshot
             .index
             .manifest()
             .representations
-            .dense
             .iter()
-            .map(|d| d.model.as_str())
+            .filter_map(|e| e.model.as_ref().map(|m| m.id.as_str()))
             .collect();
         let mut stages = 0;
         self.walk(expr, &index_models, &mut stages)?;
@@ -196,16 +196,21 @@ impl AppState {
         stages: &mut usize,
     ) -> Result<(), ApiError> {
         match expr {
-            Expr::Stage { inputs, args, .. } => {
+            Expr::Stage {
+                name, inputs, args, ..
+            } => {
                 *stages += 1;
+                let (models, endpoints) = ferret_search::registry::spec(name)
+                    .map_or((&[][..], &[][..]), |s| (s.model_args, s.endpoint_args));
                 for a in args {
                     let Value::Text(v) = &a.value else { continue };
-                    let refused = match a.name.as_str() {
-                        "model" | "llm" => {
-                            !self.allowed_models.contains(v) && !index_models.contains(v.as_str())
-                        }
-                        "api" => !self.options.allowed_apis.iter().any(|x| x == v),
-                        _ => false,
+                    let name = a.name.as_str();
+                    let refused = if models.contains(&name) {
+                        !self.allowed_models.contains(v) && !index_models.contains(v.as_str())
+                    } else if endpoints.contains(&name) {
+                        !self.options.allowed_apis.iter().any(|x| x == v)
+                    } else {
+                        false
                     };
                     if refused {
                         return Err(ApiError::new(

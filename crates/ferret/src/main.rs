@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Build an index from a corpus, add documents to one, or delete documents from one
     Index(commands::index::Args),
+    /// What an index holds: documents, generation, representations and their sizes
+    Info(commands::info::Args),
     /// Search an index for one query
     Search(commands::search::Args),
     /// Run a pipeline over a query set and write a TREC run
@@ -61,6 +63,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Index(a) => commands::index::main(a),
+        Command::Info(a) => commands::info::main(a),
         Command::Search(a) => commands::search::main(a),
         Command::Run(a) => commands::run::main(a),
         Command::Eval(a) => commands::eval::main(a),

@@ -9,44 +9,6 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// One model cache for the whole test run (the model is fetched once), unless FERRET_HOME says
-/// otherwise.
-fn ferret_home() -> PathBuf {
-    std::env::var_os("FERRET_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("ferret-home"))
-}
-
-fn ferret_in(home: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_ferret"))
-        .args(args)
-        .env("FERRET_HOME", home)
-        .output()
-        .unwrap()
-}
-
-fn ok_in(home: &Path, args: &[&str]) -> String {
-    let out = ferret_in(home, args);
-    assert!(
-        out.status.success(),
-        "ferret {args:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn err_in(home: &Path, args: &[&str]) -> String {
-    let out = ferret_in(home, args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "ferret {args:?} should fail cleanly:\n{stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
-}
-
 fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
@@ -574,13 +536,14 @@ fn f16_vectors_and_prefixes() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(prefixed.join("manifest.json")).unwrap())
             .unwrap();
-    let dense = &manifest["representations"]["dense"][0];
-    assert_eq!(dense["query_prefix"], "query: ");
-    assert_eq!(dense["document_prefix"], "passage: ");
+    let dense = &manifest["representations"][1];
+    assert_eq!(dense["kind"], "dense");
+    assert_eq!(dense["params"]["query_prefix"], "query: ");
+    assert_eq!(dense["params"]["document_prefix"], "passage: ");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(f16_idx.join("manifest.json")).unwrap())
             .unwrap();
-    assert_eq!(manifest["representations"]["dense"][0]["dtype"], "f16");
+    assert_eq!(manifest["representations"][1]["params"]["dtype"], "f16");
 }
 
 /// Serves `files` (path under the repository → bytes) the way the Hugging Face Hub's

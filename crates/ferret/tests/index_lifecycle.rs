@@ -4,16 +4,12 @@
 mod common;
 use common::*;
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// Splits SciFact's corpus into two JSONL files (first `n` documents, the rest).
 fn split_corpus(dir: &Path, n: usize) -> (std::path::PathBuf, std::path::PathBuf) {
-    let file = std::fs::File::open(dataset("beir-scifact").join("corpus.jsonl.gz")).unwrap();
-    let lines: Vec<String> = std::io::BufReader::new(flate2::read::GzDecoder::new(file))
-        .lines()
-        .map(Result::unwrap)
-        .collect();
+    let lines = scifact_lines();
     let (a, b) = (dir.join("a.jsonl"), dir.join("b.jsonl"));
     std::fs::write(&a, lines[..n].join("\n") + "\n").unwrap();
     std::fs::write(&b, lines[n..].join("\n") + "\n").unwrap();
@@ -113,11 +109,7 @@ fn killing_an_index_build_leaves_the_previous_commit_readable() {
 
     // A corpus large enough to be killed midway: SciFact five times over, with fresh ids.
     let big = t.join("big.jsonl");
-    let file = std::fs::File::open(dataset("beir-scifact").join("corpus.jsonl.gz")).unwrap();
-    let lines: Vec<String> = std::io::BufReader::new(flate2::read::GzDecoder::new(file))
-        .lines()
-        .map(Result::unwrap)
-        .collect();
+    let lines = scifact_lines();
     let mut w = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
     for copy in 0..5 {
         for l in &lines {
@@ -215,4 +207,142 @@ fn an_index_of_another_format_version_is_refused_and_replaced_by_overwrite() {
     ]);
     let out = ferret_ok(&["search", "--index", s(&idx), "stem cells", "--json"]);
     assert!(out.contains("\"id\""), "{out}");
+}
+
+/// Appends to an index with a sparse representation, each SIGKILLed at a random moment of its
+/// run (the delays cover start-up, encoding, the impact index rebuild and the commit): after
+/// every kill the index opens and holds exactly the documents of the commits that finished.
+/// (Before the fix to step 0 of the commit protocol, a writer opening an index left between
+/// the switch and the manifest rename overwrote the only manifest of the committed
+/// generation; 14 of 30 killed appends left an index no command could open.)
+#[test]
+fn killed_appends_keep_exactly_the_committed_documents() {
+    let home = ferret_home();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let lines = scifact_lines();
+    let (base, batch) = (533, 150);
+    let kills: usize = std::env::var("FERRET_KILLS").map_or(30, |v| v.parse().unwrap());
+    let base_file = t.join("base.jsonl");
+    std::fs::write(&base_file, lines[..base].join("\n") + "\n").unwrap();
+    let idx = t.join("idx");
+    ok_in(
+        &home,
+        &[
+            "index",
+            "--corpus",
+            s(&base_file),
+            "--index",
+            s(&idx),
+            "--sparse",
+            "splade-tiny",
+        ],
+    );
+    let batch_file = |k: usize| {
+        let path = t.join(format!("batch-{k}.jsonl"));
+        // Past the corpus, earlier documents come back under new ids.
+        let docs: Vec<String> = (0..batch)
+            .map(|i| {
+                let n = base + k * batch + i;
+                let mut v: serde_json::Value =
+                    serde_json::from_str(&lines[n % lines.len()]).unwrap();
+                v["_id"] = format!("k{k}-{}", v["_id"].as_str().unwrap()).into();
+                v.to_string()
+            })
+            .collect();
+        std::fs::write(&path, docs.join("\n") + "\n").unwrap();
+        path
+    };
+    let count = || -> u64 {
+        let out = ok_in(&home, &["info", "--index", s(&idx), "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["doc_count"].as_u64().unwrap()
+    };
+    // One append run to the end: how long a whole one takes.
+    let start = std::time::Instant::now();
+    ok_in(
+        &home,
+        &[
+            "index",
+            "--corpus",
+            s(&batch_file(0)),
+            "--index",
+            s(&idx),
+            "--append",
+            "--threads",
+            "1",
+        ],
+    );
+    let whole = start.elapsed().as_millis() as u64;
+    let mut expected = (base + batch) as u64;
+    assert_eq!(count(), expected);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let (mut interrupted, mut finished) = (0, 0);
+    for k in 1..=kills {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let delay = state % (whole + whole / 5 + 1);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferret"))
+            .args(["index", "--corpus", s(&batch_file(k)), "--index", s(&idx)])
+            .args(["--append", "--threads", "1"])
+            .env("FERRET_HOME", &home)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let done = child.try_wait().unwrap().is_some();
+        child.kill().ok();
+        child.wait().unwrap();
+        let now = count();
+        if now == expected + batch as u64 {
+            expected = now;
+            finished += 1;
+        } else {
+            assert_eq!(
+                now, expected,
+                "kill {k} after {delay} ms: the documents of the last commit"
+            );
+            assert!(
+                !done,
+                "kill {k}: the append finished but its documents are missing"
+            );
+            interrupted += 1;
+        }
+        // Every representation still answers.
+        let hits = ok_in(
+            &home,
+            &[
+                "search",
+                "--index",
+                s(&idx),
+                "iron uptake",
+                "--pipeline",
+                "splade",
+                "--json",
+            ],
+        );
+        assert!(hits.contains("\"id\""), "kill {k}: {hits}");
+    }
+    eprintln!(
+        "{kills} killed appends (one append takes {whole} ms): {interrupted} interrupted, {finished} had committed"
+    );
+    assert!(
+        interrupted >= kills / 3,
+        "too few kills landed mid-append: {interrupted}"
+    );
+    // After the campaign the index takes a whole append again.
+    ok_in(
+        &home,
+        &[
+            "index",
+            "--corpus",
+            s(&batch_file(kills + 1)),
+            "--index",
+            s(&idx),
+            "--append",
+        ],
+    );
+    assert_eq!(count(), expected + batch as u64);
 }

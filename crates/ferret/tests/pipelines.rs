@@ -210,8 +210,13 @@ fn bad_pipelines_are_clear_errors() {
             "rrf(bm25, bm25, weights=[1])",
             "weights has 1 numbers but there are 2 inputs",
         ),
-        ("rm3", "rm3 needs a ranking to take feedback documents from"),
-        ("tprf(bm25)", "tprf re-scores a ranking: use it after '>>'"),
+        // Checked when the pipeline is prepared, with a caret under the stage.
+        (
+            "rm3",
+            "rm3 works on an incoming ranking: feed it one with '>>'",
+        ),
+        ("tprf(bm25)", "tprf works on an incoming ranking"),
+        ("rrf(bm25, vprf)", "vprf works on an incoming ranking"),
         (
             "bm25 >> tprf(bm25, bm25)",
             "tprf takes one scorer pipeline, got 2",
@@ -319,7 +324,7 @@ fn rerank_stage_and_command_agree() {
         &format!("rerank(model='{}')", s(&fixture)),
     ]);
     assert!(
-        err.contains("re-orders a ranking: use it after '>>'"),
+        err.contains("rerank works on an incoming ranking: feed it one with '>>'"),
         "{err}"
     );
     let err = ferret_err(&[

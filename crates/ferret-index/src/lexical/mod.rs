@@ -17,11 +17,54 @@ mod writer;
 pub use reader::{FieldStats, LexicalReader};
 pub use writer::LexicalWriter;
 
+use ferret_text::AnalyzerKind;
 use serde::{Deserialize, Serialize};
+
+use crate::representation::{Entry, Kind, OpenContext, Opened, Reader};
+use crate::IndexError;
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING,
 };
 use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
+
+/// The lexical representation's parameters in the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LexicalParams {
+    pub analyzer: AnalyzerKind,
+    pub fields: FieldMode,
+}
+
+impl LexicalParams {
+    pub(crate) fn entry(self) -> Entry {
+        Entry {
+            kind: KIND.name.to_string(),
+            name: String::new(),
+            model: None,
+            params: serde_json::to_value(self).expect("lexical parameters serialise"),
+            files: Vec::new(),
+        }
+    }
+}
+
+/// The lexical kind: built by the writer alongside the docstore (its commit is the index's
+/// switch), so it registers a reader only. tantivy lists its own files.
+pub const KIND: Kind = Kind {
+    name: "lexical",
+    how_to_add: "`ferret index --corpus FILE --index DIR` builds one",
+    open,
+    build: None,
+};
+
+fn open(ctx: &OpenContext<'_>, entry: &Entry) -> Result<Box<dyn Reader>, IndexError> {
+    let p: LexicalParams = entry.params(ctx.dir)?;
+    let dir = ctx.dir.join("lexical");
+    let index = tantivy::Index::open_in_dir(&dir)?;
+    let reader = LexicalReader::open(&index, &dir, p.fields, p.analyzer, ctx.slots)?;
+    Ok(Box::new(Opened {
+        entry: entry.clone(),
+        reader,
+    }))
+}
 
 /// How title and text are indexed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

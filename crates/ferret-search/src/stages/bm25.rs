@@ -8,7 +8,7 @@ use ferret_index::lexical::bm25::{Bm25Params, Bm25Query};
 use ferret_index::Index;
 use ferret_text::Analyzer;
 
-use crate::registry::Args;
+use crate::args::{Args, StageSpec};
 use crate::stage::{rescore, Hit, Stage};
 use crate::trace::Trace;
 use crate::{Query, SearchError};
@@ -104,6 +104,12 @@ pub struct Bm25 {
     index: Arc<Index>,
     settings: Bm25Settings,
 }
+
+pub const SPEC: StageSpec = StageSpec::plain(
+    "bm25",
+    "BM25 over the lexical representation: k1, b (Anserini defaults 0.9, 0.4); per-field weights by field name (title=, text=) on multi-field indexes",
+    build,
+);
 
 pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
     Ok(Box::new(Bm25 {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ferret_index::Index;
 use ferret_models::SentenceEncoder;
 
-use crate::registry::Args;
+use crate::args::{Args, Build, StageSpec};
 use crate::stage::{rescore, Hit, Stage};
 use crate::trace::Trace;
 use crate::{Query, SearchError};
@@ -49,37 +49,37 @@ pub(crate) fn bind(
     index: &Index,
 ) -> Result<(String, QueryEncoder), SearchError> {
     let requested = args.text("model")?;
-    let reader = index.dense(requested.as_deref())?;
-    let info = reader.info().clone();
+    let reader = index.dense(requested.as_deref().map(crate::encoders::canonical_id))?;
+    let (model, params) = (reader.model().clone(), reader.params());
     let at = args.position();
     let model_err = |e: ferret_models::ModelError| SearchError::at(at, format!("{e}"));
-    let resolved = ferret_models::source::resolve(&info.model).map_err(model_err)?;
-    if resolved.info.weights_sha256 != info.weights_sha256 {
+    let resolved = ferret_models::source::resolve(&model.id).map_err(model_err)?;
+    if resolved.info.weights_sha256 != model.weights_sha256 {
         return Err(SearchError::at(
             at,
             format!(
                 "{} resolves to weights {} but the index was encoded with {}",
-                info.model, resolved.info.weights_sha256, info.weights_sha256
+                model.id, resolved.info.weights_sha256, model.weights_sha256
             ),
         ));
     }
     let encoder = ferret_models::sentence::shared(&resolved.dir).map_err(model_err)?;
-    if encoder.dim() != info.dim {
+    if encoder.dim() != params.dim {
         return Err(SearchError::at(
             at,
             format!(
                 "{} embeds in {} dimensions, the index's vectors have {}",
-                info.model,
+                model.id,
                 encoder.dim(),
-                info.dim
+                params.dim
             ),
         ));
     }
-    let prefix = info
+    let prefix = params
         .query_prefix
         .clone()
         .unwrap_or_else(|| encoder.query_prefix.clone());
-    Ok((info.model, QueryEncoder { encoder, prefix }))
+    Ok((model.id, QueryEncoder { encoder, prefix }))
 }
 
 /// How the whole collection is searched.
@@ -131,6 +131,17 @@ pub(crate) fn search(
         }),
     })
 }
+
+pub const SPEC: StageSpec = StageSpec {
+    name: "dense",
+    help: "inner-product search over a dense representation: model (optional when the index has one), ef (HNSW candidate list), exact=1 to skip the graph",
+    min_inputs: 0,
+    needs_candidates: false,
+    feeds_inputs: false,
+    model_args: &["model"],
+    endpoint_args: &[],
+    build: Build::Stage(build),
+};
 
 pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
     let method = Method::from_args(args)?;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use ferret_index::{DocNo, Index};
 
-use crate::registry::Args;
+use crate::args::{Args, Build, StageSpec};
 use crate::stage::{Hit, Stage};
 use crate::trace::Trace;
 use crate::{Query, SearchError};
@@ -145,8 +145,19 @@ fn finish(
     })
 }
 
+pub const RRF: StageSpec = StageSpec {
+    name: "rrf",
+    help: "reciprocal rank fusion of the input pipelines: k=60, weights=[...]",
+    min_inputs: 1,
+    needs_candidates: false,
+    feeds_inputs: false,
+    model_args: &[],
+    endpoint_args: &[],
+    build: Build::Stage(build_rrf),
+};
+
 pub fn build_rrf(args: &mut Args<'_>, _: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
-    let inputs = args.inputs(1)?;
+    let inputs = args.inputs()?;
     let k = args.number_in("k", 60.0, 0.0..=f64::MAX)?;
     let weights = weights(args, inputs.len())?;
     let depth = args.count("depth", DEFAULT_DEPTH, 1)?;
@@ -161,7 +172,7 @@ pub fn build_rrf(args: &mut Args<'_>, _: &Arc<Index>) -> Result<Box<dyn Stage>, 
 }
 
 fn build_comb(args: &mut Args<'_>, mnz: bool) -> Result<Box<dyn Stage>, SearchError> {
-    let inputs = args.inputs(1)?;
+    let inputs = args.inputs()?;
     let norm = Norm::from_args(args)?;
     let weights = weights(args, inputs.len())?;
     let depth = args.count("depth", DEFAULT_DEPTH, 1)?;
@@ -175,16 +186,49 @@ fn build_comb(args: &mut Args<'_>, mnz: bool) -> Result<Box<dyn Stage>, SearchEr
     ))
 }
 
+pub const COMBSUM: StageSpec = StageSpec {
+    name: "combsum",
+    help: "CombSUM: weighted sum of normalised scores; norm=minmax|zscore|none, weights=[...]",
+    min_inputs: 1,
+    needs_candidates: false,
+    feeds_inputs: false,
+    model_args: &[],
+    endpoint_args: &[],
+    build: Build::Stage(build_combsum),
+};
+
 pub fn build_combsum(args: &mut Args<'_>, _: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
     build_comb(args, false)
 }
+
+pub const COMBMNZ: StageSpec = StageSpec {
+    name: "combmnz",
+    help: "CombMNZ: CombSUM times the number of inputs that returned the document; norm, weights",
+    min_inputs: 1,
+    needs_candidates: false,
+    feeds_inputs: false,
+    model_args: &[],
+    endpoint_args: &[],
+    build: Build::Stage(build_combmnz),
+};
 
 pub fn build_combmnz(args: &mut Args<'_>, _: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
     build_comb(args, true)
 }
 
+pub const INTERP: StageSpec = StageSpec {
+    name: "interp",
+    help: "linear interpolation of two inputs: alpha*first + (1-alpha)*second, alpha=0.5, norm=minmax|zscore|none",
+    min_inputs: 2,
+    needs_candidates: false,
+    feeds_inputs: false,
+    model_args: &[],
+    endpoint_args: &[],
+    build: Build::Stage(build_interp),
+};
+
 pub fn build_interp(args: &mut Args<'_>, _: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
-    let inputs = args.inputs(2)?;
+    let inputs = args.inputs()?;
     if inputs.len() != 2 {
         return Err(args.error_at(
             "alpha",
@@ -211,8 +255,19 @@ pub fn build_interp(args: &mut Args<'_>, _: &Arc<Index>) -> Result<Box<dyn Stage
     Ok(Box::new(fusion))
 }
 
+pub const BORDA: StageSpec = StageSpec {
+    name: "borda",
+    help: "Borda count: each input gives (n - rank + 1) points; weights=[...]",
+    min_inputs: 1,
+    needs_candidates: false,
+    feeds_inputs: false,
+    model_args: &[],
+    endpoint_args: &[],
+    build: Build::Stage(build_borda),
+};
+
 pub fn build_borda(args: &mut Args<'_>, _: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
-    let inputs = args.inputs(1)?;
+    let inputs = args.inputs()?;
     let weights = weights(args, inputs.len())?;
     let depth = args.count("depth", DEFAULT_DEPTH, 1)?;
     Ok(finish(

@@ -1,4 +1,5 @@
-//! One file per stage; each exposes `build`, registered in [`crate::registry::STAGES`].
+//! One file per stage; each declares its [`crate::args::StageSpec`], listed in
+//! [`crate::registry::STAGES`].
 
 pub mod bm25;
 pub mod dense;
@@ -8,5 +9,6 @@ pub mod llm;
 pub mod rerank;
 pub mod rm3;
 pub mod rocchio;
+pub mod splade;
 pub mod text_prf;
 pub mod vprf;

@@ -5,7 +5,7 @@
 
 use ferret_models::CrossEncoder;
 
-use crate::registry::Args;
+use crate::args::{Args, Build, StageSpec};
 use crate::reranker::{by_score, Passage, Reranker};
 use crate::trace::Trace;
 use crate::SearchError;
@@ -14,6 +14,17 @@ pub struct CrossEncoderReranker {
     model: String,
     encoder: CrossEncoder,
 }
+
+pub const SPEC: StageSpec = StageSpec {
+    name: "rerank",
+    help: "cross-encoder re-scoring of the incoming candidates: model=<folder or id> (BertForSequenceClassification), max_length=512",
+    min_inputs: 0,
+    needs_candidates: true,
+    feeds_inputs: false,
+    model_args: &["model"],
+    endpoint_args: &[],
+    build: Build::Reranker(build),
+};
 
 pub fn build(args: &mut Args<'_>) -> Result<Box<dyn Reranker>, SearchError> {
     let model = args

@@ -25,7 +25,7 @@ use super::feedback::{
     expand_and_search, l1_norm, prune, scale, vocabulary, weight, FeatureVector, FeedbackDocs,
     TermFilter,
 };
-use crate::registry::Args;
+use crate::args::{Args, Build, StageSpec};
 use crate::stage::{Hit, Stage};
 use crate::trace::Trace;
 use crate::{Query, SearchError};
@@ -38,6 +38,17 @@ pub struct Rm3 {
     filter: bool,
     bm25: Bm25Settings,
 }
+
+pub const SPEC: StageSpec = StageSpec {
+    name: "rm3",
+    help: "RM3 query expansion after a ranking (Anserini's): fb_docs=10, fb_terms=10, original_query_weight=0.5, filter=1 (English term filter), then BM25 k1, b, field weights",
+    min_inputs: 0,
+    needs_candidates: true,
+    feeds_inputs: false,
+    model_args: &[],
+    endpoint_args: &[],
+    build: Build::Stage(build),
+};
 
 pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
     Ok(Box::new(Rm3 {

@@ -23,7 +23,7 @@ use super::feedback::{
     expand_and_search, l2_norm, prune, scale, vocabulary, weight, FeatureVector, FeedbackDocs,
     TermFilter,
 };
-use crate::registry::Args;
+use crate::args::{Args, Build, StageSpec};
 use crate::stage::{Hit, Stage};
 use crate::trace::Trace;
 use crate::{Query, SearchError};
@@ -37,6 +37,17 @@ pub struct Rocchio {
     gamma: f32,
     bm25: Bm25Settings,
 }
+
+pub const SPEC: StageSpec = StageSpec {
+    name: "rocchio",
+    help: "Rocchio query expansion after a ranking (Anserini's): top_fb_docs=10, top_fb_terms=10, alpha=1, beta=0.75, negative=0 with bottom_fb_docs=10, bottom_fb_terms=10, gamma=0.15; then BM25 k1, b, field weights",
+    min_inputs: 0,
+    needs_candidates: true,
+    feeds_inputs: false,
+    model_args: &[],
+    endpoint_args: &[],
+    build: Build::Stage(build),
+};
 
 pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
     let top = (

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use ferret_index::{DocNo, Index};
 
-use crate::registry::Args;
+use crate::args::{Args, Build, StageSpec};
 use crate::stage::{rescore, Hit, Stage};
 use crate::trace::Trace;
 use crate::{Query, SearchError};
@@ -37,8 +37,19 @@ pub struct TextPrf {
     aggregate: Aggregate,
 }
 
+pub const SPEC: StageSpec = StageSpec {
+    name: "tprf",
+    help: "text-based PRF for a re-scoring stage: tprf(scorer, depth=3, agg=sum|max|borda) re-scores the candidates with the query + each top passage",
+    min_inputs: 1,
+    needs_candidates: true,
+    feeds_inputs: true,
+    model_args: &[],
+    endpoint_args: &[],
+    build: Build::Stage(build),
+};
+
 pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
-    let mut inputs = args.inputs(1)?;
+    let mut inputs = args.inputs()?;
     if inputs.len() != 1 {
         return Err(SearchError::at(
             args.position(),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use ferret_index::Index;
 
 use super::dense::{bind, search, Method, QueryEncoder};
-use crate::registry::Args;
+use crate::args::{Args, Build, StageSpec};
 use crate::stage::{Hit, Stage};
 use crate::trace::Trace;
 use crate::{Query, SearchError};
@@ -35,6 +35,17 @@ pub struct VectorPrf {
     mode: Mode,
     method: Method,
 }
+
+pub const SPEC: StageSpec = StageSpec {
+    name: "vprf",
+    help: "Vector-PRF after a dense stage: depth, alpha, beta, mode=rocchio|average, model",
+    min_inputs: 0,
+    needs_candidates: true,
+    feeds_inputs: false,
+    model_args: &["model"],
+    endpoint_args: &[],
+    build: Build::Stage(build),
+};
 
 pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
     let depth = args.number("depth", 3.0)?;

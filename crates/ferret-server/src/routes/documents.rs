@@ -222,6 +222,7 @@ async fn write(state: &Arc<AppState>, change: Change) -> Result<Json<WriteResult
             ..IndexOptions::default()
         };
         let mut writer = IndexWriter::open(&dir, opts).map_err(index_error)?;
+        writer.set_encoders(ferret_search::encoders::ModelEncoders::shared());
         match change {
             Change::Add(docs) => {
                 for d in docs {

@@ -65,25 +65,23 @@ pub async fn index_info(State(state): State<Arc<AppState>>) -> Json<IndexInfo> {
         name: name.into(),
         pipeline: pipeline.into(),
     };
-    if m.representations.lexical.is_some() {
-        representations.push("lexical".to_string());
+    representations.extend(m.representations.iter().map(|e| e.label()));
+    let lexical = m.lexical().is_some();
+    if lexical {
         presets.push(preset("BM25", "bm25"));
         presets.push(preset(
             "BM25 + RM3",
             "bm25 % 1000 >> rm3(fb_docs=10, fb_terms=10)",
         ));
     }
-    for d in &m.representations.dense {
-        representations.push(format!("dense/{}", d.model));
-    }
-    if let Some(d) = m.representations.dense.first() {
-        let dense = format!("dense(model={:?})", d.model);
+    if let Some(d) = m.of_kind("dense").next() {
+        let dense = format!("dense(model={:?})", d.name);
         presets.push(preset("dense", &dense));
         presets.push(preset(
             "dense + Vector-PRF",
             &format!("{dense} % 1000 >> vprf(depth=3)"),
         ));
-        if m.representations.lexical.is_some() {
+        if lexical {
             presets.push(preset(
                 "hybrid RRF",
                 &format!("rrf(bm25 % 1000, {dense} % 1000, k=60)"),
@@ -91,6 +89,16 @@ pub async fn index_info(State(state): State<Arc<AppState>>) -> Json<IndexInfo> {
             presets.push(preset(
                 "hybrid interpolation",
                 &format!("interp(bm25 % 1000, {dense} % 1000, alpha=0.5)"),
+            ));
+        }
+    }
+    if let Some(s) = m.of_kind("sparse").next() {
+        let sparse = format!("splade(model={:?})", s.name);
+        presets.push(preset("SPLADE", &sparse));
+        if lexical {
+            presets.push(preset(
+                "BM25 + SPLADE RRF",
+                &format!("rrf(bm25 % 1000, {sparse} % 1000, k=60)"),
             ));
         }
     }

@@ -75,6 +75,11 @@ pub struct StagePosition {
     pub stage: usize,
     pub rank: usize,
     pub score: f32,
+    /// What the stage says about this hit (a sparse stage: the terms that matched and their
+    /// contributions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -146,9 +151,7 @@ fn run(
         })?;
     let analyzer = index
         .manifest()
-        .representations
-        .lexical
-        .as_ref()
+        .lexical()
         .map_or(ferret_text::AnalyzerKind::En, |l| l.analyzer);
     let mut highlighter = Highlighter::new(analyzer, &req.query);
     let mut hits = Vec::with_capacity(found.len());
@@ -162,7 +165,12 @@ fn run(
                 .into_iter()
                 .enumerate()
                 .filter_map(|(stage, p)| {
-                    p.map(|(rank, score)| StagePosition { stage, rank, score })
+                    p.map(|(rank, score, detail)| StagePosition {
+                        stage,
+                        rank,
+                        score,
+                        detail: detail.cloned(),
+                    })
                 })
                 .collect()
         });

@@ -32,19 +32,35 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         std::hint::black_box(rankings);
     }
     let qps = queries.len() as f64 / best;
+    // Latency: each query alone, one after the other, on this thread.
+    let mut millis = Vec::with_capacity(queries.len());
+    for q in &queries {
+        let start = Instant::now();
+        let hits = stage.run(q, None, k, &mut ferret_search::Trace::off())?;
+        millis.push(start.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(hits);
+    }
+    millis.sort_by(f64::total_cmp);
+    let mean = millis.iter().sum::<f64>() / millis.len().max(1) as f64;
+    let p99 = millis
+        .get(((millis.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(0.0);
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"queries": queries.len(), "threads": threads, "k": k, "seconds": best, "queries_per_second": qps})
+            serde_json::json!({"queries": queries.len(), "threads": threads, "k": k, "seconds": best, "queries_per_second": qps, "latency_mean_ms": mean, "latency_p99_ms": p99})
         );
     } else {
         println!(
-            "{} queries, k={}, {} threads: {:.4}s, {:.0} queries/s",
+            "{} queries, k={}, {} threads: {:.4}s, {:.0} queries/s; one at a time: mean {:.3} ms, p99 {:.3} ms",
             queries.len(),
             k,
             threads,
             best,
-            qps
+            qps,
+            mean,
+            p99
         );
     }
     Ok(())

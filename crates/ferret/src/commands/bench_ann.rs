@@ -1,7 +1,7 @@
 use std::time::Instant;
 
+use ferret_index::dense::hnsw::{self, Hnsw, HnswParams};
 use ferret_index::dense::{dot, top_k_batch, TopK};
-use ferret_index::hnsw::{self, Hnsw, HnswParams};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;

@@ -24,6 +24,9 @@ pub struct RunCard {
     pub index: IndexCard,
     pub queries: FileCard,
     pub qrels: Option<FileCard>,
+    /// Precomputed sparse query vectors the run used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse_queries: Option<FileCard>,
     pub k: usize,
     pub threads: usize,
     pub tag: String,
@@ -129,6 +132,7 @@ impl RunCard {
             },
             queries: file_card(&set.queries)?,
             qrels: set.qrels.as_deref().map(file_card).transpose()?,
+            sparse_queries: set.sparse_queries.as_deref().map(file_card).transpose()?,
             k: set.k,
             threads: outcome.prepared.threads,
             tag: tag.to_string(),

@@ -29,42 +29,24 @@ pub struct Args {
     /// Text put before every input instead of the model's own document / query prompt
     #[arg(long)]
     prefix: Option<String>,
+    /// The model is a SPLADE (BertForMaskedLM) checkpoint: write sparse vectors, JSON lines
+    /// {"id", "vector": {term: weight}} (what `ferret run --sparse-queries` reads)
+    #[arg(long)]
+    sparse: bool,
+    /// With --sparse: longest input in tokens (default 256 for documents, 64 for queries)
+    #[arg(long)]
+    max_length: Option<usize>,
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
     let model = ferret_models::source::resolve(&a.model)?;
+    if a.sparse {
+        return sparse(&a, &model.dir);
+    }
     let encoder = ferret_models::SentenceEncoder::load(&model.dir)?;
-    let (ids, texts, prefix): (Vec<String>, Vec<String>, &str) = match (&a.corpus, &a.queries) {
-        (Some(corpus), _) => {
-            let mut reader = CorpusReader::open(corpus)?;
-            let mut docs = Vec::new();
-            while let Some(d) = reader.next_document() {
-                docs.push(d?);
-                if a.limit.is_some_and(|l| docs.len() >= l) {
-                    break;
-                }
-            }
-            let texts = docs
-                .iter()
-                .map(ferret_index::dense::document_text)
-                .collect();
-            (
-                docs.into_iter().map(|d| d.id).collect(),
-                texts,
-                &encoder.document_prefix,
-            )
-        }
-        (None, Some(queries)) => {
-            let mut qs = ferret_search::queries::read_queries(queries)?;
-            qs.truncate(a.limit.unwrap_or(usize::MAX));
-            let ids = qs.iter().map(|q| q.id.clone()).collect();
-            (
-                ids,
-                qs.into_iter().map(|q| q.text).collect(),
-                &encoder.query_prefix,
-            )
-        }
-        (None, None) => unreachable!("clap requires --corpus or --queries"),
+    let (ids, texts, prefix): (Vec<String>, Vec<String>, &str) = match read_inputs(&a)? {
+        (ids, texts, false) => (ids, texts, &encoder.document_prefix),
+        (ids, texts, true) => (ids, texts, &encoder.query_prefix),
     };
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let pool = rayon::ThreadPoolBuilder::new()
@@ -94,6 +76,70 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         secs,
         ids.len() as f64 / secs,
         encoder.dim()
+    );
+    Ok(())
+}
+
+/// The inputs' ids and texts (documents as title + " " + text), and whether they are queries.
+fn read_inputs(a: &Args) -> anyhow::Result<(Vec<String>, Vec<String>, bool)> {
+    match (&a.corpus, &a.queries) {
+        (Some(corpus), _) => {
+            let mut reader = CorpusReader::open(corpus)?;
+            let mut docs = Vec::new();
+            while let Some(d) = reader.next_document() {
+                docs.push(d?);
+                if a.limit.is_some_and(|l| docs.len() >= l) {
+                    break;
+                }
+            }
+            let texts = docs
+                .iter()
+                .map(ferret_index::dense::document_text)
+                .collect();
+            Ok((docs.into_iter().map(|d| d.id).collect(), texts, false))
+        }
+        (None, Some(queries)) => {
+            let mut qs = ferret_search::queries::read_queries(queries)?;
+            qs.truncate(a.limit.unwrap_or(usize::MAX));
+            let ids = qs.iter().map(|q| q.id.clone()).collect();
+            Ok((ids, qs.into_iter().map(|q| q.text).collect(), true))
+        }
+        (None, None) => unreachable!("clap requires --corpus or --queries"),
+    }
+}
+
+/// `--sparse`: SPLADE vectors as JSON lines.
+fn sparse(a: &Args, dir: &std::path::Path) -> anyhow::Result<()> {
+    use ferret_models::splade::{SpladePooling, SpladeRun};
+    let encoder = ferret_models::SpladeEncoder::load(dir)?;
+    let (ids, texts, queries) = read_inputs(a)?;
+    let run = SpladeRun {
+        max_length: a.max_length.unwrap_or(if queries { 64 } else { 256 }),
+        top_terms: None,
+        pooling: SpladePooling::Max,
+    };
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads.unwrap_or_else(super::default_threads))
+        .build()?;
+    let start = Instant::now();
+    let vectors = pool.install(|| encoder.encode(&refs, &run))?;
+    let secs = start.elapsed().as_secs_f64();
+    let file = std::fs::File::create(&a.output)
+        .with_context(|| format!("creating {}", a.output.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for (id, v) in ids.iter().zip(&vectors) {
+        let terms: serde_json::Map<String, serde_json::Value> =
+            v.iter().map(|(t, w)| (t.clone(), (*w).into())).collect();
+        writeln!(out, "{}", serde_json::json!({"id": id, "vector": terms}))?;
+    }
+    out.flush()?;
+    eprintln!(
+        "{} texts in {:.2}s ({:.1}/s), {:.1} terms each on average",
+        ids.len(),
+        secs,
+        ids.len() as f64 / secs,
+        vectors.iter().map(Vec::len).sum::<usize>() as f64 / ids.len().max(1) as f64
     );
     Ok(())
 }

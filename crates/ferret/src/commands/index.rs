@@ -9,7 +9,7 @@ use crate::progress::bytes_bar;
 #[derive(clap::Args)]
 pub struct Args {
     /// Corpus file: BEIR JSONL (.jsonl/.jsonl.gz) or TSV (id<TAB>text)
-    #[arg(long, required_unless_present_any = ["delete", "dense"])]
+    #[arg(long, required_unless_present_any = ["delete", "dense", "sparse"])]
     corpus: Option<PathBuf>,
     /// Index directory
     #[arg(long)]
@@ -43,6 +43,20 @@ pub struct Args {
     /// Also build an HNSW graph (usearch) over each --dense model's vectors
     #[arg(long)]
     hnsw: bool,
+    /// Add a learned-sparse representation made with this SPLADE model (id, alias or folder of
+    /// a BertForMaskedLM checkpoint, e.g. splade-tiny; repeatable). Without --corpus, adds it
+    /// to an existing index.
+    #[arg(long, value_name = "MODEL")]
+    sparse: Vec<String>,
+    /// Longest document for --sparse models, in tokens (default: the model's limit)
+    #[arg(long, default_value_t = 256)]
+    sparse_doc_length: usize,
+    /// Longest query for --sparse models, in tokens
+    #[arg(long, default_value_t = 64)]
+    sparse_query_length: usize,
+    /// Keep only each document's N heaviest terms for --sparse models (default: all)
+    #[arg(long, value_name = "N")]
+    sparse_top_terms: Option<usize>,
     /// Delete documents by id from an existing index (repeatable)
     #[arg(long, value_name = "ID")]
     delete: Vec<String>,
@@ -71,6 +85,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     } else {
         IndexWriter::create(&a.index, opts, a.overwrite)?
     };
+    writer.set_encoders(ferret_search::encoders::ModelEncoders::shared());
     if let Some(corpus) = &a.corpus {
         let bar = bytes_bar("indexing");
         writer
@@ -87,15 +102,23 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     }
     for model in &a.dense {
         eprintln!("encoding the documents with {model} (dense representation)");
-        writer.add_dense(
-            model,
-            ferret_index::DenseOptions {
-                hnsw: a.hnsw.then(ferret_index::hnsw::HnswParams::default),
-                dtype: a.dense_dtype,
-                query_prefix: a.query_prefix.clone(),
-                document_prefix: a.document_prefix.clone(),
-            },
-        );
+        let options = ferret_index::DenseOptions {
+            hnsw: a.hnsw.then(ferret_index::dense::hnsw::HnswParams::default),
+            dtype: a.dense_dtype,
+            query_prefix: a.query_prefix.clone(),
+            document_prefix: a.document_prefix.clone(),
+        };
+        writer.add_representation(options.request(model))?;
+    }
+    for model in &a.sparse {
+        eprintln!("encoding the documents with {model} (sparse representation)");
+        let options = ferret_index::sparse::SparseOptions {
+            document_max_length: Some(a.sparse_doc_length),
+            query_max_length: Some(a.sparse_query_length),
+            document_top_terms: a.sparse_top_terms,
+            ..Default::default()
+        };
+        writer.add_representation(options.request(model))?;
     }
     let stats = writer.commit()?;
     let index = ferret_index::Index::open(&a.index)?;

@@ -5,6 +5,7 @@ pub mod card;
 pub mod encode;
 pub mod eval;
 pub mod index;
+pub mod info;
 pub mod models;
 pub mod quickstart;
 pub mod reproduce;
@@ -40,6 +41,11 @@ pub struct QuerySetArgs {
     /// Threads over queries (default: all cores)
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Precomputed sparse query vectors (JSON lines {"id": …, "vector": {term: weight}}, e.g.
+    /// SPLADE or uniCOIL queries encoded by another tool): sparse stages use them instead of
+    /// encoding the query text; every query needs one
+    #[arg(long, value_name = "FILE")]
+    pub sparse_queries: Option<PathBuf>,
 }
 
 /// What a query-set command needs, loaded once.
@@ -60,7 +66,15 @@ impl QuerySetArgs {
             .transpose()?;
         let index = open_index(&self.index)?;
         let stage = ferret_search::prepare(&self.pipeline, &index)?;
-        let queries = load_queries(&self.queries, qrels.as_ref())?;
+        let mut queries = load_queries(&self.queries, qrels.as_ref())?;
+        if let Some(path) = &self.sparse_queries {
+            let mut vectors = ferret_search::queries::read_sparse_vectors(path)?;
+            for q in &mut queries {
+                q.sparse = Some(vectors.remove(&q.id).with_context(|| {
+                    format!("{}: no vector for query '{}'", path.display(), q.id)
+                })?);
+            }
+        }
         Ok(Prepared {
             index,
             stage,

@@ -48,6 +48,15 @@ pub fn main(a: Args) -> anyhow::Result<()> {
                     "{model} is not available locally; `ferret models pull {model}` fetches it"
                 )
             })?;
+            if let Ok(splade) = ferret_models::SpladeEncoder::load(&m.dir) {
+                let info = serde_json::json!({
+                    "id": m.info.id, "dir": m.dir, "source": m.info.source, "weights_sha256": m.info.weights_sha256,
+                    "kind": "sparse encoder (SPLADE: BertForMaskedLM head, log(1+ReLU), max pooling)",
+                    "max_tokens": splade.max_tokens(),
+                });
+                println!("{}", serde_json::to_string_pretty(&info)?);
+                return Ok(());
+            }
             let enc = ferret_models::SentenceEncoder::load(&m.dir)?;
             let info = serde_json::json!({
                 "id": m.info.id, "dir": m.dir, "source": m.info.source, "weights_sha256": m.info.weights_sha256,

@@ -189,10 +189,11 @@ fn build_index(r: &Recipe, dir: &Path, index_dir: &Path) -> anyhow::Result<()> {
     };
     let start = std::time::Instant::now();
     let mut w = IndexWriter::create(index_dir, opts, true)?;
+    w.set_encoders(ferret_search::encoders::ModelEncoders::shared());
     w.add_corpus(&corpus_file(dir)?, &mut |_, _, _| {})?;
     for model in r.models {
         eprintln!("{}: encoding the documents with {model}", r.dataset);
-        w.add_dense(model, ferret_index::DenseOptions::default());
+        w.add_representation(ferret_index::DenseOptions::default().request(model))?;
     }
     let stats = w.commit()?;
     eprintln!(

@@ -44,6 +44,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         pipeline: card.pipeline.clone(),
         k: card.k,
         threads: None,
+        sparse_queries: card.sparse_queries.as_ref().map(|f| f.path.clone()),
     };
     // Inputs must be the ones the card was made from.
     for (what, path, expected) in [

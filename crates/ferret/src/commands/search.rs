@@ -118,7 +118,7 @@ fn print_explain(
             .iter()
             .enumerate()
             .map(|(i, p)| match p {
-                Some((r, s)) => format!("S{i} #{r} {s:.4}"),
+                Some((r, s, _)) => format!("S{i} #{r} {s:.4}"),
                 None => format!("S{i} —"),
             })
             .collect();
@@ -128,5 +128,10 @@ fn print_explain(
             index.external_id(h.doc),
             parts.join(" | ")
         );
+        for (i, p) in trace.positions(h.doc).iter().enumerate() {
+            if let Some((_, _, Some(detail))) = p {
+                println!("{:>19}S{i} {detail}", "");
+            }
+        }
     }
 }

@@ -58,6 +58,16 @@ pub fn ferret_err(args: &[&str]) -> String {
     stderr
 }
 
+/// Every line of SciFact's corpus.jsonl.gz (one document each).
+pub fn scifact_lines() -> Vec<String> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(dataset("beir-scifact").join("corpus.jsonl.gz")).unwrap();
+    std::io::BufReader::new(flate2::read::GzDecoder::new(file))
+        .lines()
+        .map(Result::unwrap)
+        .collect()
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -83,4 +93,42 @@ pub fn python() -> String {
          (it installs them) or set FERRET_PYTHON"
     );
     py
+}
+
+/// One model cache for the whole test run (the model is fetched once), unless FERRET_HOME says
+/// otherwise.
+pub fn ferret_home() -> PathBuf {
+    std::env::var_os("FERRET_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("ferret-home"))
+}
+
+pub fn ferret_in(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ferret"))
+        .args(args)
+        .env("FERRET_HOME", home)
+        .output()
+        .unwrap()
+}
+
+pub fn ok_in(home: &Path, args: &[&str]) -> String {
+    let out = ferret_in(home, args);
+    assert!(
+        out.status.success(),
+        "ferret {args:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn err_in(home: &Path, args: &[&str]) -> String {
+    let out = ferret_in(home, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "ferret {args:?} should fail cleanly:\n{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
 }

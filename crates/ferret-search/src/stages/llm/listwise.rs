@@ -13,7 +13,7 @@ use ferret_models::llm::{LlmRequest, Message};
 
 use super::order::{parse_permutation, sliding_windows};
 use super::{LlmConfig, Session};
-use crate::registry::Args;
+use crate::args::{Args, Build, StageSpec};
 use crate::reranker::{order_scores, Passage, Reranker};
 use crate::trace::Trace;
 use crate::SearchError;
@@ -26,9 +26,31 @@ pub struct Listwise {
     show_scores: bool,
 }
 
+pub const LISTWISE: StageSpec = StageSpec {
+    name: "listwise",
+    help: "LLM listwise sliding window (RankGPT): window=20, step=10, window=0 for the full list in one pass; llm, api",
+    min_inputs: 0,
+    needs_candidates: true,
+    feeds_inputs: false,
+    model_args: &["llm"],
+    endpoint_args: &["api"],
+    build: Build::Reranker(build_listwise),
+};
+
 pub fn build_listwise(args: &mut Args<'_>) -> Result<Box<dyn Reranker>, SearchError> {
     build(args, false)
 }
+
+pub const INSERTRANK: StageSpec = StageSpec {
+    name: "insertrank",
+    help: "listwise with the first-stage scores shown in the prompt (InsertRank): window=20, step=10; llm, api",
+    min_inputs: 0,
+    needs_candidates: true,
+    feeds_inputs: false,
+    model_args: &["llm"],
+    endpoint_args: &["api"],
+    build: Build::Reranker(build_insertrank),
+};
 
 pub fn build_insertrank(args: &mut Args<'_>) -> Result<Box<dyn Reranker>, SearchError> {
     build(args, true)

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use ferret_models::llm::{Llm, LlmRequest, LlmResponse, LlmSpec, Message, Usage};
 
-use crate::registry::Args;
+use crate::args::Args;
 use crate::trace::Trace;
 use crate::SearchError;
 

@@ -15,7 +15,7 @@ use ferret_models::llm::{LlmRequest, Message};
 
 use super::order::{all_pairs, bubble_passes, heap_top_k, Preference};
 use super::{LlmConfig, Session};
-use crate::registry::Args;
+use crate::args::{Args, Build, StageSpec};
 use crate::reranker::{by_score, order_scores, Passage, Reranker};
 use crate::trace::Trace;
 use crate::SearchError;
@@ -32,6 +32,17 @@ pub struct Prp {
     method: Method,
     top: usize,
 }
+
+pub const SPEC: StageSpec = StageSpec {
+    name: "prp",
+    help: "LLM pairwise ranking prompting, both orders per pair: method=heapsort|allpairs|sliding, top=10; llm, api",
+    min_inputs: 0,
+    needs_candidates: true,
+    feeds_inputs: false,
+    model_args: &["llm"],
+    endpoint_args: &["api"],
+    build: Build::Reranker(build),
+};
 
 pub fn build(args: &mut Args<'_>) -> Result<Box<dyn Reranker>, SearchError> {
     let method = match args.choice("method", &["heapsort", "allpairs", "sliding"])? {

@@ -13,7 +13,7 @@
 use ferret_models::llm::{LlmRequest, Message};
 
 use super::{normalise, LlmConfig, Session};
-use crate::registry::Args;
+use crate::args::{Args, Build, StageSpec};
 use crate::reranker::{by_score, Passage, Reranker};
 use crate::trace::Trace;
 use crate::SearchError;
@@ -27,6 +27,17 @@ pub struct Pointwise {
     config: LlmConfig,
     mode: Mode,
 }
+
+pub const SPEC: StageSpec = StageSpec {
+    name: "pointwise",
+    help: "LLM pointwise relevance: mode=yesno (P(Yes)) or fine (expected grade 0..scale, ProRank), scale=4; llm=<GGUF or id>, api=<OpenAI-compatible URL>",
+    min_inputs: 0,
+    needs_candidates: true,
+    feeds_inputs: false,
+    model_args: &["llm"],
+    endpoint_args: &["api"],
+    build: Build::Reranker(build),
+};
 
 pub fn build(args: &mut Args<'_>) -> Result<Box<dyn Reranker>, SearchError> {
     let mode = match args.choice("mode", &["yesno", "fine"])? {

@@ -1,20 +1,118 @@
-//! The dense representation: vectors from a sentence encoder, one file per docstore chunk,
-//! memory-mapped for exact (brute-force) inner-product search.
+//! The dense representation: vectors from a sentence encoder, one file per docstore chunk
+//! (`dense/<model>/vectors-<chunk generation>.f32|f16`, rows in internal-number order, deleted
+//! documents keep their rows), memory-mapped for exact (brute-force) inner-product search, and
+//! optionally an HNSW graph over the live documents' vectors (rebuilt by commits that add or
+//! delete documents).
+
+mod builder;
+pub mod hnsw;
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::path::Path;
 
-use ferret_models::SentenceEncoder;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
+use serde::{Deserialize, Serialize};
 
-use crate::docstore::{ChunkInfo, Docstore};
-use crate::manifest::{DenseFile, DenseInfo, VectorType};
+use crate::docstore::ChunkInfo;
+use crate::representation::{Entry, Kind, ModelRef, OpenContext, Opened, Reader};
 use crate::{DocNo, Document, IndexError};
 
+pub use builder::DenseOptions;
+
+pub const KIND: Kind = Kind {
+    name: "dense",
+    how_to_add: "add one with `ferret index --index DIR --dense MODEL`",
+    open,
+    build: Some(builder::build),
+};
+
+/// The dense representation's parameters in the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DenseParams {
+    pub dim: usize,
+    /// How the vectors are stored.
+    #[serde(default)]
+    pub dtype: VectorType,
+    /// Prefixes given at indexing time instead of the model's own prompts (the query prefix is
+    /// used by every search of these vectors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_prefix: Option<String>,
+    /// The vector file of each docstore chunk.
+    #[serde(default)]
+    pub vectors: Vec<ChunkFile>,
+    /// An HNSW graph over the live documents' vectors, if one was asked for (`file` is empty
+    /// until the commit that builds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hnsw: Option<HnswInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HnswInfo {
+    /// Path relative to the index directory.
+    pub file: String,
+    pub params: hnsw::HnswParams,
+}
+
+/// A file made for one docstore chunk.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChunkFile {
+    pub chunk_generation: u64,
+    /// Path relative to the index directory.
+    pub file: String,
+}
+
+/// The element type of stored vectors: f32, or f16 at half the size (converted back to f32
+/// when read; scores are computed in f32).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorType {
+    #[default]
+    F32,
+    F16,
+}
+
+impl VectorType {
+    pub fn bytes(self) -> usize {
+        match self {
+            VectorType::F32 => 4,
+            VectorType::F16 => 2,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            VectorType::F32 => "f32",
+            VectorType::F16 => "f16",
+        }
+    }
+}
+
+impl std::str::FromStr for VectorType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(VectorType::F32),
+            "f16" => Ok(VectorType::F16),
+            _ => Err(format!("unknown vector type '{s}' (known: f32, f16)")),
+        }
+    }
+}
+
+fn open(ctx: &OpenContext<'_>, entry: &Entry) -> Result<Box<dyn Reader>, IndexError> {
+    let params: DenseParams = entry.params(ctx.dir)?;
+    let model = entry.model_ref(ctx.dir)?;
+    Ok(Box::new(Opened {
+        entry: entry.clone(),
+        reader: DenseReader::open(ctx.dir, model, params, ctx.chunks)?,
+    }))
+}
+
 /// The text a document is embedded as: title and text joined by a space (the BEIR/MTEB
-/// convention), after the model's document prefix.
+/// convention); the encoder puts the model's document prefix before it.
 pub fn document_text(doc: &Document) -> String {
     match (doc.title.is_empty(), doc.text.is_empty()) {
         (true, _) => doc.text.clone(),
@@ -23,59 +121,11 @@ pub fn document_text(doc: &Document) -> String {
     }
 }
 
-/// Folder name of a model's vectors inside `dense/`.
-pub fn model_slug(model: &str) -> String {
-    model.replace('/', "--")
-}
-
-/// Encodes internal numbers `first..first + count` from the docstore and writes them as one
-/// vector file of `dtype` elements (fsynced). Deleted documents are encoded too, so rows stay
-/// aligned.
-pub(crate) fn encode_chunk(
-    encoder: &SentenceEncoder,
-    docstore: &Docstore,
-    first: DocNo,
-    count: u32,
-    dtype: VectorType,
-    path: &Path,
-) -> Result<(), IndexError> {
-    const BATCH: usize = 256;
-    let mut bytes = Vec::with_capacity(count as usize * encoder.dim() * dtype.bytes());
-    let mut d = first;
-    let end = first + count;
-    while d < end {
-        let upto = (d + BATCH as u32).min(end);
-        let docs = (d..upto)
-            .map(|i| docstore.get(i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let texts: Vec<String> = docs.iter().map(document_text).collect();
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = encoder
-            .encode(&refs, &encoder.document_prefix)
-            .map_err(|e| IndexError::Invalid {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
-        for v in vectors {
-            match dtype {
-                VectorType::F32 => bytes.extend(v.iter().flat_map(|x| x.to_le_bytes())),
-                VectorType::F16 => {
-                    bytes.extend(v.iter().flat_map(|x| f16::from_f32(*x).to_le_bytes()))
-                }
-            }
-        }
-        d = upto;
-    }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(IndexError::io(parent))?;
-    }
-    crate::docstore::write_synced(path, &bytes)
-}
-
 /// Read access to one model's vectors.
 pub struct DenseReader {
-    info: DenseInfo,
-    hnsw: Option<crate::hnsw::Hnsw>,
+    model: ModelRef,
+    params: DenseParams,
+    hnsw: Option<hnsw::Hnsw>,
     /// (first internal number, mapped file) per chunk, in order.
     chunks: Vec<(DocNo, memmap2::Mmap)>,
 }
@@ -83,7 +133,8 @@ pub struct DenseReader {
 impl DenseReader {
     pub(crate) fn open(
         dir: &Path,
-        info: &DenseInfo,
+        model: ModelRef,
+        params: DenseParams,
         docs: &[ChunkInfo],
     ) -> Result<Self, IndexError> {
         let mut chunks = Vec::new();
@@ -93,66 +144,70 @@ impl DenseReader {
             count,
         } in docs
         {
-            let file: &DenseFile = info
-                .files
+            let file = params
+                .vectors
                 .iter()
                 .find(|f| f.chunk_generation == generation)
                 .ok_or_else(|| IndexError::Invalid {
                     path: dir.to_path_buf(),
                     message: format!(
                         "dense representation {} has no vectors for chunk {generation}",
-                        info.model
+                        model.id
                     ),
                 })?;
             let path = dir.join(&file.file);
             let f = std::fs::File::open(&path).map_err(IndexError::io(&path))?;
             // SAFETY: index files are immutable once committed; the map is only read.
             let mmap = unsafe { memmap2::Mmap::map(&f) }.map_err(IndexError::io(&path))?;
-            if mmap.len() != count as usize * info.dim * info.dtype.bytes() {
+            if mmap.len() != count as usize * params.dim * params.dtype.bytes() {
                 return Err(IndexError::Invalid {
                     path,
                     message: format!(
                         "truncated or corrupt vector file: {} bytes for {count} vectors of {} dims",
                         mmap.len(),
-                        info.dim
+                        params.dim
                     ),
                 });
             }
             chunks.push((first, mmap));
         }
-        let hnsw = match &info.hnsw {
-            Some(h) if !h.file.is_empty() => Some(crate::hnsw::Hnsw::open(
-                info.dim,
-                &h.params,
-                &dir.join(&h.file),
-            )?),
+        let hnsw = match &params.hnsw {
+            Some(h) if !h.file.is_empty() => {
+                Some(hnsw::Hnsw::open(params.dim, &h.params, &dir.join(&h.file))?)
+            }
             _ => None,
         };
         Ok(DenseReader {
-            info: info.clone(),
+            model,
+            params,
             hnsw,
             chunks,
         })
     }
 
-    pub fn info(&self) -> &DenseInfo {
-        &self.info
+    /// The model that made the vectors.
+    pub fn model(&self) -> &ModelRef {
+        &self.model
+    }
+
+    pub fn params(&self) -> &DenseParams {
+        &self.params
     }
 
     /// The HNSW graph, when one was built.
-    pub fn hnsw(&self) -> Option<&crate::hnsw::Hnsw> {
+    pub fn hnsw(&self) -> Option<&hnsw::Hnsw> {
         self.hnsw.as_ref()
     }
 
     pub fn dim(&self) -> usize {
-        self.info.dim
+        self.params.dim
     }
 
     fn rows(&self, chunk: &memmap2::Mmap) -> Rows<'_> {
         // SAFETY: a file mapping starts page-aligned (so f32- and f16-aligned) and its length
         // was checked to be a whole number of vectors; the mapping lives as long as `self`.
         unsafe {
-            match self.info.dtype {
+            match self.params.dtype {
                 VectorType::F32 => Rows::F32(std::slice::from_raw_parts(
                     chunk.as_ptr().cast::<f32>(),
                     chunk.len() / 4,

@@ -1,0 +1,133 @@
+//! Document encoders for index writers: model ids resolved and loaded through ferret-models,
+//! handed to `ferret-index` (which never loads a model) as [`EncoderSource`]. One loader per
+//! representation kind in [`LOADERS`].
+
+use std::sync::Arc;
+
+use ferret_index::dense::DenseOptions;
+use ferret_index::sparse::SparseOptions;
+use ferret_index::{DenseEncoder, DocumentEncoder, EncoderSource, ModelRef, SparseEncoder};
+use ferret_models::source::ResolvedModel;
+use ferret_models::splade::{SpladeEncoder, SpladeRun};
+use ferret_models::SentenceEncoder;
+
+type Loader = fn(&ResolvedModel, &serde_json::Value) -> Result<DocumentEncoder, String>;
+
+/// Representation kind → how its document encoder is loaded.
+const LOADERS: &[(&str, Loader)] = &[("dense", load_dense), ("sparse", load_sparse)];
+
+/// Models from ferret-models' sources (local folders, caches, the Hub, PyPI wheels).
+pub struct ModelEncoders;
+
+impl ModelEncoders {
+    pub fn shared() -> Arc<dyn EncoderSource> {
+        Arc::new(ModelEncoders)
+    }
+}
+
+/// The canonical id of a model id, alias or folder (ids and folders as they are).
+pub fn canonical_id(model: &str) -> &str {
+    ferret_models::source::known(model).map_or(model, |k| k.id)
+}
+
+impl EncoderSource for ModelEncoders {
+    fn model_ref(&self, _kind: &str, model: &str) -> Result<ModelRef, String> {
+        let r = ferret_models::source::resolve(model).map_err(|e| e.to_string())?;
+        Ok(ModelRef {
+            id: r.info.id,
+            weights_sha256: r.info.weights_sha256,
+        })
+    }
+
+    fn document_encoder(
+        &self,
+        kind: &str,
+        model: &str,
+        params: &serde_json::Value,
+    ) -> Result<(ModelRef, DocumentEncoder), String> {
+        let (_, load) = LOADERS
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .ok_or_else(|| format!("no document encoder for {kind} representations"))?;
+        let r = ferret_models::source::resolve(model).map_err(|e| e.to_string())?;
+        let encoder = load(&r, params)?;
+        Ok((
+            ModelRef {
+                id: r.info.id,
+                weights_sha256: r.info.weights_sha256,
+            },
+            encoder,
+        ))
+    }
+}
+
+/// A sentence encoder with the document prefix its representation uses.
+struct Sentences {
+    encoder: Arc<SentenceEncoder>,
+    prefix: String,
+}
+
+impl DenseEncoder for Sentences {
+    fn dim(&self) -> usize {
+        self.encoder.dim()
+    }
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        self.encoder
+            .encode(texts, &self.prefix)
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn load_dense(r: &ResolvedModel, params: &serde_json::Value) -> Result<DocumentEncoder, String> {
+    let options: DenseOptions =
+        serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
+    let encoder = ferret_models::sentence::shared(&r.dir).map_err(|e| e.to_string())?;
+    let prefix = options
+        .document_prefix
+        .unwrap_or_else(|| encoder.document_prefix.clone());
+    Ok(DocumentEncoder::Dense(Arc::new(Sentences {
+        encoder,
+        prefix,
+    })))
+}
+
+/// A SPLADE model run with a representation's settings, for documents or queries.
+pub struct Splade {
+    pub encoder: Arc<SpladeEncoder>,
+    pub run: SpladeRun,
+}
+
+impl SparseEncoder for Splade {
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<(String, f32)>>, String> {
+        self.encoder
+            .encode(texts, &self.run)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The SPLADE model of a sparse representation, for its documents (`query` false) or queries.
+pub fn splade(r: &ResolvedModel, options: &SparseOptions, query: bool) -> Result<Splade, String> {
+    let encoder = ferret_models::splade::shared(&r.dir).map_err(|e| e.to_string())?;
+    let pooling = options.pooling.as_deref().unwrap_or("max").parse()?;
+    let (max_length, top_terms) = if query {
+        (options.query_max_length, options.query_top_terms)
+    } else {
+        (options.document_max_length, options.document_top_terms)
+    };
+    Ok(Splade {
+        run: SpladeRun {
+            max_length: max_length.unwrap_or(encoder.max_tokens()),
+            top_terms,
+            pooling,
+        },
+        encoder,
+    })
+}
+
+fn load_sparse(r: &ResolvedModel, params: &serde_json::Value) -> Result<DocumentEncoder, String> {
+    let options: SparseOptions =
+        serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
+    Ok(DocumentEncoder::Sparse(Arc::new(splade(
+        r, &options, false,
+    )?)))
+}
