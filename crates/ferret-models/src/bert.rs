@@ -88,24 +88,39 @@ impl Linear {
     }
 
     pub(crate) fn forward(&self, x: &[f32], rows: usize, y: &mut Vec<f32>) {
+        self.forward_outputs(x, rows, 0..self.out, y)
+    }
+
+    /// Only the outputs `outputs` (rows of W): y [rows, outputs.len()]. Lets a caller walk a
+    /// wide layer (a vocabulary projection) in cache-sized blocks.
+    pub(crate) fn forward_outputs(
+        &self,
+        x: &[f32],
+        rows: usize,
+        outputs: std::ops::Range<usize>,
+        y: &mut Vec<f32>,
+    ) {
+        let n = outputs.len();
         y.clear();
         for _ in 0..rows {
-            y.extend_from_slice(&self.b);
+            y.extend_from_slice(&self.b[outputs.clone()]);
         }
-        // SAFETY: x holds rows×inp, w out×inp and y rows×out floats; strides match those shapes.
+        let w = &self.w[outputs.start * self.inp..outputs.end * self.inp];
+        // SAFETY: x holds rows×inp floats, w n×inp (the rows of W asked for) and y rows×n;
+        // the strides match those row-major shapes (w read as its transpose).
         unsafe {
             gemm::gemm(
                 rows,
-                self.out,
+                n,
                 self.inp,
                 y.as_mut_ptr(),
                 1,
-                self.out as isize,
+                n as isize,
                 true,
                 x.as_ptr(),
                 1,
                 self.inp as isize,
-                self.w.as_ptr(),
+                w.as_ptr(),
                 self.inp as isize,
                 1,
                 1.0,

@@ -164,21 +164,29 @@ impl SpladeEncoder {
             *v = if tanh { gelu_tanh(*v) } else { gelu_erf(*v) };
         }
         self.transform_norm.apply(&mut x);
-        let mut logits = Vec::new();
-        self.decoder.forward(&x, len, &mut logits);
+        // The vocabulary projection in blocks of outputs, pooled as they come: a block of
+        // logits stays in cache instead of a [len, vocab] matrix going through memory twice.
+        const BLOCK: usize = 1024;
         let vocab = self.vocab.len();
         let mut pooled = vec![0f32; vocab];
-        for row in logits.chunks_exact(vocab) {
-            match pooling {
-                // log1p is increasing: pool the ReLU, then take log1p once per term.
-                SpladePooling::Max => {
-                    for (p, &l) in pooled.iter_mut().zip(row) {
-                        *p = p.max(l);
+        let mut logits = Vec::new();
+        for start in (0..vocab).step_by(BLOCK) {
+            let end = (start + BLOCK).min(vocab);
+            self.decoder
+                .forward_outputs(&x, len, start..end, &mut logits);
+            let pooled = &mut pooled[start..end];
+            for row in logits.chunks_exact(end - start) {
+                match pooling {
+                    // log1p is increasing: pool the ReLU, then take log1p once per term.
+                    SpladePooling::Max => {
+                        for (p, &l) in pooled.iter_mut().zip(row) {
+                            *p = p.max(l);
+                        }
                     }
-                }
-                SpladePooling::Sum => {
-                    for (p, &l) in pooled.iter_mut().zip(row) {
-                        *p += l.max(0.0).ln_1p();
+                    SpladePooling::Sum => {
+                        for (p, &l) in pooled.iter_mut().zip(row) {
+                            *p += l.max(0.0).ln_1p();
+                        }
                     }
                 }
             }

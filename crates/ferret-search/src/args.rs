@@ -46,11 +46,7 @@ pub enum Build {
 impl StageSpec {
     /// A retriever or other stage with no inputs, no model and no endpoint, that works with or
     /// without an incoming ranking: the fields to change are given with `..StageSpec::plain`.
-    pub const fn plain(
-        name: &'static str,
-        help: &'static str,
-        build: BuildStage,
-    ) -> Self {
+    pub const fn plain(name: &'static str, help: &'static str, build: BuildStage) -> Self {
         StageSpec {
             name,
             help,

@@ -158,8 +158,8 @@ struct JsonVector {
 
 /// Reads precomputed sparse query vectors: JSON lines `{"id": …, "vector": {term: weight}}`
 /// (`_id`/`qid` and `weights`/`terms` also accepted), as Pyserini writes encoded queries.
-/// Bad lines, weights that are not positive finite numbers and repeated ids are errors naming
-/// the file and line.
+/// Bad lines, negative or non-finite weights and repeated ids are errors naming the file and
+/// line; zero weights are dropped.
 pub fn read_sparse_vectors(
     path: &Path,
 ) -> Result<std::collections::HashMap<String, Vec<(String, f32)>>, SearchError> {
@@ -192,13 +192,18 @@ pub fn read_sparse_vectors(
             .ok_or_else(|| err(line_no, "missing \"vector\" field (term → weight)".into()))?;
         let mut v = Vec::with_capacity(vector.len());
         for (term, w) in vector {
-            if !(w.is_finite() && w > 0.0) {
+            if !(w.is_finite() && w >= 0.0) {
                 return Err(err(
                     line_no,
-                    format!("query '{id}': weight of {term:?} must be a positive number, not {w}"),
+                    format!(
+                        "query '{id}': weight of {term:?} must be a non-negative number, not {w}"
+                    ),
                 ));
             }
-            v.push((term, w as f32));
+            // A zero weight matches nothing.
+            if w > 0.0 {
+                v.push((term, w as f32));
+            }
         }
         if out.insert(id.clone(), v).is_some() {
             return Err(err(line_no, format!("duplicate query id '{id}'")));

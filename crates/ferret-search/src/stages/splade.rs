@@ -142,11 +142,12 @@ impl Stage for SpladeStage {
             hits.iter()
                 .take(crate::trace::DETAILED_HITS)
                 .map(|h| {
-                    let matched: serde_json::Map<String, serde_json::Value> = reader
+                    // [term, contribution] pairs, largest first.
+                    let matched: Vec<serde_json::Value> = reader
                         .impacts()
                         .contributions(&q, h.doc)
                         .into_iter()
-                        .map(|(t, s)| (t.to_string(), serde_json::json!(s)))
+                        .map(|(t, s)| serde_json::json!([t, s]))
                         .collect();
                     (h.doc, serde_json::json!({ "matched_terms": matched }))
                 })
