@@ -184,8 +184,8 @@ print(time.perf_counter() - t)
     rows = []
     exact10 = {}
     for k in (10, 1000):
-        f = ferret_bench("splade", k)
-        fx = ferret_bench("splade(exhaustive=1)", k)
+        f = ferret_bench("splade(method=maxscore)", k)
+        fx = ferret_bench("splade(method=exhaustive)", k)
         retr = pisa.quantized(num_results=k, threads=1)
         p = timed(lambda qs: retr.transform(qdf[qdf.qid.isin([x for x in qs])]), list(qdf.qid), a.repeat)
 

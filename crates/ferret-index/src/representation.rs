@@ -177,6 +177,15 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request for a representation of `kind` made with `model`, with the kind's options.
+    pub fn new(kind: &str, model: &str, options: &impl Serialize) -> Self {
+        Request {
+            kind: kind.to_string(),
+            model: model.to_string(),
+            params: serde_json::to_value(options).expect("representation options serialise"),
+        }
+    }
+
     /// The parameters as the kind's options type.
     pub fn options<T: serde::de::DeserializeOwned>(&self, dir: &Path) -> Result<T, IndexError> {
         serde_json::from_value(self.params.clone()).map_err(|e| IndexError::Invalid {

@@ -219,7 +219,8 @@ fn scifact_dense_retrieval_matches_mteb() {
         ],
     );
     assert!(err.contains("no dense representation for model 'bge-small'; it has: sentence-transformers/all-MiniLM-L6-v2"), "{err}");
-    // A model of another dimension (MPNet, 768) against the MiniLM (384) vectors.
+    // A model of another dimension (MPNet, 768) against the MiniLM (384) vectors; the alias is
+    // named by its canonical id.
     let err = err_in(
         &home,
         &[
@@ -232,7 +233,7 @@ fn scifact_dense_retrieval_matches_mteb() {
         ],
     );
     assert!(
-        err.contains("no dense representation for model 'all-mpnet-base-v2'; it has: sentence-transformers/all-MiniLM-L6-v2"),
+        err.contains("no dense representation for model 'sentence-transformers/all-mpnet-base-v2'; it has: sentence-transformers/all-MiniLM-L6-v2"),
         "{err}"
     );
 }

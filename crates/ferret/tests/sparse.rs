@@ -75,8 +75,8 @@ fn splade_tiny_on_scifact_matches_transformers_and_maxscore_is_exact() {
     );
     let fast = tmp.path().join("maxscore.run");
     let slow = tmp.path().join("exhaustive.run");
-    run_pipeline(&home, &idx, "splade % 1000", &fast, &[]);
-    run_pipeline(&home, &idx, "splade(exhaustive=1) % 1000", &slow, &[]);
+    run_pipeline(&home, &idx, "splade(method=maxscore) % 1000", &fast, &[]);
+    run_pipeline(&home, &idx, "splade(method=exhaustive) % 1000", &slow, &[]);
     // Block-max MaxScore returns exactly what scoring every posting returns, on all 300
     // queries at depth 1000 (ids, order and scores).
     let (a, b) = (

@@ -30,11 +30,7 @@ pub struct DenseOptions {
 impl DenseOptions {
     /// The request for a dense representation made with `model`.
     pub fn request(&self, model: &str) -> Request {
-        Request {
-            kind: KIND.name.to_string(),
-            model: model.to_string(),
-            params: serde_json::to_value(self).expect("dense options serialise"),
-        }
+        Request::new(KIND.name, model, self)
     }
 }
 

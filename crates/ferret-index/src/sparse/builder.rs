@@ -35,11 +35,7 @@ pub struct SparseOptions {
 impl SparseOptions {
     /// The request for a sparse representation made with `model`.
     pub fn request(&self, model: &str) -> Request {
-        Request {
-            kind: KIND.name.to_string(),
-            model: model.to_string(),
-            params: serde_json::to_value(self).expect("sparse options serialise"),
-        }
+        Request::new(KIND.name, model, self)
     }
 }
 

@@ -349,6 +349,11 @@ impl ImpactIndex {
             .collect()
     }
 
+    /// How many postings the query's terms have together.
+    pub fn postings_of(&self, q: &ImpactQuery) -> usize {
+        q.terms.iter().map(|&(t, _)| self.info[t].len).sum()
+    }
+
     /// Exact top-k by scoring every posting of every query term (term at a time).
     pub fn search_exhaustive(
         &self,

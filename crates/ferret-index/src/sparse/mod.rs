@@ -82,6 +82,29 @@ fn open(ctx: &OpenContext<'_>, entry: &Entry) -> Result<Box<dyn Reader>, IndexEr
     }))
 }
 
+/// How a query's exact top k is found; every method returns the same ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Block-max MaxScore, unless the query's postings are at least half as many as the
+    /// documents: then most documents are candidates, pruning cannot pay, and scoring every
+    /// posting into an accumulator is faster (SciFact, SPLADE-tiny, one thread: 2,134 vs 348
+    /// queries/s at k = 10; its queries touch 6.8k–134k postings for 5.2k documents). The
+    /// threshold is measured on SciFact only.
+    Auto,
+    MaxScore,
+    Exhaustive,
+}
+
+impl Method {
+    fn resolve(self, postings: usize, slots: usize) -> Method {
+        match self {
+            Method::Auto if postings * 2 >= slots => Method::Exhaustive,
+            Method::Auto => Method::MaxScore,
+            m => m,
+        }
+    }
+}
+
 /// Read access to one sparse representation.
 pub struct SparseReader {
     model: ModelRef,
@@ -103,18 +126,22 @@ impl SparseReader {
         &self.impacts
     }
 
-    /// Exact top-k (block-max MaxScore) over the live documents.
+    /// Exact top-k over the live documents by `method`.
     pub fn search(
         &self,
         q: &ImpactQuery,
         k: usize,
+        method: Method,
         is_deleted: impl Fn(DocNo) -> bool,
     ) -> Vec<(DocNo, f32)> {
-        self.impacts.search(q, k, is_deleted)
+        match method.resolve(self.impacts.postings_of(q), self.slots) {
+            Method::MaxScore => self.impacts.search(q, k, is_deleted),
+            _ => self.search_exhaustive(q, k, is_deleted),
+        }
     }
 
-    /// Exact top-k by scoring every posting (the reference for [`SparseReader::search`]).
-    pub fn search_exhaustive(
+    /// Exact top-k by scoring every posting.
+    fn search_exhaustive(
         &self,
         q: &ImpactQuery,
         k: usize,

@@ -1,13 +1,15 @@
-//! `splade(model=…, exact=0)`: learned sparse retrieval over a sparse representation. The
+//! `splade(model=…, method=auto)`: learned sparse retrieval over a sparse representation. The
 //! query is encoded by the model that made the index's vectors (with the representation's
 //! query settings) — or taken as given when the query carries a precomputed vector — and
-//! matched on the impact index by block-max MaxScore (`exhaustive=1` scores every posting;
-//! both are exact and return the same ranking). After `>>` it re-scores the candidates.
+//! matched on the impact index by block-max MaxScore or by scoring every posting
+//! (`method=maxscore|exhaustive`; `auto` picks by the query's postings, see
+//! [`ferret_index::sparse::Method`]; all exact, same ranking). After `>>` it re-scores the
+//! candidates.
 //! Explain notes the query's expansion terms and, per hit, the terms that matched.
 
 use std::sync::Arc;
 
-use ferret_index::sparse::{ImpactQuery, SparseOptions, SparseReader};
+use ferret_index::sparse::{ImpactQuery, Method, SparseOptions, SparseReader};
 use ferret_index::Index;
 
 use crate::args::{Args, Build, StageSpec};
@@ -20,12 +22,12 @@ pub struct SpladeStage {
     index: Arc<Index>,
     model: String,
     encoder: Splade,
-    exhaustive: bool,
+    method: Method,
 }
 
 pub const SPEC: StageSpec = StageSpec {
     name: "splade",
-    help: "learned sparse retrieval over a sparse representation (exact, block-max MaxScore): model (optional when the index has one), exhaustive=1 to score every posting",
+    help: "learned sparse retrieval over a sparse representation (exact): model (optional when the index has one), method=auto|maxscore|exhaustive (block-max MaxScore or every posting; auto picks by the query's postings)",
     min_inputs: 0,
     needs_candidates: false,
     feeds_inputs: false,
@@ -35,7 +37,11 @@ pub const SPEC: StageSpec = StageSpec {
 };
 
 pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
-    let exhaustive = args.number("exhaustive", 0.0)? != 0.0;
+    let method = match args.choice("method", &["auto", "maxscore", "exhaustive"])? {
+        "maxscore" => Method::MaxScore,
+        "exhaustive" => Method::Exhaustive,
+        _ => Method::Auto,
+    };
     let requested = args.text("model")?;
     let at = args.position();
     let reader = index.sparse(requested.as_deref().map(encoders::canonical_id))?;
@@ -54,7 +60,7 @@ pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, 
         index: index.clone(),
         model: model.id,
         encoder,
-        exhaustive,
+        method,
     }))
 }
 
@@ -92,10 +98,10 @@ impl SpladeStage {
 
 impl Stage for SpladeStage {
     fn describe(&self) -> String {
-        if self.exhaustive {
-            format!("splade(model={}, exhaustive=1)", self.model)
-        } else {
-            format!("splade(model={})", self.model)
+        match self.method {
+            Method::Auto => format!("splade(model={})", self.model),
+            Method::MaxScore => format!("splade(model={}, method=maxscore)", self.model),
+            Method::Exhaustive => format!("splade(model={}, method=exhaustive)", self.model),
         }
     }
 
@@ -111,18 +117,11 @@ impl Stage for SpladeStage {
         let docstore = self.index.docstore();
         let hits: Vec<Hit> = match candidates {
             Some(c) => rescore(c, k, |d| reader.impacts().score(&q, d)),
-            None => {
-                let deleted = |d| docstore.is_deleted(d);
-                let found = if self.exhaustive {
-                    reader.search_exhaustive(&q, k, deleted)
-                } else {
-                    reader.search(&q, k, deleted)
-                };
-                found
-                    .into_iter()
-                    .map(|(doc, score)| Hit { doc, score })
-                    .collect()
-            }
+            None => reader
+                .search(&q, k, self.method, |d| docstore.is_deleted(d))
+                .into_iter()
+                .map(|(doc, score)| Hit { doc, score })
+                .collect(),
         };
         trace.note(|| {
             let terms: Vec<String> = vector
