@@ -184,7 +184,7 @@ fn splade_tiny_on_scifact_matches_transformers_and_maxscore_is_exact() {
         ],
     );
     assert!(
-        err.contains("bad.jsonl:2:") && err.contains("positive"),
+        err.contains("bad.jsonl:2:") && err.contains("non-negative"),
         "{err}"
     );
     let unknown = tmp.path().join("unknown.jsonl");
