@@ -39,6 +39,12 @@ class ExactLlama:
 
     def last_logits(self, ids):
         w = self.w
+        out = w.get("output.weight", w["token_embd.weight"])
+        return out @ self.last_hidden(ids)
+
+    def last_hidden(self, ids):
+        """The final hidden state (after the output norm) at the last position."""
+        w = self.w
         x = w["token_embd.weight"][ids]
         T = len(ids)
         mask = np.triu(np.full((T, T), -np.inf), 1)
@@ -60,6 +66,4 @@ class ExactLlama:
             g = h @ w[p + "ffn_gate.weight"].T
             u = h @ w[p + "ffn_up.weight"].T
             x = x + ((g / (1 + np.exp(-g))) * u) @ w[p + "ffn_down.weight"].T
-        x = self.norm(x[-1], w["output_norm.weight"])
-        out = w.get("output.weight", w["token_embd.weight"])
-        return out @ x
+        return self.norm(x[-1], w["output_norm.weight"])

@@ -7,6 +7,8 @@
 //!   one sequence at a time, no padding, buffers reused, sequences spread over threads.
 //! * [`sentence`]: sentence-transformers models (tokenizer, pooling, normalisation, prefixes).
 //! * [`splade`]: SPLADE sparse encoders (`BertForMaskedLM`: term weights from the MLM head).
+//! * [`promptreps`]: PromptReps — a dense and a sparse representation from an instruction-tuned
+//!   LLM's last token (GGUF), with no training.
 //! * [`cross`]: cross-encoders (`BertForSequenceClassification`) scoring (query, passage) pairs.
 //! * [`llm`]: LLMs for reranking — local GGUF models (candle's quantised kernels) and
 //!   OpenAI-compatible servers, behind one request type, a prompt cache and usage counters.
@@ -16,6 +18,7 @@ pub mod cross;
 pub mod error;
 pub mod llm;
 mod loaded;
+pub mod promptreps;
 pub mod sentence;
 pub mod source;
 pub mod splade;

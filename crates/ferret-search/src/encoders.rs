@@ -7,6 +7,7 @@ use std::sync::Arc;
 use ferret_index::dense::DenseOptions;
 use ferret_index::sparse::SparseOptions;
 use ferret_index::{DenseEncoder, DocumentEncoder, EncoderSource, ModelRef, SparseEncoder};
+use ferret_models::promptreps::{PromptReps, PromptRepsRun, Side};
 use ferret_models::source::ResolvedModel;
 use ferret_models::splade::{SpladeEncoder, SpladeRun};
 use ferret_models::SentenceEncoder;
@@ -81,6 +82,13 @@ impl DenseEncoder for Sentences {
 fn load_dense(r: &ResolvedModel, params: &serde_json::Value) -> Result<DocumentEncoder, String> {
     let options: DenseOptions =
         serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
+    if is_promptreps(options.encoder.as_deref())? {
+        let run = promptreps_run(Side::Passage, options.document_max_length, None);
+        return Ok(DocumentEncoder::Dense(Arc::new(PromptRepsDense {
+            model: promptreps(r)?,
+            run,
+        })));
+    }
     let encoder = ferret_models::sentence::shared(&r.dir).map_err(|e| e.to_string())?;
     let prefix = options
         .document_prefix
@@ -92,9 +100,9 @@ fn load_dense(r: &ResolvedModel, params: &serde_json::Value) -> Result<DocumentE
 }
 
 /// A SPLADE model run with a representation's settings, for documents or queries.
-pub struct Splade {
-    pub encoder: Arc<SpladeEncoder>,
-    pub run: SpladeRun,
+struct Splade {
+    encoder: Arc<SpladeEncoder>,
+    run: SpladeRun,
 }
 
 impl SparseEncoder for Splade {
@@ -105,8 +113,37 @@ impl SparseEncoder for Splade {
     }
 }
 
+/// The sparse encoder of a sparse representation (SPLADE or PromptReps, by its options), for
+/// its documents (`query` false) or queries.
+pub fn sparse_encoder(
+    r: &ResolvedModel,
+    options: &SparseOptions,
+    query: bool,
+) -> Result<Arc<dyn SparseEncoder>, String> {
+    if is_promptreps(options.encoder.as_deref())? {
+        let (side, max_length, top) = if query {
+            (
+                Side::Query,
+                options.query_max_length,
+                options.query_top_terms,
+            )
+        } else {
+            (
+                Side::Passage,
+                options.document_max_length,
+                options.document_top_terms,
+            )
+        };
+        return Ok(Arc::new(PromptRepsSparse {
+            model: promptreps(r)?,
+            run: promptreps_run(side, max_length, top),
+        }));
+    }
+    Ok(Arc::new(splade(r, options, query)?))
+}
+
 /// The SPLADE model of a sparse representation, for its documents (`query` false) or queries.
-pub fn splade(r: &ResolvedModel, options: &SparseOptions, query: bool) -> Result<Splade, String> {
+fn splade(r: &ResolvedModel, options: &SparseOptions, query: bool) -> Result<Splade, String> {
     let encoder = ferret_models::splade::shared(&r.dir).map_err(|e| e.to_string())?;
     let pooling = options.pooling.as_deref().unwrap_or("max").parse()?;
     let (max_length, top_terms) = if query {
@@ -127,7 +164,70 @@ pub fn splade(r: &ResolvedModel, options: &SparseOptions, query: bool) -> Result
 fn load_sparse(r: &ResolvedModel, params: &serde_json::Value) -> Result<DocumentEncoder, String> {
     let options: SparseOptions =
         serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
-    Ok(DocumentEncoder::Sparse(Arc::new(splade(
-        r, &options, false,
-    )?)))
+    Ok(DocumentEncoder::Sparse(sparse_encoder(r, &options, false)?))
+}
+
+/// Whether a representation's `encoder` option names PromptReps (absent: the kind's usual
+/// encoder).
+pub fn is_promptreps(encoder: Option<&str>) -> Result<bool, String> {
+    match encoder {
+        None => Ok(false),
+        Some("promptreps") => Ok(true),
+        Some(other) => Err(format!(
+            "unknown encoder '{other}' (promptreps, or none for the kind's usual encoder)"
+        )),
+    }
+}
+
+/// PromptReps' defaults where a representation leaves them open: passages cut at 512 tokens
+/// and queries at 64, at most 128 terms (the authors' settings).
+pub fn promptreps_run(side: Side, max_length: Option<usize>, top: Option<usize>) -> PromptRepsRun {
+    PromptRepsRun {
+        side,
+        max_length: max_length.unwrap_or(match side {
+            Side::Passage => 512,
+            Side::Query => 64,
+        }),
+        top_terms: top.unwrap_or(128),
+    }
+}
+
+/// The PromptReps model of a resolved GGUF model.
+pub fn promptreps(r: &ResolvedModel) -> Result<Arc<PromptReps>, String> {
+    let dir = r
+        .dir
+        .to_str()
+        .ok_or("the model folder's path is not UTF-8")?;
+    ferret_models::promptreps::shared(dir).map_err(|e| e.to_string())
+}
+
+/// PromptReps' dense half.
+pub struct PromptRepsDense {
+    pub model: Arc<PromptReps>,
+    pub run: PromptRepsRun,
+}
+
+impl DenseEncoder for PromptRepsDense {
+    fn dim(&self) -> usize {
+        self.model.dim()
+    }
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        self.model
+            .dense(texts, &self.run)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// PromptReps' sparse half.
+struct PromptRepsSparse {
+    model: Arc<PromptReps>,
+    run: PromptRepsRun,
+}
+
+impl SparseEncoder for PromptRepsSparse {
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<(String, f32)>>, String> {
+        self.model
+            .sparse(texts, &self.run)
+            .map_err(|e| e.to_string())
+    }
 }

@@ -19,6 +19,7 @@ pub const STAGES: &[&StageSpec] = &[
     &stages::bm25::SPEC,
     &stages::dense::SPEC,
     &stages::splade::SPEC,
+    &stages::promptreps::SPEC,
     &stages::vprf::SPEC,
     &stages::rm3::SPEC,
     &stages::rocchio::SPEC,

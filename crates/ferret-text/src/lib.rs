@@ -21,6 +21,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 pub use porter::PorterStemmer;
+pub use stopwords::is_english_stop_word;
 
 /// The analyzers ferret knows, by the names used on the command line and in manifests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,6 +25,16 @@ pub struct DenseOptions {
     pub query_prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document_prefix: Option<String>,
+    /// How the model makes vectors: absent for a sentence encoder, `promptreps` for the last
+    /// token of an instruction-tuned LLM (PromptReps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<String>,
+    /// Longest document and query in tokens, for encoders that take a limit (PromptReps;
+    /// sentence encoders use the model's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_max_length: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_max_length: Option<usize>,
 }
 
 impl DenseOptions {
@@ -79,6 +89,9 @@ impl Builder for DenseBuilder {
                     dtype: options.dtype,
                     query_prefix: options.query_prefix,
                     document_prefix: options.document_prefix,
+                    encoder: options.encoder,
+                    document_max_length: options.document_max_length,
+                    query_max_length: options.query_max_length,
                     vectors: Vec::new(),
                     hnsw: options.hnsw.map(|params| HnswInfo {
                         file: String::new(),

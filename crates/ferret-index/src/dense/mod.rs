@@ -41,6 +41,13 @@ pub struct DenseParams {
     pub query_prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document_prefix: Option<String>,
+    /// The encoder and its length limits, as asked for ([`DenseOptions`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_max_length: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_max_length: Option<usize>,
     /// The vector file of each docstore chunk.
     #[serde(default)]
     pub vectors: Vec<ChunkFile>,

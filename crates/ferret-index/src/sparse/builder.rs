@@ -30,6 +30,10 @@ pub struct SparseOptions {
     /// How token weights are pooled: `max` (SPLADE v2 and later; the default) or `sum`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pooling: Option<String>,
+    /// How the model makes vectors: absent for SPLADE, `promptreps` for the next-token logits
+    /// of an instruction-tuned LLM (PromptReps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<String>,
 }
 
 impl SparseOptions {

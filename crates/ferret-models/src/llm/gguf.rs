@@ -34,6 +34,20 @@ pub struct GgufModel {
     /// Tokens that end an answer (end of sequence, end of turn).
     stop: Vec<u32>,
     context_length: usize,
+    /// With [`Head::Hidden`]: the vocabulary projection (vocabulary × hidden, f32) that the
+    /// model's output layer would apply, kept aside.
+    projection: Option<Tensor>,
+}
+
+/// What a forward pass returns for the last position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// Next-token logits (the model as trained).
+    Logits,
+    /// The final hidden state (after the last RMS norm). candle's llama has no way to return
+    /// it, so the output layer is replaced by an identity matrix (x · Iᵀ = x exactly) and the
+    /// vocabulary projection is kept to make logits from it when wanted.
+    Hidden,
 }
 
 /// A `.gguf` file path, or a model id resolved through the model sources (a folder holding one
@@ -78,6 +92,11 @@ pub fn locate(model: &str) -> Result<(PathBuf, String), ModelError> {
 
 impl GgufModel {
     pub fn open(model: &str) -> Result<Self, ModelError> {
+        Self::open_with(model, Head::Logits)
+    }
+
+    /// Opens a model whose forward passes end in `head`.
+    pub fn open_with(model: &str, head: Head) -> Result<Self, ModelError> {
         let (path, id) = locate(model)?;
         let bad = |m: String| ModelError::invalid(&path, m);
         let mut file = std::fs::File::open(&path).map_err(ModelError::io(&path))?;
@@ -117,8 +136,8 @@ impl GgufModel {
         // candle's rotary tables cover MAX_SEQ_LEN positions.
         let context_length = number(&ct, &format!("{arch}.context_length"))
             .map_or(MAX_SEQ_LEN, |n| (n as usize).min(MAX_SEQ_LEN));
-        let (ct, mut reader) =
-            fast_layout(ct, &mut file).map_err(|e| bad(format!("loading the weights: {e}")))?;
+        let (ct, mut reader, projection) = fast_layout(ct, &mut file, head)
+            .map_err(|e| bad(format!("loading the weights: {e}")))?;
         let prototype = ModelWeights::from_gguf(ct, &mut reader, &Device::Cpu)
             .map_err(|e| bad(format!("loading the weights: {e}")))?;
         Ok(GgufModel {
@@ -131,7 +150,55 @@ impl GgufModel {
             template,
             stop,
             context_length,
+            projection,
         })
+    }
+
+    /// The model's id as given (or resolved) and its weights' sha256.
+    pub fn identity(&self) -> (&str, &str) {
+        (&self.id, &self.weights_sha256)
+    }
+
+    /// The file the model was read from (for error messages).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The vocabulary projection of a model opened with [`Head::Hidden`].
+    pub fn projection(&self) -> Option<&Tensor> {
+        self.projection.as_ref()
+    }
+
+    /// What the forward pass over `prompt` gives for its last position: logits or the final
+    /// hidden state, by the model's [`Head`]. Runs on an idle copy of the model.
+    pub fn last_position(&self, prompt: &[u32]) -> Result<Vec<f32>, ModelError> {
+        if prompt.is_empty() || prompt.len() > self.context_length {
+            return Err(ModelError::invalid(
+                &self.path,
+                format!(
+                    "a prompt of {} tokens (the model takes 1 to {})",
+                    prompt.len(),
+                    self.context_length
+                ),
+            ));
+        }
+        let mut model = self
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_else(|| self.prototype.clone());
+        let result = feed_prompt(&mut model, prompt);
+        model.clear_kv_cache();
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(model);
+        result.map_err(|e| ModelError::invalid(&self.path, format!("inference: {e}")))
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
@@ -272,10 +339,14 @@ impl GgufModel {
 /// scalar-only types re-quantised to Q8_0 (finer than their grid, so nearly lossless).
 const DENSE_UP_TO: usize = 1_500_000_000;
 
+///
+/// With [`Head::Hidden`] the output layer becomes an identity matrix and the vocabulary
+/// projection (`output.weight`, or the tied `token_embd.weight`) is returned in f32.
 fn fast_layout(
     ct: Content,
     file: &mut std::fs::File,
-) -> candle_core::Result<(Content, std::io::Cursor<Vec<u8>>)> {
+    head: Head,
+) -> candle_core::Result<(Content, std::io::Cursor<Vec<u8>>, Option<Tensor>)> {
     use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
     const SCALAR_ONLY: [GgmlDType; 3] = [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1];
     let parameters: usize = ct.tensor_infos.values().map(|t| t.shape.elem_count()).sum();
@@ -297,6 +368,25 @@ fn fast_layout(
         };
         tensors.push((name.clone(), t));
     }
+    let projection = match head {
+        Head::Logits => None,
+        Head::Hidden => {
+            let at = |n: &str| tensors.iter().position(|(name, _)| name == n);
+            let (projection, tied) = match (at("output.weight"), at("token_embd.weight")) {
+                (Some(i), _) => (tensors.remove(i).1.dequantize(&Device::Cpu)?, false),
+                (None, Some(i)) => (tensors[i].1.dequantize(&Device::Cpu)?, true),
+                (None, None) => candle_core::bail!("no output.weight or token_embd.weight"),
+            };
+            let hidden = projection.dim(1)?;
+            let identity = Tensor::eye(hidden, candle_core::DType::F32, &Device::Cpu)?;
+            tensors.push((
+                "output.weight".into(),
+                QTensor::quantize(&identity, GgmlDType::F32)?,
+            ));
+            tracing::debug!("vocabulary projection kept aside (tied to the embeddings: {tied})");
+            Some(projection)
+        }
+    };
     let metadata: Vec<(&str, &gguf_file::Value)> =
         ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
@@ -304,7 +394,7 @@ fn fast_layout(
     gguf_file::write(&mut buffer, &metadata, &refs)?;
     buffer.set_position(0);
     let content = Content::read(&mut buffer)?;
-    Ok((content, buffer))
+    Ok((content, buffer, projection))
 }
 
 /// Runs the prompt through the model (filling its KV cache); the logits after the last token.

@@ -19,19 +19,27 @@ pub struct Dense {
     method: Method,
 }
 
-/// The model that embeds queries for a dense representation, with the query prefix the
-/// index records (or the model's own).
-pub(crate) struct QueryEncoder {
-    encoder: Arc<SentenceEncoder>,
-    prefix: String,
+/// The model that embeds queries for a dense representation: a sentence encoder with the
+/// query prefix the index records (or the model's own), or PromptReps.
+pub(crate) enum QueryEncoder {
+    Sentence {
+        encoder: Arc<SentenceEncoder>,
+        prefix: String,
+    },
+    PromptReps(crate::encoders::PromptRepsDense),
 }
 
 impl QueryEncoder {
     /// Embeds query texts, spread over the current rayon pool.
     pub(crate) fn embed_all(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, SearchError> {
-        self.encoder
-            .encode(texts, &self.prefix)
-            .map_err(|e| SearchError::Invalid(e.to_string()))
+        match self {
+            QueryEncoder::Sentence { encoder, prefix } => encoder
+                .encode(texts, prefix)
+                .map_err(|e| SearchError::Invalid(e.to_string())),
+            QueryEncoder::PromptReps(p) => {
+                ferret_index::DenseEncoder::encode(p, texts).map_err(SearchError::Invalid)
+            }
+        }
     }
 
     pub(crate) fn embed(&self, query: &Query) -> Result<Vec<f32>, SearchError> {
@@ -49,9 +57,17 @@ pub(crate) fn bind(
     index: &Index,
 ) -> Result<(String, QueryEncoder), SearchError> {
     let requested = args.text("model")?;
-    let reader = index.dense(requested.as_deref().map(crate::encoders::canonical_id))?;
+    bind_model(index, requested.as_deref(), args.position())
+}
+
+/// [`bind`] for a model given as `requested`; `at` places errors.
+pub(crate) fn bind_model(
+    index: &Index,
+    requested: Option<&str>,
+    at: usize,
+) -> Result<(String, QueryEncoder), SearchError> {
+    let reader = index.dense(requested.map(crate::encoders::canonical_id))?;
     let (model, params) = (reader.model().clone(), reader.params());
-    let at = args.position();
     let model_err = |e: ferret_models::ModelError| SearchError::at(at, format!("{e}"));
     let resolved = ferret_models::source::resolve(&model.id).map_err(model_err)?;
     if resolved.info.weights_sha256 != model.weights_sha256 {
@@ -63,23 +79,39 @@ pub(crate) fn bind(
             ),
         ));
     }
-    let encoder = ferret_models::sentence::shared(&resolved.dir).map_err(model_err)?;
-    if encoder.dim() != params.dim {
+    let promptreps = crate::encoders::is_promptreps(params.encoder.as_deref())
+        .map_err(|e| SearchError::at(at, e))?;
+    let (encoder, dim) = if promptreps {
+        let model = crate::encoders::promptreps(&resolved).map_err(|e| SearchError::at(at, e))?;
+        let run = crate::encoders::promptreps_run(
+            ferret_models::promptreps::Side::Query,
+            params.query_max_length,
+            None,
+        );
+        let dim = model.dim();
+        (
+            QueryEncoder::PromptReps(crate::encoders::PromptRepsDense { model, run }),
+            dim,
+        )
+    } else {
+        let encoder = ferret_models::sentence::shared(&resolved.dir).map_err(model_err)?;
+        let dim = encoder.dim();
+        let prefix = params
+            .query_prefix
+            .clone()
+            .unwrap_or_else(|| encoder.query_prefix.clone());
+        (QueryEncoder::Sentence { encoder, prefix }, dim)
+    };
+    if dim != params.dim {
         return Err(SearchError::at(
             at,
             format!(
                 "{} embeds in {} dimensions, the index's vectors have {}",
-                model.id,
-                encoder.dim(),
-                params.dim
+                model.id, dim, params.dim
             ),
         ));
     }
-    let prefix = params
-        .query_prefix
-        .clone()
-        .unwrap_or_else(|| encoder.query_prefix.clone());
-    Ok((model.id, QueryEncoder { encoder, prefix }))
+    Ok((model.id, encoder))
 }
 
 /// How the whole collection is searched.
@@ -142,6 +174,18 @@ pub const SPEC: StageSpec = StageSpec {
     endpoint_args: &[],
     build: Build::Stage(build),
 };
+
+impl Dense {
+    /// Exact search over `model`'s vectors, queries embedded by `encoder`.
+    pub(crate) fn exact(index: &Arc<Index>, model: String, encoder: QueryEncoder) -> Self {
+        Dense {
+            index: index.clone(),
+            model,
+            encoder,
+            method: Method::Exact,
+        }
+    }
+}
 
 pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
     let method = Method::from_args(args)?;

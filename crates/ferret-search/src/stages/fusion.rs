@@ -255,6 +255,25 @@ pub fn build_interp(args: &mut Args<'_>, _: &Arc<Index>) -> Result<Box<dyn Stage
     Ok(Box::new(fusion))
 }
 
+/// `interp(first, second, alpha, norm=minmax)`, for stages made of others.
+pub(crate) fn min_max_interpolation(
+    first: Box<dyn Stage>,
+    second: Box<dyn Stage>,
+    alpha: f64,
+) -> Box<dyn Stage> {
+    Box::new(Fusion {
+        name: "interp",
+        method: Method::CombSum {
+            norm: Norm::MinMax,
+            mnz: false,
+        },
+        inputs: vec![first, second],
+        weights: vec![alpha, 1.0 - alpha],
+        depth: DEFAULT_DEPTH,
+        shown_args: format!("alpha={alpha}, norm=minmax"),
+    })
+}
+
 pub const BORDA: StageSpec = StageSpec {
     name: "borda",
     help: "Borda count: each input gives (n - rank + 1) points; weights=[...]",

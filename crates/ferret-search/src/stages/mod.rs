@@ -6,6 +6,7 @@ pub mod dense;
 pub mod feedback;
 pub mod fusion;
 pub mod llm;
+pub mod promptreps;
 pub mod rerank;
 pub mod rm3;
 pub mod rocchio;

@@ -13,7 +13,9 @@ use ferret_index::sparse::{ImpactQuery, Method, SparseOptions, SparseReader};
 use ferret_index::Index;
 
 use crate::args::{Args, Build, StageSpec};
-use crate::encoders::{self, Splade};
+use ferret_index::SparseEncoder;
+
+use crate::encoders;
 use crate::stage::{rescore, Hit, Stage};
 use crate::trace::Trace;
 use crate::{Query, SearchError};
@@ -21,7 +23,7 @@ use crate::{Query, SearchError};
 pub struct SpladeStage {
     index: Arc<Index>,
     model: String,
-    encoder: Splade,
+    encoder: Arc<dyn SparseEncoder>,
     method: Method,
 }
 
@@ -43,8 +45,19 @@ pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, 
         _ => Method::Auto,
     };
     let requested = args.text("model")?;
-    let at = args.position();
-    let reader = index.sparse(requested.as_deref().map(encoders::canonical_id))?;
+    let stage = for_model(index, requested.as_deref(), method, args.position())?;
+    Ok(Box::new(stage))
+}
+
+/// The stage over the sparse representation made with `requested` (the only one when `None`),
+/// its query encoder loaded and checked against the index's weights; `at` places errors.
+pub(crate) fn for_model(
+    index: &Arc<Index>,
+    requested: Option<&str>,
+    method: Method,
+    at: usize,
+) -> Result<SpladeStage, SearchError> {
+    let reader = index.sparse(requested.map(encoders::canonical_id))?;
     let model = reader.model().clone();
     let err = |e: String| SearchError::at(at, format!("splade: {e}"));
     let resolved = ferret_models::source::resolve(&model.id).map_err(|e| err(e.to_string()))?;
@@ -55,13 +68,13 @@ pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, 
         )));
     }
     let options: &SparseOptions = &reader.params().encoder;
-    let encoder = encoders::splade(&resolved, options, true).map_err(err)?;
-    Ok(Box::new(SpladeStage {
+    let encoder = encoders::sparse_encoder(&resolved, options, true).map_err(err)?;
+    Ok(SpladeStage {
         index: index.clone(),
         model: model.id,
         encoder,
         method,
-    }))
+    })
 }
 
 impl SpladeStage {
@@ -74,7 +87,6 @@ impl SpladeStage {
         if let Some(v) = &query.sparse {
             return Ok(v.clone());
         }
-        use ferret_index::SparseEncoder;
         let mut v = self
             .encoder
             .encode(&[query.text.as_str()])

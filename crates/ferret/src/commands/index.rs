@@ -9,7 +9,7 @@ use crate::progress::bytes_bar;
 #[derive(clap::Args)]
 pub struct Args {
     /// Corpus file: BEIR JSONL (.jsonl/.jsonl.gz) or TSV (id<TAB>text)
-    #[arg(long, required_unless_present_any = ["delete", "dense", "sparse"])]
+    #[arg(long, required_unless_present_any = ["delete", "dense", "sparse", "promptreps"])]
     corpus: Option<PathBuf>,
     /// Index directory
     #[arg(long)]
@@ -48,15 +48,22 @@ pub struct Args {
     /// to an existing index.
     #[arg(long, value_name = "MODEL")]
     sparse: Vec<String>,
-    /// Longest document for --sparse models, in tokens (default: the model's limit)
-    #[arg(long, default_value_t = 256)]
-    sparse_doc_length: usize,
-    /// Longest query for --sparse models, in tokens
-    #[arg(long, default_value_t = 64)]
-    sparse_query_length: usize,
+    /// Longest document for --sparse models, in tokens [default: 256; 512 for --promptreps]
+    #[arg(long)]
+    sparse_doc_length: Option<usize>,
+    /// Longest query for --sparse and --promptreps models, in tokens [default: 64]
+    #[arg(long)]
+    sparse_query_length: Option<usize>,
     /// Keep only each document's N heaviest terms for --sparse models (default: all)
     #[arg(long, value_name = "N")]
     sparse_top_terms: Option<usize>,
+    /// Add PromptReps representations made with this instruction-tuned LLM (a llama-family
+    /// GGUF: id, alias or path, e.g. smollm2): a dense one (the last token's hidden state) and
+    /// a sparse one (its next-token logits), from one forward pass per document; searched by
+    /// the promptreps stage. Documents are cut at --sparse-doc-length tokens (default 512 here),
+    /// queries at --sparse-query-length, at most --sparse-top-terms terms (default 128).
+    #[arg(long, value_name = "MODEL")]
+    promptreps: Vec<String>,
     /// Delete documents by id from an existing index (repeatable)
     #[arg(long, value_name = "ID")]
     delete: Vec<String>,
@@ -107,18 +114,42 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             dtype: a.dense_dtype,
             query_prefix: a.query_prefix.clone(),
             document_prefix: a.document_prefix.clone(),
+            ..Default::default()
         };
         writer.add_representation(options.request(model))?;
     }
     for model in &a.sparse {
         eprintln!("encoding the documents with {model} (sparse representation)");
         let options = ferret_index::sparse::SparseOptions {
-            document_max_length: Some(a.sparse_doc_length),
-            query_max_length: Some(a.sparse_query_length),
+            document_max_length: Some(a.sparse_doc_length.unwrap_or(256)),
+            query_max_length: Some(a.sparse_query_length.unwrap_or(64)),
             document_top_terms: a.sparse_top_terms,
             ..Default::default()
         };
         writer.add_representation(options.request(model))?;
+    }
+    for model in &a.promptreps {
+        eprintln!("encoding the documents with {model} (PromptReps: dense and sparse)");
+        let document_max_length = Some(a.sparse_doc_length.unwrap_or(512));
+        let query_max_length = Some(a.sparse_query_length.unwrap_or(64));
+        let encoder = Some("promptreps".to_string());
+        let dense = ferret_index::DenseOptions {
+            dtype: a.dense_dtype,
+            encoder: encoder.clone(),
+            document_max_length,
+            query_max_length,
+            ..Default::default()
+        };
+        let sparse = ferret_index::sparse::SparseOptions {
+            document_max_length,
+            query_max_length,
+            document_top_terms: Some(a.sparse_top_terms.unwrap_or(128)),
+            query_top_terms: Some(a.sparse_top_terms.unwrap_or(128)),
+            encoder,
+            ..Default::default()
+        };
+        writer.add_representation(dense.request(model))?;
+        writer.add_representation(sparse.request(model))?;
     }
     let stats = writer.commit()?;
     let index = ferret_index::Index::open(&a.index)?;
