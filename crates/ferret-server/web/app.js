@@ -108,6 +108,12 @@ function explainNode(hit, stages) {
       el("td", { class: "num", text: p ? String(p.rank) : "—" }),
       el("td", { class: "num", text: p ? p.score.toFixed(4) : "—" }),
       el("td", { class: "num", text: s.millis.toFixed(2) })));
+    const matched = p && p.detail && p.detail.matched_terms;
+    if (matched && matched.length) {
+      const shown = matched.slice(0, 12).map(([term, c]) => term + " " + Number(c).toFixed(2)).join(", ");
+      const more = matched.length > 12 ? ", … (" + matched.length + " terms)" : "";
+      body.append(el("tr", { class: "sub" }, el("td", { colspan: "4", text: "matched terms: " + shown + more })));
+    }
     if (s.formula) body.append(el("tr", { class: "sub" }, el("td", { colspan: "4", text: "fusion: " + s.formula })));
     if (s.note) body.append(el("tr", { class: "sub" }, el("td", { colspan: "4", text: "note: " + s.note })));
   });
