@@ -73,18 +73,25 @@ pub struct PromptReps {
     model: GgufModel,
     /// Each token's word, lowercase and without the byte-level space marker (`Ġ`).
     words: Vec<String>,
-    /// Sparse vectors of passages made along with dense ones, waiting for [`Self::sparse`].
-    stash: Mutex<HashMap<u64, Vec<(String, f32)>>>,
+    /// The scored tokens of passages encoded by [`Self::dense`], waiting for [`Self::sparse`].
+    stash: Mutex<HashMap<u64, Vec<(u32, f32)>>>,
 }
 
-/// Most passages whose sparse vectors wait in the stash (each at most `top_terms` pairs).
+/// Most passages whose scored tokens wait in the stash (each one pair per distinct token of
+/// its words: a few KB).
 const STASH: usize = 200_000;
 
 fn stash_key(text: &str, run: &PromptRepsRun) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (text, run.max_length, run.top_terms).hash(&mut h);
+    (text, run.max_length).hash(&mut h);
     h.finish()
+}
+
+/// One forward pass: the unit dense vector and the candidate tokens' weights, heaviest first.
+struct Forward {
+    dense: Vec<f32>,
+    scored: Vec<(u32, f32)>,
 }
 
 impl PromptReps {
@@ -171,21 +178,21 @@ impl PromptReps {
     /// sparse one over the same documents, so each document takes one pass, not two (beyond
     /// [`STASH`] waiting passages the rest are computed again).
     pub fn dense(&self, texts: &[&str], run: &PromptRepsRun) -> Result<Vec<Vec<f32>>, ModelError> {
-        let reps = self.encode(texts, run)?;
-        let mut stash = self.stash.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(reps
-            .into_iter()
-            .zip(texts)
-            .map(|(r, t)| {
-                if run.side == Side::Passage && stash.len() < STASH {
-                    stash.insert(stash_key(t, run), r.sparse);
+        let mut out = Vec::with_capacity(texts.len());
+        for t in texts {
+            let f = self.forward(t, run)?;
+            if run.side == Side::Passage {
+                let mut stash = self.stash.lock().unwrap_or_else(|p| p.into_inner());
+                if stash.len() < STASH {
+                    stash.insert(stash_key(t, run), f.scored);
                 }
-                r.dense
-            })
-            .collect())
+            }
+            out.push(f.dense);
+        }
+        Ok(out)
     }
 
-    /// Sparse vectors: the ones waiting from [`Self::dense`], else newly made.
+    /// Sparse vectors: from the tokens waiting since [`Self::dense`], else newly made.
     pub fn sparse(
         &self,
         texts: &[&str],
@@ -199,17 +206,27 @@ impl PromptReps {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&stash_key(t, run));
-                match waiting {
-                    Some(v) => Ok(v),
-                    None => self.encode_one(t, run).map(|r| r.sparse),
-                }
+                let scored = match waiting {
+                    Some(v) => v,
+                    None => self.forward(t, run)?.scored,
+                };
+                Ok(merged_terms(&self.words, &scored, run.top_terms))
             })
             .collect()
     }
 
     /// Encodes texts one after the other (each forward pass uses every core).
     pub fn encode(&self, texts: &[&str], run: &PromptRepsRun) -> Result<Vec<Reps>, ModelError> {
-        texts.iter().map(|t| self.encode_one(t, run)).collect()
+        texts
+            .iter()
+            .map(|t| {
+                let f = self.forward(t, run)?;
+                Ok(Reps {
+                    dense: f.dense,
+                    sparse: merged_terms(&self.words, &f.scored, run.top_terms),
+                })
+            })
+            .collect()
     }
 
     /// The prompt's token ids and the final hidden state at its last position.
@@ -224,17 +241,16 @@ impl PromptReps {
         Ok((ids, hidden))
     }
 
-    fn encode_one(&self, text: &str, run: &PromptRepsRun) -> Result<Reps, ModelError> {
+    fn forward(&self, text: &str, run: &PromptRepsRun) -> Result<Forward, ModelError> {
         let (_, hidden) = self.last_hidden(text, run)?;
         let logits = self
             .logits(&hidden)
             .map_err(|e| self.bad(format!("vocabulary projection: {e}")))?;
-        let candidates = self.text_tokens(text)?;
-        let sparse = sparse_terms(&self.words, &logits, &candidates, run.top_terms);
+        let scored = scored_tokens(&logits, &self.text_tokens(text)?);
         let norm = hidden.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        Ok(Reps {
+        Ok(Forward {
             dense: hidden.iter().map(|x| x / norm).collect(),
-            sparse,
+            scored,
         })
     }
 
@@ -245,29 +261,29 @@ impl PromptReps {
     }
 }
 
-/// The sparse vector from next-token logits: `log(1 + ReLU(logit))` of the `candidates` (every
-/// token when there are none: then the ten heaviest), the heaviest `top`, merged by word.
-fn sparse_terms(
-    words: &[String],
-    logits: &[f32],
-    candidates: &[u32],
-    top: usize,
-) -> Vec<(String, f32)> {
+/// The weights `log(1 + ReLU(logit))` of the `candidates`, heaviest first (with no candidate:
+/// the ten heaviest tokens of the vocabulary).
+fn scored_tokens(logits: &[f32], candidates: &[u32]) -> Vec<(u32, f32)> {
     let weight = |id: u32| logits[id as usize].max(0.0).ln_1p();
-    let (mut scored, keep): (Vec<(u32, f32)>, usize) = if candidates.is_empty() {
-        (
-            (0..logits.len() as u32)
-                .map(|id| (id, weight(id)))
-                .collect(),
-            10,
-        )
+    let mut scored: Vec<(u32, f32)> = if candidates.is_empty() {
+        (0..logits.len() as u32)
+            .map(|id| (id, weight(id)))
+            .collect()
     } else {
-        (candidates.iter().map(|&id| (id, weight(id))).collect(), top)
+        candidates.iter().map(|&id| (id, weight(id))).collect()
     };
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    scored.truncate(keep);
+    if candidates.is_empty() {
+        scored.truncate(10);
+    }
+    scored
+}
+
+/// The sparse vector: the heaviest `top` scored tokens with positive weight, merged by the
+/// word they spell (largest weight), heaviest first.
+fn merged_terms(words: &[String], scored: &[(u32, f32)], top: usize) -> Vec<(String, f32)> {
     let mut merged: HashMap<&str, f32> = HashMap::new();
-    for (id, w) in scored {
+    for &(id, w) in scored.iter().take(top) {
         let word = words[id as usize].as_str();
         if w > 0.0 && !word.is_empty() {
             let e = merged.entry(word).or_insert(w);
@@ -298,7 +314,7 @@ mod tests {
         let logits = [2.0, 3.0, -1.0, 5.0, 9.0, 1.0];
         // "the" (id 3) is not a candidate; "cell" has a negative logit (weight 0, dropped);
         // both spellings of "cancer" merge to the larger weight.
-        let v = sparse_terms(&words(), &logits, &[0, 1, 2, 5], 128);
+        let v = merged_terms(&words(), &scored_tokens(&logits, &[0, 1, 2, 5]), 128);
         let expected = vec![
             ("cancer".to_string(), 4.0f32.ln()),
             ("tumor".into(), 2.0f32.ln()),
@@ -309,7 +325,7 @@ mod tests {
             assert!((w - ew).abs() < 1e-6);
         }
         // Only the heaviest `top` candidates.
-        let v = sparse_terms(&words(), &logits, &[0, 5], 1);
+        let v = merged_terms(&words(), &scored_tokens(&logits, &[0, 5]), 1);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].0, "cancer");
     }
@@ -318,7 +334,7 @@ mod tests {
     fn a_text_without_words_takes_the_heaviest_tokens() {
         let logits = [2.0, 3.0, -1.0, 5.0, 9.0, 1.0];
         // Token 4 spells nothing and is skipped; "the" leads.
-        let v = sparse_terms(&words(), &logits, &[], 128);
+        let v = merged_terms(&words(), &scored_tokens(&logits, &[]), 128);
         let terms: Vec<&str> = v.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(terms, ["the", "cancer", "tumor"]);
     }

@@ -124,3 +124,23 @@ fn long_passages_are_cut_at_the_token_limit() {
     assert!(whole.contains(&text));
     assert!(cut.contains("Passage: \"the the the the the\"."), "{cut}");
 }
+
+#[test]
+fn sparse_vectors_waiting_from_the_dense_pass_equal_fresh_ones() {
+    let model = PromptReps::open("smollm2").unwrap();
+    let text = "Myelodysplastic syndromes are stem cell malignancies of the bone marrow.";
+    let run = |top_terms| PromptRepsRun {
+        side: Side::Passage,
+        max_length: 512,
+        top_terms,
+    };
+    let fresh = model.encode(&[text], &run(128)).unwrap().pop().unwrap();
+    // The dense pass leaves the scored tokens for the sparse call, whatever its term limit.
+    let dense = model.dense(&[text], &run(128)).unwrap().pop().unwrap();
+    assert_eq!(dense, fresh.dense);
+    let waiting = model.sparse(&[text], &run(3)).unwrap().pop().unwrap();
+    assert_eq!(waiting, fresh.sparse[..3].to_vec());
+    // Taken once: the next call computes it again, to the same vector.
+    let again = model.sparse(&[text], &run(128)).unwrap().pop().unwrap();
+    assert_eq!(again, fresh.sparse);
+}

@@ -453,6 +453,7 @@ fn promptreps_dense_sparse_and_hybrid_on_smollm2() {
             && info.contains("sparse/SmolLM2-135M-Instruct.Q4_1"),
         "{info}"
     );
+    assert_eq!(info.matches("encoder promptreps").count(), 2, "{info}");
     let more = tmp.path().join("more.jsonl");
     std::fs::write(&more, later.join("\n") + "\n").unwrap();
     ok_in(

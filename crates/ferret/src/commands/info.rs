@@ -71,7 +71,23 @@ pub fn main(a: Args) -> anyhow::Result<()> {
                 )
             })
             .unwrap_or_default();
-        println!("  {:<40} {:>10.1} MB{model}", e.label(), b as f64 / 1e6);
+        let via = encoder(&e.params)
+            .map(|name| format!("  encoder {name}"))
+            .unwrap_or_default();
+        println!(
+            "  {:<40} {:>10.1} MB{model}{via}",
+            e.label(),
+            b as f64 / 1e6
+        );
     }
     Ok(())
+}
+
+/// The encoder a representation's options name, when not the kind's usual one (`encoder`
+/// among its parameters, or among the encoder options a sparse representation keeps).
+fn encoder(params: &serde_json::Value) -> Option<&str> {
+    match &params["encoder"] {
+        serde_json::Value::String(name) => Some(name),
+        options => options["encoder"].as_str(),
+    }
 }
