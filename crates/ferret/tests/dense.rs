@@ -503,18 +503,7 @@ fn f16_vectors_and_prefixes() {
                 "--json",
             ],
         );
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v["hits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| {
-                (
-                    h["id"].as_str().unwrap().to_string(),
-                    h["score"].as_f64().unwrap(),
-                )
-            })
-            .collect()
+        search_hits(&out)
     };
     for q in [
         "vitamin D deficiency and bone density",

@@ -390,18 +390,7 @@ fn hits(home: &Path, idx: &Path, pipeline: &str, query: &str) -> Vec<(String, f6
             query,
         ],
     );
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| {
-            (
-                h["id"].as_str().unwrap().to_string(),
-                h["score"].as_f64().unwrap(),
-            )
-        })
-        .collect()
+    search_hits(&out)
 }
 
 fn min_max(list: &[(String, f64)]) -> std::collections::HashMap<String, f64> {

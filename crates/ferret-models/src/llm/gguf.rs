@@ -173,6 +173,24 @@ impl GgufModel {
         self.projection.as_ref()
     }
 
+    /// Runs `f` on an idle copy of the model (a new one when all are busy), then clears its KV
+    /// cache and puts it back.
+    fn with_idle_model<T>(&self, f: impl FnOnce(&mut ModelWeights) -> T) -> T {
+        let mut model = self
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_else(|| self.prototype.clone());
+        let result = f(&mut model);
+        model.clear_kv_cache();
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(model);
+        result
+    }
+
     /// What the forward pass over `prompt` gives for its last position: logits or the final
     /// hidden state, by the model's [`Head`]. Runs on an idle copy of the model.
     pub fn last_position(&self, prompt: &[u32]) -> Result<Vec<f32>, ModelError> {
@@ -186,18 +204,7 @@ impl GgufModel {
                 ),
             ));
         }
-        let mut model = self
-            .pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_else(|| self.prototype.clone());
-        let result = feed_prompt(&mut model, prompt);
-        model.clear_kv_cache();
-        self.pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(model);
+        let result = self.with_idle_model(|model| feed_prompt(model, prompt));
         result.map_err(|e| ModelError::invalid(&self.path, format!("inference: {e}")))
     }
 
@@ -258,18 +265,8 @@ impl GgufModel {
                     .ok_or_else(|| bad(format!("choice '{c}' has no tokens")))
             })
             .collect::<Result<Vec<u32>, _>>()?;
-        let mut model = self
-            .pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_else(|| self.prototype.clone());
-        let result = self.decode(&mut model, &ids, &choice_ids, request.max_tokens);
-        model.clear_kv_cache();
-        self.pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(model);
+        let result =
+            self.with_idle_model(|model| self.decode(model, &ids, &choice_ids, request.max_tokens));
         let (generated, choice_logprobs) = result.map_err(|e| bad(format!("inference: {e}")))?;
         let text = self
             .tokenizer

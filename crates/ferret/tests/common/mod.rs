@@ -132,3 +132,19 @@ pub fn err_in(home: &Path, args: &[&str]) -> String {
     assert!(!stderr.contains("panicked"), "{stderr}");
     stderr
 }
+
+/// The (id, score) pairs of a `ferret search --json` answer.
+pub fn search_hits(json: &str) -> Vec<(String, f64)> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["id"].as_str().unwrap().to_string(),
+                h["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
