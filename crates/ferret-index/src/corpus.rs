@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::{Document, IndexError};
+use crate::{DocImage, Document, IndexError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CorpusFormat {
@@ -52,6 +52,9 @@ struct JsonDoc {
     text: Option<String>,
     #[serde(default)]
     metadata: serde_json::Value,
+    /// A path relative to the corpus file.
+    #[serde(default)]
+    image: Option<String>,
 }
 
 impl CorpusReader {
@@ -140,7 +143,7 @@ impl CorpusReader {
             // TREC runs are whitespace-separated: such an id could never be evaluated.
             return Err(self.err(format!("document id '{}' contains whitespace", doc.id)));
         }
-        if doc.title.trim().is_empty() && doc.text.trim().is_empty() {
+        if doc.title.trim().is_empty() && doc.text.trim().is_empty() && doc.image.is_none() {
             return Err(self.err(format!("document '{}' has an empty title and text", doc.id)));
         }
         Ok(doc)
@@ -154,12 +157,48 @@ impl CorpusReader {
             Some(other) => return Err(self.err(format!("\"_id\" must be a string, found {other}"))),
             None => return Err(self.err("missing \"_id\" (or \"id\") field")),
         };
+        let image = match raw.image {
+            Some(relative) => Some(DocImage {
+                path: self.image_path(&relative)?,
+                ..Default::default()
+            }),
+            None => None,
+        };
         Ok(Document {
             id,
             title: raw.title.unwrap_or_default(),
             text: raw.text.unwrap_or_default(),
             metadata: raw.metadata,
+            image,
         })
+    }
+
+    /// An image path of the corpus resolved against the corpus file's folder, which it may not
+    /// leave (a corpus cannot make the server read `/etc/passwd`).
+    fn image_path(&self, relative: &str) -> Result<String, IndexError> {
+        let base = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = base
+            .canonicalize()
+            .map_err(|e| self.err(format!("corpus folder {}: {e}", base.display())))?;
+        let full = base.join(relative);
+        let found = full
+            .canonicalize()
+            .map_err(|e| self.err(format!("image {relative:?} ({}): {e}", full.display())))?;
+        if !found.starts_with(&base) {
+            return Err(self.err(format!(
+                "image {relative:?} resolves to {}, outside the corpus folder {}",
+                found.display(),
+                base.display()
+            )));
+        }
+        if !found.is_file() {
+            return Err(self.err(format!("image {relative:?} is not a file")));
+        }
+        Ok(found.to_string_lossy().into_owned())
     }
 
     fn parse_tsv(&self, line: &str) -> Result<Document, IndexError> {
@@ -178,7 +217,7 @@ impl CorpusReader {
             id: id.to_string(),
             title: title.to_string(),
             text: text.to_string(),
-            metadata: serde_json::Value::Null,
+            ..Default::default()
         })
     }
 }

@@ -16,6 +16,13 @@ pub enum IndexError {
         line: usize,
         message: String,
     },
+    /// A document's image that cannot be used (broken, unsupported, too large).
+    #[error("{path}:{line}: {message}")]
+    Image {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("{path}: not a ferret index: {reason}")]
     NotAnIndex { path: PathBuf, reason: String },
     #[error("{path}: index format version {found} is not supported by this ferret (which reads {supported}); rebuild the index (`ferret index --overwrite` replaces it)")]

@@ -7,6 +7,7 @@
 //!   lexical/               tantivy index (postings, field norms, exact lengths, internal numbers)
 //!   dense/<model>/         vectors-<chunk gen>.f32|f16 (one row per document), hnsw-<gen>.usearch
 //!   sparse/<model>/        forward-<chunk gen>.bin (term weights per document), impacts-<gen>.bin
+//!   image/<model>/         vectors-<chunk gen>.f32 (image embeddings), thumbs-<chunk gen>.bin
 //! ```
 //!
 //! Each representation is a module on one extension point ([`representation`]).
@@ -20,6 +21,7 @@ pub mod dense;
 pub mod docstore;
 pub mod document;
 pub mod error;
+pub mod image;
 pub mod lexical;
 pub mod manifest;
 pub mod reader;
@@ -28,13 +30,15 @@ pub mod sparse;
 pub mod writer;
 
 pub use dense::{DenseOptions, VectorType};
-pub use document::Document;
+pub use document::{DocImage, Document};
 pub use error::IndexError;
 pub use lexical::{FieldMode, LexicalReader};
 pub use manifest::Manifest;
 pub use reader::Index;
-pub use representation::{DenseEncoder, DocumentEncoder, EncoderSource, ModelRef, SparseEncoder};
-pub use writer::{IndexOptions, IndexStats, IndexWriter, Progress};
+pub use representation::{
+    DenseEncoder, DocumentEncoder, EncoderSource, ImageEncoder, ModelRef, SparseEncoder,
+};
+pub use writer::{ImageChecks, IndexOptions, IndexStats, IndexWriter, Progress};
 
 /// Internal document number, dense from 0, never reused inside one index.
 pub type DocNo = u32;

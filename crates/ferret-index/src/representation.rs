@@ -86,11 +86,18 @@ pub trait SparseEncoder: Send + Sync {
     fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<(String, f32)>>, String>;
 }
 
+/// Turns decoded images into vectors (one per image, all of one dimension).
+pub trait ImageEncoder: Send + Sync {
+    fn dim(&self) -> usize;
+    fn encode(&self, images: &[&ferret_image::RgbImage]) -> Result<Vec<Vec<f32>>, String>;
+}
+
 /// A document encoder of the shape a kind needs.
 #[derive(Clone)]
 pub enum DocumentEncoder {
     Dense(Arc<dyn DenseEncoder>),
     Sparse(Arc<dyn SparseEncoder>),
+    Image(Arc<dyn ImageEncoder>),
 }
 
 /// Finds and loads document encoders; given to the writer by the layer that knows models.
@@ -242,6 +249,7 @@ pub const KINDS: &[Kind] = &[
     crate::lexical::KIND,
     crate::dense::KIND,
     crate::sparse::KIND,
+    crate::image::KIND,
 ];
 
 pub fn kind(name: &str) -> Option<&'static Kind> {

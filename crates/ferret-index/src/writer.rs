@@ -28,7 +28,7 @@ use crate::lexical::{FieldMode, LexicalParams, LexicalWriter};
 use crate::manifest::{sync_dir, Manifest, Shard, FORMAT_VERSION, MANIFEST, MANIFEST_NEXT};
 use crate::reader::{committed_manifest, complete_pending_commit, Index};
 use crate::representation::{self, CommitContext, EncoderSource, Entry, Request, KINDS};
-use crate::{DocNo, Document, IndexError};
+use crate::{DocImage, DocNo, Document, IndexError};
 
 /// Removes an index's files from `dir`, the manifest first (so that an interruption leaves no
 /// index rather than part of one); anything else in `dir` is left alone.
@@ -61,6 +61,17 @@ pub struct IndexOptions {
     pub memory_budget: usize,
     /// Skip (and count) invalid documents instead of failing on the first one.
     pub skip_invalid: bool,
+    /// Documents' images: decoded when added (a broken one never reaches the index).
+    pub images: ImageChecks,
+}
+
+/// How a writer treats documents' images.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImageChecks {
+    pub limits: ferret_image::DecodeLimits,
+    /// A document whose image cannot be used is an error; otherwise it is skipped and counted
+    /// (image collections are messy; one bad file should not stop a build of a million).
+    pub strict: bool,
 }
 
 impl Default for IndexOptions {
@@ -71,6 +82,7 @@ impl Default for IndexOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_budget: 256_000_000,
             skip_invalid: false,
+            images: ImageChecks::default(),
         }
     }
 }
@@ -264,13 +276,10 @@ impl IndexWriter {
     ) -> Result<(), IndexError> {
         let mut reader = CorpusReader::open(path)?;
         while let Some(doc) = reader.next_document() {
-            match doc.and_then(|d| self.check_new_id(d, reader.path(), reader.line())) {
-                Ok(d) => self.add_checked(d, reader.line())?,
-                Err(e @ IndexError::Corpus { .. }) if self.opts.skip_invalid => {
-                    self.stats.skipped.push(e.to_string());
-                }
-                Err(e) => return Err(e),
-            }
+            let checked = doc
+                .and_then(|d| self.check_new_id(d, reader.path(), reader.line()))
+                .and_then(|d| self.check_image(d, reader.path(), reader.line()));
+            self.add_or_skip(checked, reader.line())?;
             if self.stats.added.is_multiple_of(1024) {
                 let (done, total) = reader.progress_bytes();
                 progress.update(done, total, self.stats.added);
@@ -281,10 +290,88 @@ impl IndexWriter {
         Ok(())
     }
 
+    /// Adds every image file under `folder` (recursively, in path order) as a document whose
+    /// id is the file's path relative to `folder` without its extension.
+    pub fn add_image_folder(
+        &mut self,
+        folder: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<(), IndexError> {
+        let root = folder.canonicalize().map_err(IndexError::io(folder))?;
+        let files = crate::image::list_files(&root)?;
+        for (n, file) in files.iter().enumerate() {
+            let relative = file.strip_prefix(&root).expect("listed under root");
+            let id = relative
+                .with_extension("")
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            let doc = Document {
+                id,
+                image: Some(DocImage {
+                    path: file.to_string_lossy().into_owned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let checked = self
+                .check_new_id(doc, file, 1)
+                .and_then(|d| self.check_image(d, file, 1));
+            self.add_or_skip(checked, n + 1)?;
+            progress.update(n as u64 + 1, files.len() as u64, self.stats.added);
+        }
+        Ok(())
+    }
+
+    /// Adds a checked document, or records why it was skipped when skipping is allowed.
+    fn add_or_skip(
+        &mut self,
+        checked: Result<Document, IndexError>,
+        line: usize,
+    ) -> Result<(), IndexError> {
+        match checked {
+            Ok(d) => self.add_checked(d, line),
+            Err(e @ IndexError::Corpus { .. }) if self.opts.skip_invalid => {
+                self.stats.skipped.push(e.to_string());
+                Ok(())
+            }
+            Err(e @ IndexError::Image { .. }) if !self.opts.images.strict => {
+                self.stats.skipped.push(e.to_string());
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Decodes a document's image (so a broken one never reaches the index) and records its
+    /// size and format.
+    fn check_image(
+        &self,
+        mut doc: Document,
+        path: &Path,
+        line: usize,
+    ) -> Result<Document, IndexError> {
+        if let Some(image) = &mut doc.image {
+            let decoded =
+                ferret_image::decode_file(Path::new(&image.path), self.opts.images.limits)
+                    .map_err(|e| IndexError::Image {
+                        path: path.to_path_buf(),
+                        line,
+                        message: format!("document '{}': {e}", doc.id),
+                    })?;
+            image.width = decoded.rgb.width();
+            image.height = decoded.rgb.height();
+            image.format = decoded.format.to_string();
+        }
+        Ok(doc)
+    }
+
     /// Adds one document (ids must be new to the index).
     pub fn add(&mut self, doc: Document) -> Result<(), IndexError> {
         let n = self.stats.added as usize + 1;
         let doc = self.check_new_id(doc, Path::new("<added documents>"), n)?;
+        let doc = self.check_image(doc, Path::new("<added documents>"), n)?;
         self.add_checked(doc, n)
     }
 

@@ -53,7 +53,7 @@ fn ids_with_whitespace_or_control_characters_are_refused_and_the_index_stays_int
             id: bad.to_string(),
             title: String::new(),
             text: "some text".into(),
-            metadata: serde_json::Value::Null,
+            ..Default::default()
         };
         let err = w.add(doc).unwrap_err().to_string();
         assert!(err.contains("may not contain whitespace"), "{bad:?}: {err}");
@@ -63,7 +63,7 @@ fn ids_with_whitespace_or_control_characters_are_refused_and_the_index_stays_int
         id: "fine-id".into(),
         title: String::new(),
         text: "some text".into(),
-        metadata: serde_json::Value::Null,
+        ..Default::default()
     };
     w.add(doc).unwrap();
     w.commit().unwrap();
@@ -84,7 +84,7 @@ fn a_writer_completes_an_interrupted_switch_before_its_own_generation() {
             id: id.into(),
             title: String::new(),
             text: format!("text of {id}"),
-            metadata: serde_json::Value::Null,
+            ..Default::default()
         })
         .unwrap()
     };

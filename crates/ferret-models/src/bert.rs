@@ -457,83 +457,35 @@ impl Bert {
         ws.scores.resize(len * len, 0.0);
         let scale = 1.0 / (dh as f32).sqrt();
         for head in 0..heads {
-            let off = head * dh;
-            // SAFETY: q, k, v, ctx hold len×h floats and scores len×len; each head reads/writes
-            // the dh columns starting at `off`, with row stride h.
-            unsafe {
-                // scores = scale · q_h k_hᵀ
-                gemm::gemm(
+            crate::attention::attend_head(
+                crate::attention::Head {
+                    q: &ws.q,
+                    k: &ws.k,
+                    v: &ws.v,
                     len,
-                    len,
-                    dh,
-                    ws.scores.as_mut_ptr(),
-                    1,
-                    len as isize,
-                    false,
-                    ws.q.as_ptr().add(off),
-                    1,
-                    h as isize,
-                    ws.k.as_ptr().add(off),
-                    h as isize,
-                    1,
-                    0.0,
+                    width: h,
+                    offset: head * dh,
+                    dim: dh,
                     scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-            if let Arch::MpNet {
-                relative_bias,
-                buckets,
-            } = &self.arch
-            {
-                let max = self.config.max_position_embeddings;
-                for (i, row) in ws.scores.chunks_exact_mut(len).enumerate() {
-                    for (j, v) in row.iter_mut().enumerate() {
-                        let bucket = buckets[j + max - i];
-                        *v += relative_bias[bucket * heads + head];
+                },
+                &mut ws.scores,
+                &mut ws.ctx,
+                |scores| {
+                    if let Arch::MpNet {
+                        relative_bias,
+                        buckets,
+                    } = &self.arch
+                    {
+                        let max = self.config.max_position_embeddings;
+                        for (i, row) in scores.chunks_exact_mut(len).enumerate() {
+                            for (j, v) in row.iter_mut().enumerate() {
+                                let bucket = buckets[j + max - i];
+                                *v += relative_bias[bucket * heads + head];
+                            }
+                        }
                     }
-                }
-            }
-            for row in ws.scores.chunks_exact_mut(len) {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0;
-                for v in row.iter_mut() {
-                    *v = (*v - max).exp();
-                    sum += *v;
-                }
-                let inv = 1.0 / sum;
-                for v in row.iter_mut() {
-                    *v *= inv;
-                }
-            }
-            // SAFETY: as above.
-            unsafe {
-                // ctx_h = scores v_h
-                gemm::gemm(
-                    len,
-                    dh,
-                    len,
-                    ws.ctx.as_mut_ptr().add(off),
-                    1,
-                    h as isize,
-                    false,
-                    ws.scores.as_ptr(),
-                    1,
-                    len as isize,
-                    ws.v.as_ptr().add(off),
-                    1,
-                    h as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+                },
+            );
         }
     }
 }

@@ -9,11 +9,15 @@
 //! * [`splade`]: SPLADE sparse encoders (`BertForMaskedLM`: term weights from the MLM head).
 //! * [`promptreps`]: PromptReps — a dense and a sparse representation from an instruction-tuned
 //!   LLM's last token (GGUF), with no training.
+//! * [`clip`]: CLIP (`CLIPModel`): a ViT image tower and a causal text tower on the same
+//!   runtime, with `CLIPImageProcessor`'s preprocessing reproduced pixel for pixel.
 //! * [`cross`]: cross-encoders (`BertForSequenceClassification`) scoring (query, passage) pairs.
 //! * [`llm`]: LLMs for reranking — local GGUF models (candle's quantised kernels) and
 //!   OpenAI-compatible servers, behind one request type, a prompt cache and usage counters.
 
+mod attention;
 pub mod bert;
+pub mod clip;
 pub mod cross;
 pub mod error;
 pub mod llm;

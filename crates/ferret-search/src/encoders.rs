@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use ferret_index::dense::DenseOptions;
 use ferret_index::sparse::SparseOptions;
-use ferret_index::{DenseEncoder, DocumentEncoder, EncoderSource, ModelRef, SparseEncoder};
+use ferret_index::{
+    DenseEncoder, DocumentEncoder, EncoderSource, ImageEncoder, ModelRef, SparseEncoder,
+};
+use ferret_models::clip::ClipModel;
 use ferret_models::promptreps::{PromptReps, PromptRepsRun, Side};
 use ferret_models::source::ResolvedModel;
 use ferret_models::splade::{SpladeEncoder, SpladeRun};
@@ -15,7 +18,11 @@ use ferret_models::SentenceEncoder;
 type Loader = fn(&ResolvedModel, &serde_json::Value) -> Result<DocumentEncoder, String>;
 
 /// Representation kind → how its document encoder is loaded.
-const LOADERS: &[(&str, Loader)] = &[("dense", load_dense), ("sparse", load_sparse)];
+const LOADERS: &[(&str, Loader)] = &[
+    ("dense", load_dense),
+    ("sparse", load_sparse),
+    ("image", load_image),
+];
 
 /// Models from ferret-models' sources (local folders, caches, the Hub, PyPI wheels).
 pub struct ModelEncoders;
@@ -82,6 +89,9 @@ impl DenseEncoder for Sentences {
 fn load_dense(r: &ResolvedModel, params: &serde_json::Value) -> Result<DocumentEncoder, String> {
     let options: DenseOptions =
         serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
+    if encoder_kind(options.encoder.as_deref())? == Encoder::Clip {
+        return Ok(DocumentEncoder::Dense(Arc::new(ClipTexts(clip(r)?))));
+    }
     if is_promptreps(options.encoder.as_deref())? {
         let run = promptreps_run(Side::Passage, options.document_max_length, None);
         return Ok(DocumentEncoder::Dense(Arc::new(PromptRepsDense {
@@ -97,6 +107,46 @@ fn load_dense(r: &ResolvedModel, params: &serde_json::Value) -> Result<DocumentE
         encoder,
         prefix,
     })))
+}
+
+/// CLIP's image tower.
+struct ClipImages(Arc<ClipModel>);
+
+impl ImageEncoder for ClipImages {
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+    fn encode(&self, images: &[&ferret_image::RgbImage]) -> Result<Vec<Vec<f32>>, String> {
+        self.0.encode_images(images).map_err(|e| e.to_string())
+    }
+}
+
+/// The CLIP model of a resolved folder (an error saying so when it is something else).
+pub fn clip(r: &ResolvedModel) -> Result<Arc<ClipModel>, String> {
+    if !ferret_models::clip::is_clip(&r.dir) {
+        return Err(format!(
+            "{} is not a CLIP checkpoint (its config.json names no CLIPModel)",
+            r.info.id
+        ));
+    }
+    ferret_models::clip::shared(&r.dir).map_err(|e| e.to_string())
+}
+
+/// CLIP's text tower, vectors scaled to unit length (as the image representation's).
+pub struct ClipTexts(pub Arc<ClipModel>);
+
+impl DenseEncoder for ClipTexts {
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        let v = self.0.encode_texts(texts).map_err(|e| e.to_string())?;
+        Ok(v.into_iter().map(crate::stages::clip::unit).collect())
+    }
+}
+
+fn load_image(r: &ResolvedModel, _params: &serde_json::Value) -> Result<DocumentEncoder, String> {
+    Ok(DocumentEncoder::Image(Arc::new(ClipImages(clip(r)?))))
 }
 
 /// A SPLADE model run with a representation's settings, for documents or queries.
@@ -170,11 +220,26 @@ fn load_sparse(r: &ResolvedModel, params: &serde_json::Value) -> Result<Document
 /// Whether a representation's `encoder` option names PromptReps (absent: the kind's usual
 /// encoder).
 pub fn is_promptreps(encoder: Option<&str>) -> Result<bool, String> {
+    Ok(encoder_kind(encoder)? == Encoder::PromptReps)
+}
+
+/// The encoder a representation's options name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoder {
+    /// The kind's usual one (a sentence encoder for dense, SPLADE for sparse).
+    Usual,
+    PromptReps,
+    /// CLIP's text tower (dense texts searched by CLIP queries).
+    Clip,
+}
+
+pub fn encoder_kind(encoder: Option<&str>) -> Result<Encoder, String> {
     match encoder {
-        None => Ok(false),
-        Some("promptreps") => Ok(true),
+        None => Ok(Encoder::Usual),
+        Some("promptreps") => Ok(Encoder::PromptReps),
+        Some("clip") => Ok(Encoder::Clip),
         Some(other) => Err(format!(
-            "unknown encoder '{other}' (promptreps, or none for the kind's usual encoder)"
+            "unknown encoder '{other}' (promptreps, clip, or none for the kind's usual encoder)"
         )),
     }
 }

@@ -21,7 +21,7 @@ pub mod trace;
 
 pub use error::SearchError;
 pub use pipeline::Expr;
-pub use queries::Query;
+pub use queries::{Query, QueryImage};
 pub use stage::{Hit, Stage};
 pub use trace::Trace;
 

@@ -15,6 +15,40 @@ pub struct Query {
     /// sparse stages instead of encoding `text`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sparse: Option<Vec<(String, f32)>>,
+    /// An image to search with (image stages; text stages use `text`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<QueryImage>,
+}
+
+/// A query's image: a file, or bytes sent to the server.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryImage {
+    Path(String),
+    #[serde(serialize_with = "byte_count")]
+    Bytes(std::sync::Arc<Vec<u8>>),
+}
+
+fn byte_count<S: serde::Serializer>(b: &std::sync::Arc<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("<{} bytes>", b.len()))
+}
+
+impl QueryImage {
+    /// Decodes the image (errors name the file, or the query for bytes).
+    pub fn decode(&self, query_id: &str) -> Result<ferret_image::RgbImage, SearchError> {
+        let limits = ferret_image::DecodeLimits::default();
+        let decoded = match self {
+            QueryImage::Path(p) => ferret_image::decode_file(Path::new(p), limits),
+            QueryImage::Bytes(b) => ferret_image::decode(
+                b,
+                Path::new(&format!("image of query '{query_id}'")),
+                limits,
+            ),
+        };
+        decoded
+            .map(|d| d.rgb)
+            .map_err(|e| SearchError::Invalid(e.to_string()))
+    }
 }
 
 impl Query {
@@ -23,6 +57,7 @@ impl Query {
             id: id.into(),
             text: text.into(),
             sparse: None,
+            image: None,
         }
     }
 }
@@ -31,8 +66,15 @@ impl Query {
 struct JsonQuery {
     #[serde(alias = "id", alias = "qid")]
     _id: Option<serde_json::Value>,
-    #[serde(alias = "query", alias = "title")]
+    #[serde(alias = "query")]
     text: Option<String>,
+    /// Used when there is no text (TREC topics converted with a title only). A corpus file
+    /// read as queries has both.
+    #[serde(default)]
+    title: Option<String>,
+    /// An image path, relative to the queries file.
+    #[serde(default)]
+    image: Option<String>,
 }
 
 /// Reads every query of a file. Bad lines, duplicate ids and empty query texts are errors
@@ -82,12 +124,28 @@ pub fn read_queries_where(
                 }
                 None => return Err(err(line_no, "missing \"_id\" field".into())),
             };
-            Query::new(id, raw.text.unwrap_or_default())
+            let mut q = Query::new(id, raw.text.or(raw.title).unwrap_or_default());
+            if let Some(image) = raw.image {
+                let base = path.parent().unwrap_or(Path::new(""));
+                let full = base.join(&image);
+                if !full.is_file() {
+                    return Err(err(
+                        line_no,
+                        format!(
+                            "image {image:?} of query '{}': no such file ({})",
+                            q.id,
+                            full.display()
+                        ),
+                    ));
+                }
+                q.image = Some(QueryImage::Path(full.to_string_lossy().into_owned()));
+            }
+            q
         };
         if !keep(&q.id) {
             return Ok(());
         }
-        if q.text.trim().is_empty() {
+        if q.text.trim().is_empty() && q.image.is_none() {
             return Err(err(line_no, format!("query '{}' has an empty text", q.id)));
         }
         if let Some(first) = seen.insert(q.id.clone(), line_no) {

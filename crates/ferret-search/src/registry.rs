@@ -20,6 +20,8 @@ pub const STAGES: &[&StageSpec] = &[
     &stages::dense::SPEC,
     &stages::splade::SPEC,
     &stages::promptreps::SPEC,
+    &stages::clip::SPEC,
+    &stages::clip::CLIPSCORE,
     &stages::vprf::SPEC,
     &stages::rm3::SPEC,
     &stages::rocchio::SPEC,

@@ -74,6 +74,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/documents/{id}/image",
             get(routes::documents::get_image),
         )
+        .route(
+            "/v1/documents/{id}/thumbnail",
+            get(routes::documents::get_thumbnail),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.limits().max_body_bytes))
@@ -139,6 +143,7 @@ fn route_label(path: &str) -> &'static str {
     }
     match path.strip_prefix("/v1/documents/") {
         Some(rest) if rest.ends_with("/image") => "/v1/documents/{id}/image",
+        Some(rest) if rest.ends_with("/thumbnail") => "/v1/documents/{id}/thumbnail",
         Some(_) => "/v1/documents/{id}",
         None => "other",
     }

@@ -20,6 +20,7 @@ use crate::routes;
         routes::rerank::rerank,
         routes::documents::get_document,
         routes::documents::get_image,
+        routes::documents::get_thumbnail,
         routes::documents::add_documents,
         routes::documents::delete_document,
     ),

@@ -147,7 +147,12 @@ function column(result, other) {
     const panel = explainNode(hit, result.stages || []);
     panel.hidden = true;
     const button = el("button", { type: "button", class: "explain-toggle", "aria-expanded": "false", text: "explain" });
-    const li = el("li", { class: "hit", tabindex: "0", "data-id": hit.id },
+    const thumb = hit.has_image
+      ? el("a", { href: `/v1/documents/${encodeURIComponent(hit.id)}/image`, target: "_blank", class: "thumb-link" },
+        el("img", { class: "thumb", loading: "lazy", alt: `image ${hit.id}`,
+          src: `/v1/documents/${encodeURIComponent(hit.id)}/thumbnail` }))
+      : null;
+    const li = el("li", { class: "hit" + (thumb ? " with-image" : ""), tabindex: "0", "data-id": hit.id }, thumb,
       el("div", { class: "head" },
         el("span", { class: "rank", text: String(hit.rank) }),
         el("span", { class: "title", text: hit.title || hit.id }),
@@ -162,9 +167,47 @@ function column(result, other) {
     result.hits.length ? list : el("p", { text: "no results" }));
 }
 
+// ---- image query ------------------------------------------------------------------------------
+
+let queryImage = null; // { name, base64 }
+
+function setImage(file) {
+  if (!file) return;
+  const reader = new FileReader();
+  reader.onload = () => {
+    queryImage = { name: file.name, base64: String(reader.result) };
+    const preview = $("image-preview");
+    preview.src = reader.result;
+    preview.hidden = false;
+    $("image-clear").hidden = false;
+  };
+  reader.readAsDataURL(file);
+}
+
+function clearImage() {
+  queryImage = null;
+  $("image").value = "";
+  $("image-preview").hidden = true;
+  $("image-preview").removeAttribute("src");
+  $("image-clear").hidden = true;
+}
+
+$("image").addEventListener("change", (e) => setImage(e.target.files[0]));
+$("image-clear").addEventListener("click", clearImage);
+for (const name of ["dragenter", "dragover"]) {
+  $("drop").addEventListener(name, (e) => { e.preventDefault(); $("drop").classList.add("dragging"); });
+}
+$("drop").addEventListener("dragleave", () => $("drop").classList.remove("dragging"));
+$("drop").addEventListener("drop", (e) => {
+  e.preventDefault();
+  $("drop").classList.remove("dragging");
+  setImage(e.dataTransfer.files[0]);
+});
+
 let searchSeq = 0;
 async function search() {
-  const query = $("q").value;
+  // With an image, the text is optional: the file name labels the query.
+  const query = $("q").value.trim() ? $("q").value : (queryImage ? queryImage.name : "");
   if (!query.trim()) { $("q").focus(); return; }
   const k = Number($("k").value) || 10;
   const active = $("compare").checked ? sides : sides.slice(0, 1);
@@ -174,7 +217,8 @@ async function search() {
   status.textContent = "searching…";
   try {
     const results = await Promise.all(active.map((side) =>
-      api("/v1/search", { query, pipeline: side.text.value, k, explain: true }).catch((err) => {
+      api("/v1/search", { query, pipeline: side.text.value, k, explain: true,
+        ...(queryImage ? { image: queryImage.base64 } : {}) }).catch((err) => {
         if (err.code === "invalid_pipeline") showPipelineError(side, err);
         throw err;
       })));

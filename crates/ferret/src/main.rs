@@ -50,6 +50,8 @@ enum Command {
     Serve(commands::serve::Args),
     /// Embed documents or queries with a sentence encoder (JSON lines or raw f32 out)
     Encode(commands::encode::Args),
+    /// CLIPScore of image–caption pairs (per pair and the mean)
+    Score(commands::score::Args),
 }
 
 fn main() {
@@ -76,6 +78,7 @@ fn main() {
         Command::Quickstart(a) => commands::quickstart::main(a),
         Command::Models(a) => commands::models::main(a),
         Command::Encode(a) => commands::encode::main(a),
+        Command::Score(a) => commands::score::main(a),
         Command::Serve(a) => commands::serve::main(a),
     };
     if let Err(e) = result {

@@ -27,6 +27,8 @@ pub(crate) enum QueryEncoder {
         prefix: String,
     },
     PromptReps(crate::encoders::PromptRepsDense),
+    /// CLIP's text tower (texts indexed with it; image queries go through `clip`).
+    Clip(crate::encoders::ClipTexts),
 }
 
 impl QueryEncoder {
@@ -38,6 +40,9 @@ impl QueryEncoder {
                 .map_err(|e| SearchError::Invalid(e.to_string())),
             QueryEncoder::PromptReps(p) => {
                 ferret_index::DenseEncoder::encode(p, texts).map_err(SearchError::Invalid)
+            }
+            QueryEncoder::Clip(c) => {
+                ferret_index::DenseEncoder::encode(c, texts).map_err(SearchError::Invalid)
             }
         }
     }
@@ -79,9 +84,13 @@ pub(crate) fn bind_model(
             ),
         ));
     }
-    let promptreps = crate::encoders::is_promptreps(params.encoder.as_deref())
+    let kind = crate::encoders::encoder_kind(params.encoder.as_deref())
         .map_err(|e| SearchError::at(at, e))?;
-    let (encoder, dim) = if promptreps {
+    let (encoder, dim) = if kind == crate::encoders::Encoder::Clip {
+        let model = crate::encoders::clip(&resolved).map_err(|e| SearchError::at(at, e))?;
+        let dim = model.dim();
+        (QueryEncoder::Clip(crate::encoders::ClipTexts(model)), dim)
+    } else if kind == crate::encoders::Encoder::PromptReps {
         let model = crate::encoders::promptreps(&resolved).map_err(|e| SearchError::at(at, e))?;
         let run = crate::encoders::promptreps_run(
             ferret_models::promptreps::Side::Query,

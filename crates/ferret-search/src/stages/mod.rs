@@ -2,6 +2,7 @@
 //! [`crate::registry::STAGES`].
 
 pub mod bm25;
+pub mod clip;
 pub mod dense;
 pub mod feedback;
 pub mod fusion;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::Json;
 use ferret_index::{Document, IndexError, IndexOptions, IndexWriter};
 use serde::{Deserialize, Serialize};
@@ -84,27 +85,95 @@ pub async fn get_document(
     }))
 }
 
-/// A document's image. No index representation holds images yet, so every document answers
-/// `no_image`; the route is here so clients can ask.
+/// A document's image, as its file (content type from its bytes). The path was checked to
+/// stay inside the corpus folder when the document was indexed, and is checked again here
+/// (a file replaced by a link since is refused).
 #[utoipa::path(get, path = "/v1/documents/{id}/image", tag = "documents",
     params(("id" = String, Path, description = "The document's external id")),
     responses(
+        (status = 200, description = "The image (JPEG, PNG, WebP or GIF)", content_type = "image/*"),
         (status = 400, description = "Malformed id", body = ErrorBody),
         (status = 404, description = "No such document, or it has no image", body = ErrorBody),
     ))]
 pub async fn get_image(
     State(state): State<Arc<AppState>>,
     id: Result<Path<String>, PathRejection>,
-) -> Result<Json<DocumentBody>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let Path(id) = id?;
-    if !state.snapshot().ids.contains_key(&id) {
-        return Err(unknown(&id));
+    let image = document_image(&state.snapshot(), &id)?;
+    let path = std::path::Path::new(&image.path);
+    let gone = |why: String| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_image",
+            format!("document {id:?}: its image {why}"),
+        )
+    };
+    let real = path
+        .canonicalize()
+        .map_err(|e| gone(format!("cannot be read: {e}")))?;
+    if real != path {
+        return Err(gone("was replaced by a link since it was indexed".into()));
     }
-    Err(ApiError::new(
-        StatusCode::NOT_FOUND,
-        "no_image",
-        format!("document {id:?} has no image (this index holds text only)"),
-    ))
+    let bytes = tokio::fs::read(&real)
+        .await
+        .map_err(|e| gone(format!("cannot be read: {e}")))?;
+    let (_, format) = ferret_image::sniff(&bytes)
+        .ok_or_else(|| gone("is no longer a JPEG, PNG, WebP or GIF file".into()))?;
+    Ok(([(header::CONTENT_TYPE, format!("image/{format}"))], bytes))
+}
+
+/// A document's thumbnail (JPEG, made at index time).
+#[utoipa::path(get, path = "/v1/documents/{id}/thumbnail", tag = "documents",
+    params(("id" = String, Path, description = "The document's external id")),
+    responses(
+        (status = 200, description = "The thumbnail", content_type = "image/jpeg"),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "No such document, or it has no image", body = ErrorBody),
+    ))]
+pub async fn get_thumbnail(
+    State(state): State<Arc<AppState>>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Path(id) = id?;
+    let snapshot = state.snapshot();
+    document_image(&snapshot, &id)?;
+    let docno = snapshot.ids[&id];
+    let thumb = snapshot
+        .index
+        .entries()
+        .filter(|e| e.kind == ferret_index::image::KIND.name)
+        .find_map(|e| {
+            let r = snapshot
+                .index
+                .representation::<ferret_index::image::ImageReader>("image", Some(&e.name))
+                .ok()?;
+            r.thumbnail(docno).map(<[u8]>::to_vec)
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_image",
+                format!("document {id:?} has no thumbnail (the index has no image representation; add one with `ferret index --clip MODEL`)"),
+            )
+        })?;
+    Ok(([(header::CONTENT_TYPE, "image/jpeg")], thumb))
+}
+
+/// The image record of document `id` (404s for unknown ids and text documents).
+fn document_image(snapshot: &Snapshot, id: &str) -> Result<ferret_index::DocImage, ApiError> {
+    let &docno = snapshot.ids.get(id).ok_or_else(|| unknown(id))?;
+    let doc = snapshot
+        .index
+        .document(docno)
+        .map_err(|e| ApiError::internal(format!("reading document {id:?}: {e}")))?;
+    doc.image.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_image",
+            format!("document {id:?} has no image"),
+        )
+    })
 }
 
 /// Adds documents (ids must be new) and commits.
@@ -161,6 +230,7 @@ pub async fn add_documents(
             title: d.title,
             text: d.text,
             metadata: d.metadata,
+            image: None,
         })
         .collect();
     write(&state, Change::Add(docs)).await

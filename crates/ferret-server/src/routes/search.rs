@@ -39,6 +39,11 @@ pub struct SearchRequest {
     /// Include each stage's rank and score per hit, and the stages' timings.
     #[serde(default)]
     pub explain: bool,
+    /// An image to search with (base64, optionally as a `data:` URL): image stages such as
+    /// `clip` embed it; text stages use `query`, which then serves as the image's label.
+    #[serde(default)]
+    #[schema(max_length = 20000000)]
+    pub image: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -62,6 +67,8 @@ pub struct SearchHit {
     pub id: String,
     pub score: f32,
     pub title: String,
+    /// Whether the document has an image (`/v1/documents/{id}/image`, `…/thumbnail`).
+    pub has_image: bool,
     /// Text around the query's matches; `hit` pieces matched a query term.
     pub snippet: Vec<Segment>,
     /// With `explain`: this hit's rank and score in every stage that ranked it (`stage`
@@ -134,7 +141,12 @@ fn run(
     let snapshot = state.snapshot();
     let stage = pipeline::prepare(state, &snapshot, &parsed)?;
     let index = &snapshot.index;
-    let query = Query::new("q", req.query.clone());
+    let mut query = Query::new("q", req.query.clone());
+    if let Some(image) = &req.image {
+        query.image = Some(ferret_search::QueryImage::Bytes(Arc::new(decode_base64(
+            image,
+        )?)));
+    }
     let mut trace = if req.explain {
         Trace::on()
     } else {
@@ -180,6 +192,7 @@ fn run(
             id: doc.id,
             score: h.score,
             title: doc.title,
+            has_image: doc.image.is_some(),
             explain,
         });
     }
@@ -205,4 +218,18 @@ fn run(
         hits,
         stages,
     })
+}
+
+/// The bytes of a base64 image (a `data:` URL's header is dropped).
+fn decode_base64(image: &str) -> Result<Vec<u8>, ApiError> {
+    use base64::Engine;
+    let data = match image.split_once(";base64,") {
+        Some((head, data)) if head.starts_with("data:") => data,
+        _ => image,
+    };
+    base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|e| {
+            ApiError::bad_request("invalid_image", format!("image is not valid base64: {e}"))
+        })
 }

@@ -9,8 +9,25 @@ use crate::progress::bytes_bar;
 #[derive(clap::Args)]
 pub struct Args {
     /// Corpus file: BEIR JSONL (.jsonl/.jsonl.gz) or TSV (id<TAB>text)
-    #[arg(long, required_unless_present_any = ["delete", "dense", "sparse", "promptreps"])]
+    #[arg(long, required_unless_present_any = ["delete", "dense", "sparse", "promptreps", "images", "clip"])]
     corpus: Option<PathBuf>,
+    /// A folder of images (JPEG, PNG, WebP, GIF; recursive): one document per file, its id the
+    /// path below the folder without the extension. Files that are not usable images are
+    /// reported and skipped (counted) unless --strict
+    #[arg(long, value_name = "FOLDER", conflicts_with = "corpus")]
+    images: Option<PathBuf>,
+    /// Add an image representation made with this CLIP model (a Hugging Face CLIPModel folder
+    /// or id; repeatable): one embedding and one thumbnail per document image, searched by the
+    /// clip stage
+    #[arg(long, value_name = "MODEL")]
+    clip: Vec<String>,
+    /// A document whose image cannot be decoded is an error (default: reported and skipped)
+    #[arg(long)]
+    strict: bool,
+    /// Largest image decoded, in pixels (width × height); larger ones are refused from their
+    /// header, before any pixel is allocated
+    #[arg(long, default_value_t = 100_000_000)]
+    max_image_pixels: u64,
     /// Index directory
     #[arg(long)]
     index: PathBuf,
@@ -85,9 +102,16 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         threads: a.threads.unwrap_or_else(super::default_threads),
         memory_budget: a.memory_mb * 1_000_000,
         skip_invalid: a.skip_invalid,
+        images: ferret_index::ImageChecks {
+            limits: ferret_image::DecodeLimits {
+                max_pixels: a.max_image_pixels,
+            },
+            strict: a.strict,
+        },
     };
     let start = Instant::now();
-    let mut writer = if a.append || a.corpus.is_none() {
+    let source = a.corpus.is_some() || a.images.is_some();
+    let mut writer = if a.append || !source {
         IndexWriter::open(&a.index, opts)?
     } else {
         IndexWriter::create(&a.index, opts, a.overwrite)?
@@ -104,16 +128,39 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             .with_context(|| format!("indexing {}", corpus.display()))?;
         bar.finish_and_clear();
     }
+    if let Some(folder) = &a.images {
+        let bar = crate::progress::count_bar("images", 0);
+        writer
+            .add_image_folder(folder, &mut |done, total, docs| {
+                bar.set_length(total);
+                bar.set_position(done);
+                bar.set_message(format!("{docs} docs"));
+            })
+            .with_context(|| format!("indexing {}", folder.display()))?;
+        bar.finish_and_clear();
+    }
     if !a.delete.is_empty() {
         writer.delete(&a.delete)?;
     }
     for model in &a.dense {
         eprintln!("encoding the documents with {model} (dense representation)");
+        // A CLIP model embeds texts with its text tower (image queries search them via clip).
+        let resolved = ferret_models::source::resolve(model)?;
+        let encoder = ferret_models::clip::is_clip(&resolved.dir).then(|| "clip".to_string());
         let options = ferret_index::DenseOptions {
+            encoder,
             hnsw: a.hnsw.then(ferret_index::dense::hnsw::HnswParams::default),
             dtype: a.dense_dtype,
             query_prefix: a.query_prefix.clone(),
             document_prefix: a.document_prefix.clone(),
+            ..Default::default()
+        };
+        writer.add_representation(options.request(model))?;
+    }
+    for model in &a.clip {
+        eprintln!("embedding the documents' images with {model} (image representation)");
+        let options = ferret_index::image::ImageOptions {
+            max_pixels: a.max_image_pixels,
             ..Default::default()
         };
         writer.add_representation(options.request(model))?;

@@ -11,6 +11,7 @@ pub mod quickstart;
 pub mod reproduce;
 pub mod rerank;
 pub mod run;
+pub mod score;
 pub mod search;
 pub mod serve;
 pub mod tune;

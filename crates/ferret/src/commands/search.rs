@@ -7,9 +7,12 @@ pub struct Args {
     /// Index directory (or give it as the first positional argument)
     #[arg(long)]
     index: Option<PathBuf>,
-    /// [INDEX] QUERY
-    #[arg(required = true, num_args = 1..=2)]
+    /// [INDEX] QUERY (the query text may be left out with --image)
+    #[arg(num_args = 0..=2)]
     positional: Vec<String>,
+    /// Search with this image (image stages such as clip; text stages use the query text)
+    #[arg(long, value_name = "FILE")]
+    image: Option<PathBuf>,
     /// Number of results
     #[arg(short, default_value_t = 10)]
     k: usize,
@@ -28,13 +31,24 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let (index_dir, text) = match (a.index, a.positional.as_slice()) {
         (Some(i), [q]) => (i, q.clone()),
         (None, [i, q]) => (PathBuf::from(i), q.clone()),
+        (None, [i]) if a.image.is_some() => (PathBuf::from(i), String::new()),
+        (Some(i), []) if a.image.is_some() => (i, String::new()),
         (Some(_), _) => anyhow::bail!("give the query once (the index is already set by --index)"),
         (None, _) => anyhow::bail!("give the index: `ferret search INDEX \"query\"` or --index"),
     };
-    anyhow::ensure!(!text.trim().is_empty(), "the query is empty");
+    anyhow::ensure!(
+        !text.trim().is_empty() || a.image.is_some(),
+        "the query is empty"
+    );
     let index = super::open_index(&index_dir)?;
     let stage = ferret_search::prepare(&a.pipeline, &index)?;
-    let query = Query::new("q", text.clone());
+    let mut query = Query::new("q", text.clone());
+    if let Some(image) = &a.image {
+        anyhow::ensure!(image.is_file(), "{}: no such image file", image.display());
+        query.image = Some(ferret_search::QueryImage::Path(
+            image.to_string_lossy().into_owned(),
+        ));
+    }
     let mut trace = if a.explain {
         ferret_search::Trace::on()
     } else {
