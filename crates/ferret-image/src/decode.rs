@@ -93,6 +93,9 @@ pub fn decode(bytes: &[u8], origin: &Path, limits: DecodeLimits) -> Result<Decod
             "{width} × {height} pixels: an empty image"
         )));
     }
+    if format == ImageFormat::Jpeg {
+        jpeg_is_complete(bytes).map_err(|m| invalid(format!("broken jpeg file: {m}")))?;
+    }
     let orientation = decoder.orientation().map_err(broken)?;
     let mut image = match format {
         // libjpeg-turbo's pixels where it can produce them (see `jpeg_like_pillow`).
@@ -107,6 +110,52 @@ pub fn decode(bytes: &[u8], origin: &Path, limits: DecodeLimits) -> Result<Decod
         rgb: image.into_rgb8(),
         format: name,
     })
+}
+
+/// Whether a JPEG's segments lead to its end-of-image marker. JPEG decoders fill a truncated
+/// file's missing rows with grey and carry on (libjpeg only warns); a half-downloaded photo must
+/// not be indexed as if it were whole (Pillow refuses it too: "image file is truncated").
+fn jpeg_is_complete(bytes: &[u8]) -> Result<(), String> {
+    let truncated = || Err("truncated: the data ends before the end-of-image marker".to_string());
+    let mut i = 2; // past SOI
+    loop {
+        // Fill bytes (0xFF runs) may precede a marker.
+        while bytes.get(i) == Some(&0xFF) && bytes.get(i + 1) == Some(&0xFF) {
+            i += 1;
+        }
+        let (Some(&0xFF), Some(&marker)) = (bytes.get(i), bytes.get(i + 1)) else {
+            return truncated();
+        };
+        i += 2;
+        match marker {
+            0xD9 => return Ok(()),          // EOI
+            0x01 | 0xD0..=0xD7 => continue, // no length
+            _ => {}
+        }
+        let (Some(&hi), Some(&lo)) = (bytes.get(i), bytes.get(i + 1)) else {
+            return truncated();
+        };
+        let length = u16::from_be_bytes([hi, lo]) as usize;
+        if length < 2 {
+            return Err(format!("corrupt segment length {length} at byte {i}"));
+        }
+        i += length;
+        if i > bytes.len() {
+            return truncated();
+        }
+        if marker == 0xDA {
+            // Entropy-coded data runs to the next marker that is not a stuffed 0xFF00 or a
+            // restart marker.
+            loop {
+                match (bytes.get(i), bytes.get(i + 1)) {
+                    (Some(0xFF), Some(0x00 | 0xD0..=0xD7 | 0xFF)) => i += 1,
+                    (Some(0xFF), Some(_)) => break,
+                    (Some(_), _) => i += 1,
+                    (None, _) => return truncated(),
+                }
+            }
+        }
+    }
 }
 
 /// A JPEG decoded by libjpeg-turbo's decoder (through mozjpeg, its fork), as Pillow decodes
@@ -180,7 +229,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("Bmp images are not supported"), "{e}");
-        let mut jpeg = encode(ImageFormat::Jpeg, 64, 64);
+        let whole = encode(ImageFormat::Jpeg, 64, 64);
+        jpeg_is_complete(&whole).unwrap();
+        let mut jpeg = whole.clone();
         jpeg.truncate(jpeg.len() / 3);
         let e = decode(&jpeg, Path::new("cut.jpg"), limits)
             .unwrap_err()

@@ -175,3 +175,231 @@ fn flickr8k_text_to_image_image_to_image_and_image_to_text() {
         "one top hit per image query"
     );
 }
+
+/// A PNG whose header says `width` × `height` (8-bit RGB) with a token data chunk: decoders
+/// that allocate from the header would ask for width·height·3 bytes.
+fn png_header_only(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend(kind);
+        out.extend(data);
+        out.extend(crc.sum().to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = Vec::new();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+#[test]
+fn bad_images_are_reported_and_skipped_or_refused_with_strict() {
+    let flickr = dataset("flickr8k-test1k");
+    let model = clip_fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("photos");
+    std::fs::create_dir_all(folder.join("nested")).unwrap();
+    let jpeg = std::fs::read(flickr.join("images/1056338697_4f7d7ce270.jpg")).unwrap();
+    std::fs::write(folder.join("good.jpg"), &jpeg).unwrap();
+    std::fs::copy(
+        flickr.join("images/106490881_5a2dd9b7bd.jpg"),
+        folder.join("nested/deeper.jpg"),
+    )
+    .unwrap();
+    std::fs::write(folder.join("zero.jpg"), b"").unwrap();
+    std::fs::write(folder.join("notes.jpg"), b"these are my holiday notes\n").unwrap();
+    std::fs::write(folder.join("cut.jpg"), &jpeg[..jpeg.len() / 3]).unwrap();
+    std::fs::write(folder.join("old.bmp"), b"BM\x3a\0\0\0\0\0\0\0\x36\0\0\0").unwrap();
+    std::fs::write(folder.join("huge.png"), png_header_only(30_000, 30_000)).unwrap();
+    std::fs::write(folder.join(".DS_Store"), b"\0\0\0\x01Bud1").unwrap();
+
+    // Default: every bad file named with its reason, skipped and counted; the rest indexed.
+    let index = tmp.path().join("idx");
+    let out = ferret(&[
+        "index",
+        "--images",
+        s(&folder),
+        "--index",
+        s(&index),
+        "--clip",
+        s(&model),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("added 2") && stdout.contains("skipped 5"),
+        "{stdout}"
+    );
+    for (file, why) in [
+        ("zero.jpg", "empty file"),
+        ("notes.jpg", "not an image"),
+        ("cut.jpg", "broken jpeg"),
+        ("old.bmp", "Bmp images are not supported"),
+        ("huge.png", "30000 × 30000 pixels is more than the limit"),
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.contains(file) && l.contains(why)),
+            "{file}: {why}\n{stderr}"
+        );
+    }
+    let info: serde_json::Value =
+        serde_json::from_str(&ferret_ok(&["info", "--index", s(&index), "--json"])).unwrap();
+    assert_eq!(info["doc_count"], 2);
+    let hits = search_hits(&ferret_ok(&[
+        "search",
+        "--index",
+        s(&index),
+        "--image",
+        s(&folder.join("nested/deeper.jpg")),
+        "--pipeline",
+        "clip",
+        "--json",
+    ]));
+    assert_eq!(hits[0].0, "nested/deeper");
+
+    // --strict: the first bad file stops the build and nothing is indexed.
+    let strict = tmp.path().join("strict");
+    let err = ferret_err(&[
+        "index",
+        "--images",
+        s(&folder),
+        "--index",
+        s(&strict),
+        "--clip",
+        s(&model),
+        "--strict",
+    ]);
+    assert!(
+        err.contains("cut.jpg") && err.contains("broken jpeg"),
+        "{err}"
+    );
+    assert!(
+        !strict.join("manifest.json").exists(),
+        "a refused build left an index"
+    );
+
+    // A corpus may not point outside its folder.
+    let corpus = folder.join("corpus.jsonl");
+    std::fs::write(&corpus, "{\"_id\": \"a\", \"image\": \"good.jpg\"}\n{\"_id\": \"b\", \"image\": \"../../../../etc/passwd\"}\n").unwrap();
+    let err = ferret_err(&[
+        "index",
+        "--corpus",
+        s(&corpus),
+        "--index",
+        s(&tmp.path().join("escape")),
+        "--clip",
+        s(&model),
+    ]);
+    assert!(
+        err.contains("corpus.jsonl:2") && err.contains("outside the corpus folder"),
+        "{err}"
+    );
+
+    // An image query on a text-only index says how to get an image representation.
+    let text_index = tmp.path().join("text");
+    let texts = tmp.path().join("texts.jsonl");
+    std::fs::write(
+        &texts,
+        "{\"_id\": \"t1\", \"text\": \"a dog runs in the snow\"}\n",
+    )
+    .unwrap();
+    ferret_ok(&["index", "--corpus", s(&texts), "--index", s(&text_index)]);
+    let err = ferret_err(&[
+        "search",
+        "--index",
+        s(&text_index),
+        "--image",
+        s(&folder.join("good.jpg")),
+        "--pipeline",
+        "clip",
+    ]);
+    assert!(
+        err.contains("ferret index --index DIR --clip MODEL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_server_serves_images_thumbnails_and_image_queries() {
+    use base64::Engine;
+    use common::server::{code, Server};
+    let flickr = dataset("flickr8k-test1k");
+    let model = clip_fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("photos");
+    std::fs::create_dir_all(&folder).unwrap();
+    let names = [
+        "1056338697_4f7d7ce270",
+        "106490881_5a2dd9b7bd",
+        "1082379191_ec1e53f996",
+    ];
+    for n in names {
+        std::fs::copy(
+            flickr.join(format!("images/{n}.jpg")),
+            folder.join(format!("{n}.jpg")),
+        )
+        .unwrap();
+    }
+    let index = tmp.path().join("idx");
+    ferret_ok(&[
+        "index",
+        "--images",
+        s(&folder),
+        "--index",
+        s(&index),
+        "--clip",
+        s(&model),
+    ]);
+    let server = Server::start(&index, &[]);
+    let original = std::fs::read(folder.join(format!("{}.jpg", names[1]))).unwrap();
+    let (status, kind, bytes) = server.get_bytes(&format!("/v1/documents/{}/image", names[1]));
+    assert_eq!((status, kind.as_str()), (200, "image/jpeg"));
+    assert_eq!(bytes, original);
+    let (status, kind, thumb) = server.get_bytes(&format!("/v1/documents/{}/thumbnail", names[1]));
+    assert_eq!((status, kind.as_str()), (200, "image/jpeg"));
+    assert!(
+        thumb.starts_with(&[0xff, 0xd8]) && thumb.len() < original.len(),
+        "{} bytes",
+        thumb.len()
+    );
+    let (status, v) = server.get("/v1/documents/..%2F..%2Fetc%2Fpasswd/image");
+    assert_eq!((status, code(&v)), (404, "unknown_document"));
+
+    // Image query over HTTP: the image itself comes first, at cosine 1.
+    let image = base64::engine::general_purpose::STANDARD.encode(&original);
+    let (status, v) = server.post(
+        "/v1/search",
+        &serde_json::json!({"query": "uploaded.jpg", "pipeline": "clip", "k": 3, "image": format!("data:image/jpeg;base64,{image}")}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["hits"][0]["id"], names[1]);
+    assert_eq!(v["hits"][0]["has_image"], true);
+    assert!(
+        (v["hits"][0]["score"].as_f64().unwrap() - 1.0).abs() < 1e-4,
+        "{v}"
+    );
+    let (status, v) = server.post(
+        "/v1/search",
+        &serde_json::json!({"query": "x", "pipeline": "clip", "image": "bm90IGFuIGltYWdl"}),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not an image"),
+        "{v}"
+    );
+}

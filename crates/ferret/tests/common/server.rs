@@ -98,6 +98,22 @@ impl Client {
         (status, r.into_body().read_to_string().expect("body"))
     }
 
+    /// Status, content type and body bytes (images).
+    pub fn get_bytes(&self, path: &str) -> (u16, String, Vec<u8>) {
+        let r = agent()
+            .get(format!("{}{path}", self.url))
+            .call()
+            .expect("GET");
+        let status = r.status().as_u16();
+        let kind = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        (status, kind, r.into_body().read_to_vec().expect("body"))
+    }
+
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.post_raw(path, "application/json", &body.to_string(), None)
     }
