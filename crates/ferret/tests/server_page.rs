@@ -13,8 +13,8 @@ use std::process::Command;
 use common::s;
 use common::server::Server;
 
-#[test]
-fn search_page_in_headless_chromium() {
+/// playwright-core's folder and the Chromium binary, checked.
+fn browser() -> (PathBuf, String) {
     let modules = std::env::var_os("FERRET_NODE_MODULES")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -33,6 +33,12 @@ fn search_page_in_headless_chromium() {
         Path::new(&chromium).exists(),
         "{chromium} not found: install Debian's chromium package (scripts/test.sh does)"
     );
+    (modules, chromium)
+}
+
+#[test]
+fn search_page_in_headless_chromium() {
+    let (modules, chromium) = browser();
     let tmp = tempfile::tempdir().unwrap();
     let index = tmp.path().join("idx");
     common::index(&index, "beir-scifact", &[]);
@@ -42,6 +48,65 @@ fn search_page_in_headless_chromium() {
     let out = Command::new("node")
         .arg(&script)
         .args([server.url.as_str(), s(&screenshot)])
+        .env("NODE_PATH", &modules)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("running node (install Node.js)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"ok\":true"), "{stdout}");
+    let png = std::fs::read(&screenshot).expect("the screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot too small"
+    );
+    println!("screenshot: {}", screenshot.display());
+}
+
+/// Image search on the page: an image dropped on it finds itself first, a caption finds
+/// images, and every hit shows its thumbnail (the CLIP fixture's weights are random, so only
+/// the image→image order is meaningful).
+#[test]
+fn image_search_on_the_page_shows_thumbnails() {
+    let (modules, chromium) = browser();
+    let flickr = common::dataset("flickr8k-test1k");
+    let fixture = std::env::var_os("FERRET_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"))
+        .join("tiny-clip");
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("photos");
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(flickr.join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for n in names.iter().take(24) {
+        std::fs::copy(flickr.join("images").join(n), folder.join(n)).unwrap();
+    }
+    let index = tmp.path().join("idx");
+    common::ferret_ok(&[
+        "index",
+        "--images",
+        s(&folder),
+        "--index",
+        s(&index),
+        "--clip",
+        s(&fixture),
+    ]);
+    let server = Server::start(&index, &[]);
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-search-page.png");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/image_page.cjs");
+    let query = folder.join(&names[5]);
+    let expected = names[5].trim_end_matches(".jpg");
+    let out = Command::new("node")
+        .arg(&script)
+        .args([server.url.as_str(), s(&screenshot), s(&query), expected])
         .env("NODE_PATH", &modules)
         .env("CHROMIUM", &chromium)
         .output()
