@@ -12,8 +12,12 @@ pub struct Args {
     model: String,
     /// Corpus (BEIR JSONL/TSV): documents are embedded as title + " " + text, after the
     /// model's document prefix
-    #[arg(long, required_unless_present = "queries", conflicts_with = "queries")]
+    #[arg(long, required_unless_present_any = ["queries", "images"], conflicts_with_all = ["queries", "images"])]
     corpus: Option<PathBuf>,
+    /// A folder of images (its files, in name order) for a CLIP model: writes the projected
+    /// image features (as `get_image_features`, not normalised)
+    #[arg(long, value_name = "FOLDER", conflicts_with = "queries")]
+    images: Option<PathBuf>,
     /// Queries (BEIR JSONL/TSV) instead: embedded after the model's query prefix
     #[arg(long)]
     queries: Option<PathBuf>,
@@ -42,6 +46,9 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let model = ferret_models::source::resolve(&a.model)?;
     if a.sparse {
         return sparse(&a, &model.dir);
+    }
+    if let Some(folder) = &a.images {
+        return images(&a, &model, folder);
     }
     let encoder = ferret_models::SentenceEncoder::load(&model.dir)?;
     let (ids, texts, prefix): (Vec<String>, Vec<String>, &str) = match read_inputs(&a)? {
@@ -80,6 +87,46 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--images`: CLIP image features of a folder's files, as JSON lines.
+fn images(
+    a: &Args,
+    model: &ferret_models::source::ResolvedModel,
+    folder: &std::path::Path,
+) -> anyhow::Result<()> {
+    let clip = ferret_search::encoders::clip(model).map_err(anyhow::Error::msg)?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(folder)
+        .with_context(|| format!("reading {}", folder.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.retain(|p| p.is_file());
+    files.sort();
+    files.truncate(a.limit.unwrap_or(usize::MAX));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads.unwrap_or_else(super::default_threads))
+        .build()?;
+    let refs: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+    // Timed from the files' bytes: decoding and preprocessing are part of encoding an image.
+    let start = Instant::now();
+    let vectors = pool.install(|| clip.encode_image_files(&refs, Default::default()))?;
+    let secs = start.elapsed().as_secs_f64();
+    let file = std::fs::File::create(&a.output)
+        .with_context(|| format!("creating {}", a.output.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for (path, v) in files.iter().zip(&vectors) {
+        let id = path.file_stem().unwrap_or_default().to_string_lossy();
+        writeln!(out, "{}", serde_json::json!({"id": id, "vector": v}))?;
+    }
+    out.flush()?;
+    eprintln!(
+        "{} images in {:.2}s ({:.1}/s), dim {}",
+        files.len(),
+        secs,
+        files.len() as f64 / secs,
+        clip.dim()
+    );
+    Ok(())
+}
+
 /// The inputs' ids and texts (documents as title + " " + text), and whether they are queries.
 fn read_inputs(a: &Args) -> anyhow::Result<(Vec<String>, Vec<String>, bool)> {
     match (&a.corpus, &a.queries) {
@@ -104,7 +151,7 @@ fn read_inputs(a: &Args) -> anyhow::Result<(Vec<String>, Vec<String>, bool)> {
             let ids = qs.iter().map(|q| q.id.clone()).collect();
             Ok((ids, qs.into_iter().map(|q| q.text).collect(), true))
         }
-        (None, None) => unreachable!("clap requires --corpus or --queries"),
+        (None, None) => unreachable!("clap requires --corpus, --queries or --images"),
     }
 }
 
