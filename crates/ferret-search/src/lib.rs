@@ -18,6 +18,7 @@ pub mod reranker;
 pub mod stage;
 pub mod stages;
 pub mod trace;
+pub mod vision;
 
 pub use error::SearchError;
 pub use pipeline::Expr;

@@ -22,6 +22,7 @@ pub const STAGES: &[&StageSpec] = &[
     &stages::promptreps::SPEC,
     &stages::clip::SPEC,
     &stages::clip::CLIPSCORE,
+    &stages::clip::NULLIFY,
     &stages::vprf::SPEC,
     &stages::rm3::SPEC,
     &stages::rocchio::SPEC,

@@ -50,8 +50,10 @@ enum Command {
     Serve(commands::serve::Args),
     /// Embed documents or queries with a sentence encoder (JSON lines or raw f32 out)
     Encode(commands::encode::Args),
-    /// CLIPScore of image–caption pairs (per pair and the mean)
+    /// CLIPScore of image–caption pairs (per pair and the mean), and the set's SCE
     Score(commands::score::Args),
+    /// Classify labelled image folders with CLIP: zero-shot, k-NN or few-shot GDA
+    Classify(commands::classify::Args),
 }
 
 fn main() {
@@ -79,6 +81,7 @@ fn main() {
         Command::Models(a) => commands::models::main(a),
         Command::Encode(a) => commands::encode::main(a),
         Command::Score(a) => commands::score::main(a),
+        Command::Classify(a) => commands::classify::main(a),
         Command::Serve(a) => commands::serve::main(a),
     };
     if let Err(e) = result {

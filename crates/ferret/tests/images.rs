@@ -403,3 +403,152 @@ fn the_server_serves_images_thumbnails_and_image_queries() {
         "{v}"
     );
 }
+
+/// `ferret score` against transformers' cosines in the fixture (CLIPScore = 2.5·max(cos, 0)),
+/// SCE printed; `ferret classify` on labelled folders (train = test, so 1-NN must be exact);
+/// the nullify stage after clip.
+#[test]
+fn clipscore_classification_and_nullify() {
+    let flickr = dataset("flickr8k-test1k");
+    let model = clip_fixture();
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("reference.json")).unwrap())
+            .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let images = flickr.join("images");
+    let mut pairs = String::new();
+    let mut want = Vec::new();
+    for (t, text) in reference["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .take(4)
+    {
+        for (i, image) in reference["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .take(6)
+        {
+            let file = image["file"].as_str().unwrap();
+            pairs.push_str(&serde_json::json!({"id": format!("t{t}i{i}"), "image": images.join(file), "text": text["text"]}).to_string());
+            pairs.push('\n');
+            let cos = reference["cosine_text_by_image"][t][i].as_f64().unwrap();
+            want.push(2.5 * cos.max(0.0));
+        }
+    }
+    let pairs_file = tmp.path().join("pairs.jsonl");
+    std::fs::write(&pairs_file, pairs).unwrap();
+    let out = ferret_ok(&[
+        "score",
+        "--clip",
+        s(&model),
+        "--pairs",
+        s(&pairs_file),
+        "--sce",
+    ]);
+    let values: Vec<(String, f64)> = out
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once('\t').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect();
+    for ((_, got), want) in values.iter().zip(&want) {
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}\n{out}");
+    }
+    let mean = want.iter().sum::<f64>() / want.len() as f64;
+    assert!(
+        values
+            .iter()
+            .any(|(k, v)| k == "mean" && (v - mean).abs() < 1e-4),
+        "{out}"
+    );
+    assert!(
+        values
+            .iter()
+            .any(|(k, v)| k == "sce" && v.is_finite() && *v >= 0.0),
+        "{out}"
+    );
+
+    // Classification over labelled folders.
+    let labelled = tmp.path().join("labelled");
+    let mut names: Vec<String> = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for (c, class) in ["dog", "beach", "snowy_mountain"].iter().enumerate() {
+        std::fs::create_dir_all(labelled.join(class)).unwrap();
+        for n in &names[c * 4..c * 4 + 4] {
+            std::fs::copy(images.join(n), labelled.join(class).join(n)).unwrap();
+        }
+    }
+    let accuracy = |args: &[&str]| -> f64 {
+        let mut all = vec!["classify", "--clip", s(&model), "--test", s(&labelled)];
+        all.extend_from_slice(args);
+        let out = ferret_ok(&all);
+        out.trim().rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let zero_shot = accuracy(&[]);
+    assert!((0.0..=1.0).contains(&zero_shot));
+    assert_eq!(
+        accuracy(&["--method", "knn", "--train", s(&labelled), "--k", "1"]),
+        1.0
+    );
+    // GDA's own accuracy on random features means nothing (its maths is checked on Gaussians
+    // in vision::classify); here: it runs, and one shot per class is refused clearly.
+    assert!((0.0..=1.0).contains(&accuracy(&["--method", "gda", "--train", s(&labelled)])));
+    let err = ferret_err(&[
+        "classify",
+        "--clip",
+        s(&model),
+        "--test",
+        s(&labelled),
+        "--method",
+        "gda",
+        "--train",
+        s(&labelled),
+        "--shots",
+        "1",
+    ]);
+    assert!(err.contains("at least 2 training images"), "{err}");
+    let err = ferret_err(&["classify", "--clip", s(&model), "--test", s(&images)]);
+    assert!(err.contains("no class sub-folders"), "{err}");
+
+    // nullify after clip: the candidates rescored with a prompt's direction removed.
+    let index = tmp.path().join("idx");
+    ferret_ok(&[
+        "index",
+        "--images",
+        s(&labelled),
+        "--index",
+        s(&index),
+        "--clip",
+        s(&model),
+    ]);
+    let hits = search_hits(&ferret_ok(&[
+        "search",
+        "--index",
+        s(&index),
+        "a dog in the snow",
+        "--pipeline",
+        "clip % 12 >> nullify(prompt=\"a photo of\")",
+        "--json",
+        "-k",
+        "12",
+    ]));
+    assert_eq!(hits.len(), 12);
+    assert!(hits.iter().all(|(_, score)| score.abs() <= 1.0 + 1e-5));
+    let err = ferret_err(&[
+        "search",
+        "--index",
+        s(&index),
+        "a dog",
+        "--pipeline",
+        "nullify(prompt=\"x\")",
+    ]);
+    assert!(err.contains("nullify"), "{err}");
+}

@@ -188,6 +188,98 @@ impl Stage for Clip {
     }
 }
 
+/// `nullify(prompt="…", model=…)`: candidates rescored by the cosine of query and image after
+/// removing the prompt's text direction from both ("Dissecting CLIP": what the prompt explains
+/// no longer counts, e.g. the shared "a photo of" of a prompted collection).
+pub struct Nullify {
+    bound: Bound,
+    prompt: String,
+    direction: Vec<f32>,
+}
+
+pub const NULLIFY: StageSpec = StageSpec {
+    needs_candidates: true,
+    model_args: &["model"],
+    ..StageSpec::plain(
+        "nullify",
+        "rerank candidate images by cosine with the query after removing a prompt's direction from both: prompt (text), model",
+        build_nullify,
+    )
+};
+
+fn build_nullify(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
+    let at = args.position();
+    let prompt = args
+        .text("prompt")?
+        .filter(|p| !p.trim().is_empty())
+        .ok_or_else(|| {
+            SearchError::at(
+                at,
+                "nullify needs prompt=\"…\" (the text whose direction is removed)",
+            )
+        })?;
+    let requested = args.text("model")?;
+    let bound = Bound::new(index, requested.as_deref(), at)?;
+    let direction = unit(
+        bound
+            .model
+            .encode_texts(&[&prompt])
+            .map_err(|e| SearchError::at(at, e.to_string()))?
+            .remove(0),
+    );
+    Ok(Box::new(Nullify {
+        bound,
+        prompt,
+        direction,
+    }))
+}
+
+impl Stage for Nullify {
+    fn describe(&self) -> String {
+        format!(
+            "nullify(prompt={:?}, model={})",
+            self.prompt, self.bound.model_id
+        )
+    }
+
+    fn run(
+        &self,
+        query: &Query,
+        candidates: Option<&[Hit]>,
+        k: usize,
+        _: &mut Trace,
+    ) -> Result<Vec<Hit>, SearchError> {
+        use crate::vision::schur::remove_direction;
+        let candidates = candidates.unwrap_or(&[]);
+        let q = unit(remove_direction(&self.bound.embed(query)?, &self.direction));
+        let scores = candidates
+            .iter()
+            .map(|h| {
+                let v = match self.bound.target {
+                    Target::Images => self
+                        .bound
+                        .index
+                        .representation::<ImageReader>("image", Some(&self.bound.model_id))?
+                        .vector(h.doc),
+                    Target::Texts => self
+                        .bound
+                        .index
+                        .dense(Some(&self.bound.model_id))?
+                        .vector(h.doc)
+                        .map(|v| v.into_owned()),
+                };
+                Ok((
+                    h.doc,
+                    v.map_or(f32::NEG_INFINITY, |v| {
+                        dot(&q, &unit(remove_direction(&v, &self.direction)))
+                    }),
+                ))
+            })
+            .collect::<Result<std::collections::HashMap<_, _>, SearchError>>()?;
+        Ok(rescore(candidates, k, |d| scores[&d]))
+    }
+}
+
 /// `clipscore(model=…, w=2.5)`: candidates rescored by CLIPScore with the query text.
 pub struct ClipScore {
     bound: Bound,

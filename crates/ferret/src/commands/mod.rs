@@ -2,6 +2,7 @@ pub mod bench;
 pub mod bench_ann;
 pub mod bench_llm;
 pub mod card;
+pub mod classify;
 pub mod encode;
 pub mod eval;
 pub mod index;

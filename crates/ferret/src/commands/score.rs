@@ -16,6 +16,10 @@ pub struct Args {
     /// CLIPScore's weight: w·max(cos, 0)
     #[arg(long, default_value_t = 2.5)]
     w: f32,
+    /// Also print the set's SCE ("Dissecting CLIP"): the entropy of the image covariance left
+    /// unexplained by the captions (Schur complement), and exp(SCE)
+    #[arg(long)]
+    sce: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -34,6 +38,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let base = a.pairs.parent().unwrap_or(Path::new(""));
     let mut out = std::io::stdout().lock();
     let (mut sum, mut n) = (0f64, 0usize);
+    let (mut images, mut texts) = (Vec::new(), Vec::new());
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let at = format!("{}:{}", a.pairs.display(), i + 1);
         let line = line.with_context(|| at.clone())?;
@@ -58,11 +63,30 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         )?;
         sum += score as f64;
         n += 1;
+        if a.sce {
+            images.push(v);
+            texts.push(t);
+        }
     }
     if n == 0 {
         bail!("{}: no pairs", a.pairs.display());
     }
     writeln!(out, "mean\t{:.6}", sum / n as f64)?;
+    if a.sce {
+        let unit = |v: Vec<f32>| {
+            let norm = v
+                .iter()
+                .map(|x| x * x)
+                .sum::<f32>()
+                .sqrt()
+                .max(f32::MIN_POSITIVE);
+            v.into_iter().map(|x| x / norm).collect::<Vec<f32>>()
+        };
+        let images: Vec<Vec<f32>> = images.into_iter().map(unit).collect();
+        let texts: Vec<Vec<f32>> = texts.into_iter().map(unit).collect();
+        let h = ferret_search::vision::schur::sce(&images, &texts).map_err(anyhow::Error::msg)?;
+        writeln!(out, "sce\t{h:.6}\nexp_sce\t{:.6}", h.exp())?;
+    }
     Ok(())
 }
 
