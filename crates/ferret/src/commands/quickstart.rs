@@ -19,6 +19,10 @@ pub struct Args {
     /// Skip the recipes that need a neural model (dense retrieval, Vector-PRF, hybrids)
     #[arg(long)]
     lexical_only: bool,
+    /// Also evaluate this CLIP model (Hugging Face CLIPModel folder or id) on Flickr8k's 1k test
+    /// images, both ways: 5,000 captions → their image, and each image → its 5 captions
+    #[arg(long, value_name = "MODEL_DIR")]
+    clip: Option<String>,
 }
 
 /// One evaluation recipe: a dataset, how to index it, which pipeline to run.
@@ -288,6 +292,109 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     for (name, pipeline, n, _, secs) in &rows {
         println!("  {name}: {pipeline}  ({n} queries in {secs:.2}s)");
     }
+    if let Some(model) = &a.clip {
+        flickr(model, &data.join("flickr8k-test1k"), &work)?;
+    }
     println!("indexes and runs: {}", work.display());
+    Ok(())
+}
+
+/// Flickr8k 1k test with a CLIP model: text→image (captions as queries, judged against their
+/// image) and image→text (the captions indexed with the text tower, images as queries, each
+/// judged against its five captions from captions.tsv).
+fn flickr(model: &str, dir: &Path, work: &Path) -> anyhow::Result<()> {
+    let measures = Measure::parse_all(&["R@1", "R@5", "R@10", "RR"])?;
+    let build = |name: &str, corpus: &Path, request: ferret_index::representation::Request| {
+        let index_dir = work.join(name);
+        let mut w = IndexWriter::create(&index_dir, IndexOptions::default(), true)?;
+        w.set_encoders(ferret_search::encoders::ModelEncoders::shared());
+        w.add_corpus(corpus, &mut |_, _, _| {})?;
+        w.add_representation(request)?;
+        let start = std::time::Instant::now();
+        let stats = w.commit()?;
+        eprintln!(
+            "{}: indexed {} documents in {:.2}s",
+            index_dir.display(),
+            stats.added,
+            start.elapsed().as_secs_f64()
+        );
+        anyhow::Ok(super::open_index(&index_dir)?)
+    };
+    let images = build(
+        "flickr8k-images",
+        &dir.join("corpus.jsonl"),
+        ferret_index::image::ImageOptions::default().request(model),
+    )?;
+    let captions = build(
+        "flickr8k-captions",
+        &dir.join("queries.jsonl"),
+        ferret_index::DenseOptions {
+            encoder: Some("clip".into()),
+            ..Default::default()
+        }
+        .request(model),
+    )?;
+    let text_to_image = Qrels::read(&dir.join("qrels/test.tsv"))?;
+    let mut image_to_text = Qrels::default();
+    let captions_tsv = dir.join("captions.tsv");
+    let listing = std::fs::read_to_string(&captions_tsv)
+        .with_context(|| format!("reading {}", captions_tsv.display()))?;
+    for (n, line) in listing.lines().enumerate().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        anyhow::ensure!(
+            cols.len() >= 2,
+            "{}:{}: expected image_id, caption_index, caption",
+            captions_tsv.display(),
+            n + 1
+        );
+        image_to_text.insert(cols[0], &format!("{}#{}", cols[0], cols[1]), 1);
+    }
+    println!("\nflickr8k-test1k with {model}:");
+    println!(
+        "{:<28} {:>7}  {}",
+        "direction",
+        "queries",
+        measures
+            .iter()
+            .map(|m| format!("{:>8}", m.to_string()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for (name, index, queries, qrels) in [
+        (
+            "text → image",
+            &images,
+            dir.join("queries.jsonl"),
+            &text_to_image,
+        ),
+        (
+            "image → text",
+            &captions,
+            dir.join("corpus.jsonl"),
+            &image_to_text,
+        ),
+    ] {
+        let stage = ferret_search::prepare("clip", index)?;
+        let queries = super::load_queries(&queries, Some(qrels))?;
+        let run = ferret_search::batch::run_queries(
+            stage.as_ref(),
+            index,
+            &queries,
+            100,
+            super::default_threads(),
+            "ferret",
+            &|_| {},
+        )?;
+        let e = evaluate(qrels, &run, &measures, EvalOptions::default());
+        println!(
+            "{name:<28} {:>7}  {}",
+            queries.len(),
+            e.mean
+                .iter()
+                .map(|v| format!("{v:>8.4}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     Ok(())
 }
