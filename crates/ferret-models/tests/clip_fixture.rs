@@ -130,3 +130,69 @@ fn matches_transformers_on_the_fixture() {
     assert!(worst_pixel < 1e-6, "pixels differ by {worst_pixel}");
     assert!(worst_text < 1e-4 && worst_image < 1e-4 && worst_cos < 1e-4);
 }
+
+/// A checkpoint with more text positions (Long-CLIP's 248) loads from its config: texts up to
+/// 248 tokens are kept whole, and a short text's features are unchanged when the first 77
+/// position rows are the original ones (the causal tower never sees the rows past its tokens).
+#[test]
+fn longer_text_position_tables_load_from_the_config() {
+    use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+    let dir = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let long = tmp.path();
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, t) in st.tensors() {
+        let (mut shape, mut data) = (t.shape().to_vec(), t.data().to_vec());
+        if name == "text_model.embeddings.position_embedding.weight" {
+            // Rows 77..248: the last row repeated, slightly changed.
+            let row = data[(shape[0] - 1) * shape[1] * 4..].to_vec();
+            for r in shape[0]..248 {
+                for (i, b) in row.chunks_exact(4).enumerate() {
+                    let v = f32::from_le_bytes(b.try_into().unwrap()) + 0.01 * ((r + i) % 7) as f32;
+                    data.extend(v.to_le_bytes());
+                }
+            }
+            shape[0] = 248;
+        }
+        tensors.push((name, shape, data));
+    }
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, s, d)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), d).unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(
+        long.join("model.safetensors"),
+        safetensors::serialize(views, None).unwrap(),
+    )
+    .unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    config["text_config"]["max_position_embeddings"] = 248.into();
+    std::fs::write(long.join("config.json"), config.to_string()).unwrap();
+    for f in ["tokenizer.json", "preprocessor_config.json"] {
+        std::fs::copy(dir.join(f), long.join(f)).unwrap();
+    }
+    let short = ClipModel::load(&dir).unwrap();
+    let model = ClipModel::load(long).unwrap();
+    assert_eq!(model.max_text_tokens(), 248);
+    let text = "a dog runs ".repeat(100);
+    assert_eq!(short.token_ids(&text).unwrap().len(), 77);
+    let ids = model.token_ids(&text).unwrap();
+    assert_eq!(ids.len(), 248);
+    assert_eq!(ids[247], 49407, "the end-of-text token survives the cut");
+    let caption = "A black dog is running through the snow .";
+    let (a, b) = (
+        short.encode_texts(&[caption]).unwrap().remove(0),
+        model.encode_texts(&[caption]).unwrap().remove(0),
+    );
+    assert!(max_diff(&a, &b) < 1e-6);
+    let long_features = model.encode_texts(&[&text]).unwrap().remove(0);
+    assert!(long_features.iter().all(|x| x.is_finite()));
+}
