@@ -224,7 +224,8 @@ fn hub_endpoint() -> String {
     std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".to_string())
 }
 
-/// What a sentence-transformers model needs from a Hub repository: (file, required).
+/// What a model needs from a Hub repository: (file, required). Sentence-transformers files,
+/// and CLIP's image-processor settings.
 const HUB_FILES: &[(&str, bool)] = &[
     ("config.json", true),
     ("model.safetensors", true),
@@ -235,6 +236,7 @@ const HUB_FILES: &[(&str, bool)] = &[
     ("1_Pooling/config.json", false),
     ("tokenizer_config.json", false),
     ("special_tokens_map.json", false),
+    ("preprocessor_config.json", false),
 ];
 
 /// Downloads a model's files from the Hub's `resolve/main` URLs into a staging folder,
