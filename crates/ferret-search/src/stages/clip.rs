@@ -130,7 +130,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Scaled to unit length (cosines by inner product).
-pub(crate) fn unit(mut v: Vec<f32>) -> Vec<f32> {
+pub fn unit(mut v: Vec<f32>) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm > 0.0 {
         v.iter_mut().for_each(|x| *x /= norm);

@@ -125,19 +125,8 @@ pub fn knn(query: &[f32], train: &[Vec<f32>], labels: &[usize], classes: usize, 
 
 #[cfg(test)]
 mod tests {
+    use super::super::linalg::normals;
     use super::*;
-
-    /// Deterministic standard normals (Box–Muller over a small LCG).
-    fn normals(seed: u64) -> impl FnMut() -> f64 {
-        let mut s = seed;
-        let mut next = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        };
-        move || (-2.0 * next().ln()).sqrt() * (2.0 * std::f64::consts::PI * next()).cos()
-    }
 
     /// Two Gaussian classes with a shared covariance: the Bayes classifier is linear with
     /// direction Σ⁻¹(μ₁ − μ₀) and accuracy Φ(Δ/2), Δ the Mahalanobis distance of the means.

@@ -169,6 +169,19 @@ pub fn mean(rows: &[Vec<f64>]) -> Vec<f64> {
     m
 }
 
+/// Deterministic standard normals (Box–Muller over a small LCG), for the analyses' tests.
+#[cfg(test)]
+pub(crate) fn normals(seed: u64) -> impl FnMut() -> f64 {
+    let mut s = seed;
+    let mut next = move || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    move || (-2.0 * next().ln()).sqrt() * (2.0 * std::f64::consts::PI * next()).cos()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

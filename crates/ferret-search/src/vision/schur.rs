@@ -95,18 +95,8 @@ pub fn remove_direction(v: &[f32], direction: &[f32]) -> Vec<f32> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::linalg::normals;
     use super::*;
-
-    fn normals(seed: u64) -> impl FnMut() -> f64 {
-        let mut s = seed;
-        let mut next = move || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-        };
-        move || (-2.0 * next().ln()).sqrt() * (2.0 * std::f64::consts::PI * next()).cos()
-    }
 
     /// Images x = A t + σ ε with t, ε independent standard normals: the prompts explain A t,
     /// so Λ → σ² I (all eigenvalues equal: SCE → log D) and the nullified embeddings are σ ε.

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use ferret_search::stages::clip::unit;
 use ferret_search::vision::classify;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -86,14 +87,6 @@ fn labelled(dir: &Path, shots: Option<usize>) -> anyhow::Result<(Vec<String>, La
         })
         .collect();
     Ok((names, files))
-}
-
-fn unit(mut v: Vec<f32>) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
-    }
-    v
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {

@@ -73,15 +73,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     }
     writeln!(out, "mean\t{:.6}", sum / n as f64)?;
     if a.sce {
-        let unit = |v: Vec<f32>| {
-            let norm = v
-                .iter()
-                .map(|x| x * x)
-                .sum::<f32>()
-                .sqrt()
-                .max(f32::MIN_POSITIVE);
-            v.into_iter().map(|x| x / norm).collect::<Vec<f32>>()
-        };
+        use ferret_search::stages::clip::unit;
         let images: Vec<Vec<f32>> = images.into_iter().map(unit).collect();
         let texts: Vec<Vec<f32>> = texts.into_iter().map(unit).collect();
         let h = ferret_search::vision::schur::sce(&images, &texts).map_err(anyhow::Error::msg)?;
