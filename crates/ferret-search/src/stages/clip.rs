@@ -92,17 +92,38 @@ impl Bound {
         Ok(unit(v))
     }
 
-    /// Cosine of the query embedding with document `d` (`None` without an embedding).
-    fn score(&self, q: &[f32], d: ferret_index::DocNo) -> Result<Option<f32>, SearchError> {
+    /// Document `d`'s stored (unit-length) embedding, `None` without one.
+    fn vector(&self, d: ferret_index::DocNo) -> Result<Option<Vec<f32>>, SearchError> {
         Ok(match self.target {
-            Target::Images => {
-                let r = self
-                    .index
-                    .representation::<ImageReader>("image", Some(&self.model_id))?;
-                r.vector(d).map(|v| dot(q, &v))
-            }
-            Target::Texts => self.index.dense(Some(&self.model_id))?.score(q, d),
+            Target::Images => self
+                .index
+                .representation::<ImageReader>("image", Some(&self.model_id))?
+                .vector(d),
+            Target::Texts => self
+                .index
+                .dense(Some(&self.model_id))?
+                .vector(d)
+                .map(|v| v.into_owned()),
         })
+    }
+
+    /// `candidates` reordered by `score` of each one's embedding (those without one last).
+    fn rescore_with(
+        &self,
+        candidates: &[Hit],
+        k: usize,
+        score: impl Fn(&[f32]) -> f32,
+    ) -> Result<Vec<Hit>, SearchError> {
+        let scores = candidates
+            .iter()
+            .map(|h| {
+                Ok((
+                    h.doc,
+                    self.vector(h.doc)?.map_or(f32::NEG_INFINITY, |v| score(&v)),
+                ))
+            })
+            .collect::<Result<std::collections::HashMap<_, _>, SearchError>>()?;
+        Ok(rescore(candidates, k, |d| scores[&d]))
     }
 
     fn search(&self, q: &[f32], k: usize) -> Result<Vec<Hit>, SearchError> {
@@ -173,17 +194,7 @@ impl Stage for Clip {
         let q = self.0.embed(query)?;
         match candidates {
             None => self.0.search(&q, k),
-            Some(c) => {
-                let scores = c
-                    .iter()
-                    .map(|h| {
-                        self.0
-                            .score(&q, h.doc)
-                            .map(|s| (h.doc, s.unwrap_or(f32::NEG_INFINITY)))
-                    })
-                    .collect::<Result<std::collections::HashMap<_, _>, _>>()?;
-                Ok(rescore(c, k, |d| scores[&d]))
-            }
+            Some(c) => self.0.rescore_with(c, k, |v| dot(&q, v)),
         }
     }
 }
@@ -252,31 +263,9 @@ impl Stage for Nullify {
         use crate::vision::schur::remove_direction;
         let candidates = candidates.unwrap_or(&[]);
         let q = unit(remove_direction(&self.bound.embed(query)?, &self.direction));
-        let scores = candidates
-            .iter()
-            .map(|h| {
-                let v = match self.bound.target {
-                    Target::Images => self
-                        .bound
-                        .index
-                        .representation::<ImageReader>("image", Some(&self.bound.model_id))?
-                        .vector(h.doc),
-                    Target::Texts => self
-                        .bound
-                        .index
-                        .dense(Some(&self.bound.model_id))?
-                        .vector(h.doc)
-                        .map(|v| v.into_owned()),
-                };
-                Ok((
-                    h.doc,
-                    v.map_or(f32::NEG_INFINITY, |v| {
-                        dot(&q, &unit(remove_direction(&v, &self.direction)))
-                    }),
-                ))
-            })
-            .collect::<Result<std::collections::HashMap<_, _>, SearchError>>()?;
-        Ok(rescore(candidates, k, |d| scores[&d]))
+        self.bound.rescore_with(candidates, k, |v| {
+            dot(&q, &unit(remove_direction(v, &self.direction)))
+        })
     }
 }
 
@@ -324,14 +313,7 @@ impl Stage for ClipScore {
     ) -> Result<Vec<Hit>, SearchError> {
         let candidates = candidates.unwrap_or(&[]);
         let q = self.bound.embed(query)?;
-        let scores = candidates
-            .iter()
-            .map(|h| {
-                self.bound
-                    .score(&q, h.doc)
-                    .map(|s| (h.doc, s.map_or(f32::NEG_INFINITY, |c| clipscore(self.w, c))))
-            })
-            .collect::<Result<std::collections::HashMap<_, _>, _>>()?;
-        Ok(rescore(candidates, k, |d| scores[&d]))
+        self.bound
+            .rescore_with(candidates, k, |v| clipscore(self.w, dot(&q, v)))
     }
 }
