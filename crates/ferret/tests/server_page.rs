@@ -36,18 +36,19 @@ fn browser() -> (PathBuf, String) {
     (modules, chromium)
 }
 
-#[test]
-fn search_page_in_headless_chromium() {
+/// Runs `tests/browser/<script>` against the server (base URL, screenshot path, then `extra`):
+/// it must exit cleanly, report `"ok":true` and leave a real screenshot, kept in the target
+/// directory.
+fn run_page_script(script: &str, server: &Server, screenshot_name: &str, extra: &[&str]) {
     let (modules, chromium) = browser();
-    let tmp = tempfile::tempdir().unwrap();
-    let index = tmp.path().join("idx");
-    common::index(&index, "beir-scifact", &[]);
-    let server = Server::start(&index, &[]);
-    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("search-page.png");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/search_page.cjs");
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join(screenshot_name);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
     let out = Command::new("node")
         .arg(&script)
         .args([server.url.as_str(), s(&screenshot)])
+        .args(extra)
         .env("NODE_PATH", &modules)
         .env("CHROMIUM", &chromium)
         .output()
@@ -67,12 +68,22 @@ fn search_page_in_headless_chromium() {
     println!("screenshot: {}", screenshot.display());
 }
 
+#[test]
+fn search_page_in_headless_chromium() {
+    browser();
+    let tmp = tempfile::tempdir().unwrap();
+    let index = tmp.path().join("idx");
+    common::index(&index, "beir-scifact", &[]);
+    let server = Server::start(&index, &[]);
+    run_page_script("search_page.cjs", &server, "search-page.png", &[]);
+}
+
 /// Image search on the page: an image dropped on it finds itself first, a caption finds
 /// images, and every hit shows its thumbnail (the CLIP fixture's weights are random, so only
 /// the image→image order is meaningful).
 #[test]
 fn image_search_on_the_page_shows_thumbnails() {
-    let (modules, chromium) = browser();
+    browser();
     let flickr = common::dataset("flickr8k-test1k");
     let fixture = std::env::var_os("FERRET_FIXTURES")
         .map(PathBuf::from)
@@ -100,28 +111,12 @@ fn image_search_on_the_page_shows_thumbnails() {
         s(&fixture),
     ]);
     let server = Server::start(&index, &[]);
-    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("image-search-page.png");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/image_page.cjs");
     let query = folder.join(&names[5]);
     let expected = names[5].trim_end_matches(".jpg");
-    let out = Command::new("node")
-        .arg(&script)
-        .args([server.url.as_str(), s(&screenshot), s(&query), expected])
-        .env("NODE_PATH", &modules)
-        .env("CHROMIUM", &chromium)
-        .output()
-        .expect("running node (install Node.js)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the browser test failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_page_script(
+        "image_page.cjs",
+        &server,
+        "image-search-page.png",
+        &[s(&query), expected],
     );
-    assert!(stdout.contains("\"ok\":true"), "{stdout}");
-    let png = std::fs::read(&screenshot).expect("the screenshot");
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "screenshot too small"
-    );
-    println!("screenshot: {}", screenshot.display());
 }

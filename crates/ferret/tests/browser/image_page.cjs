@@ -17,9 +17,14 @@ function expect(cond, what) {
   if (!cond) throw new Error("expected " + what);
 }
 
-// Every thumbnail in the hit lists has loaded (a broken image has naturalWidth 0).
+// The widths of the hit lists' thumbnails once they have loaded (a broken image has
+// naturalWidth 0). Thumbnails load lazily, so the page is scrolled to bring them all near the
+// viewport; the wait gives up after 10 s and the caller judges the widths.
 async function thumbnailsLoaded(page) {
-  await page.waitForFunction(() => [...document.querySelectorAll(".hit img.thumb")].every((i) => i.complete));
+  await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+  await page.waitForFunction(
+    () => [...document.querySelectorAll(".hit img.thumb")].every((i) => i.complete && i.naturalWidth > 0),
+    null, { timeout: 10000 }).catch(() => {});
   return page.$$eval(".hit img.thumb", (imgs) => imgs.map((i) => i.naturalWidth));
 }
 
