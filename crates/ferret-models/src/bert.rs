@@ -375,14 +375,27 @@ impl Bert {
     /// Token ids must be below the vocabulary size and the sequence no longer than the
     /// position table (the tokenizer's truncation guarantees both).
     pub fn forward<R>(&self, ids: &[u32], type_ids: &[u32], f: impl FnOnce(&[f32]) -> R) -> R {
+        self.forward_attending(ids, type_ids, ids.len(), f)
+    }
+
+    /// As [`Bert::forward`], but no token attends to the positions from `attended` on (they
+    /// still get hidden states): padding that is masked out yet read, as ColBERT's [MASK]
+    /// query augmentation is.
+    pub fn forward_attending<R>(
+        &self,
+        ids: &[u32],
+        type_ids: &[u32],
+        attended: usize,
+        f: impl FnOnce(&[f32]) -> R,
+    ) -> R {
         WORKSPACE.with(|cell| {
             let ws = &mut *cell.borrow_mut();
-            self.forward_in(ids, type_ids, ws);
+            self.forward_in(ids, type_ids, attended, ws);
             f(&ws.x)
         })
     }
 
-    fn forward_in(&self, ids: &[u32], type_ids: &[u32], ws: &mut Workspace) {
+    fn forward_in(&self, ids: &[u32], type_ids: &[u32], attended: usize, ws: &mut Workspace) {
         let h = self.config.hidden_size;
         let len = ids.len();
         ws.x.clear();
@@ -419,7 +432,7 @@ impl Bert {
         }
         self.emb_norm.apply(&mut ws.x);
         for layer in &self.layers {
-            self.attention(layer, len, ws);
+            self.attention(layer, len, attended, ws);
             layer.attn_out.forward(&ws.ctx, len, &mut ws.tmp);
             for (t, x) in ws.tmp.iter_mut().zip(&ws.x) {
                 *t += x;
@@ -445,7 +458,7 @@ impl Bert {
     }
 
     /// Multi-head self-attention of ws.x into ws.ctx.
-    fn attention(&self, layer: &Layer, len: usize, ws: &mut Workspace) {
+    fn attention(&self, layer: &Layer, len: usize, attended: usize, ws: &mut Workspace) {
         let h = self.config.hidden_size;
         let heads = self.config.num_attention_heads;
         let dh = h / heads;
@@ -482,6 +495,11 @@ impl Bert {
                                 let bucket = buckets[j + max - i];
                                 *v += relative_bias[bucket * heads + head];
                             }
+                        }
+                    }
+                    if attended < len {
+                        for row in scores.chunks_exact_mut(len) {
+                            row[attended..].fill(f32::NEG_INFINITY);
                         }
                     }
                 },

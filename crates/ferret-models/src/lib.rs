@@ -11,6 +11,8 @@
 //!   LLM's last token (GGUF), with no training.
 //! * [`clip`]: CLIP (`CLIPModel`): a ViT image tower and a causal text tower on the same
 //!   runtime, with `CLIPImageProcessor`'s preprocessing reproduced pixel for pixel.
+//! * [`colbert`]: late-interaction encoders (colbert-ai and PyLate checkpoints, zero-shot token
+//!   vectors of a sentence encoder): one normalised vector per token.
 //! * [`cross`]: cross-encoders (`BertForSequenceClassification`) scoring (query, passage) pairs.
 //! * [`llm`]: LLMs for reranking — local GGUF models (candle's quantised kernels) and
 //!   OpenAI-compatible servers, behind one request type, a prompt cache and usage counters.
@@ -18,6 +20,7 @@
 mod attention;
 pub mod bert;
 pub mod clip;
+pub mod colbert;
 pub mod cross;
 pub mod error;
 pub mod llm;
