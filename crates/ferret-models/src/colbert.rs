@@ -196,7 +196,7 @@ impl ColbertEncoder {
         let bert = Bert::load(dir)?;
         let st: StConfig = read_json(&dir.join("sentence_bert_config.json"))?.unwrap_or_default();
         let maxlen = st.max_seq_length.unwrap_or(512).min(bert.max_tokens());
-        let skiplist = punctuation_ids(&tokenizer, &[]);
+        let skiplist = punctuation_ids(&tokenizer);
         let dim = bert.config.hidden_size;
         Self::assemble(
             dir,
@@ -219,8 +219,8 @@ impl ColbertEncoder {
 
     fn load_colbert_ai(dir: &Path) -> Result<Self, ModelError> {
         let meta_path = dir.join("artifact.metadata");
-        let meta: ArtifactMetadata = read_json(&meta_path)?
-            .ok_or_else(|| ModelError::invalid(&meta_path, "missing"))?;
+        let meta: ArtifactMetadata =
+            read_json(&meta_path)?.ok_or_else(|| ModelError::invalid(&meta_path, "missing"))?;
         let invalid = |m: String| ModelError::invalid(&meta_path, m);
         if meta.similarity != "cosine" {
             return Err(invalid(format!(
@@ -231,9 +231,9 @@ impl ColbertEncoder {
         let tokenizer = crate::sentence::load_tokenizer(dir)?;
         let bert = Bert::load(dir)?;
         let marker = |name: &str, field: &str| {
-            tokenizer.token_to_id(name).ok_or_else(|| {
-                invalid(format!("{field} '{name}' is not a token of the tokenizer"))
-            })
+            tokenizer
+                .token_to_id(name)
+                .ok_or_else(|| invalid(format!("{field} '{name}' is not a token of the tokenizer")))
         };
         let query_marker = marker(&meta.query_token_id, "query_token_id")?;
         let doc_marker = marker(&meta.doc_token_id, "doc_token_id")?;
@@ -267,7 +267,7 @@ impl ColbertEncoder {
             ))
         })?;
         let skiplist = if meta.mask_punctuation {
-            punctuation_ids(&tokenizer, &[])
+            punctuation_ids(&tokenizer)
         } else {
             HashSet::new()
         };
@@ -275,7 +275,12 @@ impl ColbertEncoder {
             dir,
             bert,
             tokenizer,
-            Some(Linear::new(projection, vec![0.0; meta.dim], meta.dim, hidden)),
+            Some(Linear::new(
+                projection,
+                vec![0.0; meta.dim],
+                meta.dim,
+                hidden,
+            )),
             meta.dim,
             ColbertConfig {
                 layout: ColbertLayout::ColbertAi,
@@ -293,8 +298,12 @@ impl ColbertEncoder {
     fn load_pylate(dir: &Path, config: PylateConfig) -> Result<Self, ModelError> {
         let config_path = dir.join("config_sentence_transformers.json");
         let modules_path = dir.join("modules.json");
-        let modules: Vec<StModule> = read_json(&modules_path)?
-            .ok_or_else(|| ModelError::invalid(&modules_path, "missing (a PyLate model lists its Transformer and Dense modules there)"))?;
+        let modules: Vec<StModule> = read_json(&modules_path)?.ok_or_else(|| {
+            ModelError::invalid(
+                &modules_path,
+                "missing (a PyLate model lists its Transformer and Dense modules there)",
+            )
+        })?;
         let dense = modules
             .iter()
             .find(|m| m.kind.ends_with(".Dense"))
@@ -334,19 +343,23 @@ impl ColbertEncoder {
         } else {
             vec![0.0; dc.out_features]
         };
+        // PyLate adds the prefixes to the vocabulary as they are ("[Q] "); converted
+        // colbert-ai checkpoints name existing tokens ("[unused0]").
         let marker = |prefix: &str, field: &str| {
             let token = prefix.trim();
-            tokenizer.token_to_id(token).ok_or_else(|| {
-                ModelError::invalid(
-                    &config_path,
-                    format!("{field} '{token}' is not a token of the tokenizer"),
-                )
-            })
+            tokenizer
+                .token_to_id(prefix)
+                .or_else(|| tokenizer.token_to_id(token))
+                .ok_or_else(|| {
+                    ModelError::invalid(
+                        &config_path,
+                        format!("{field} '{token}' is not a token of the tokenizer"),
+                    )
+                })
         };
         let query_marker = marker(&config.query_prefix, "query_prefix")?;
         let doc_marker = marker(&config.document_prefix, "document_prefix")?;
-        if config.query_length > bert.max_tokens() || config.document_length > bert.max_tokens()
-        {
+        if config.query_length > bert.max_tokens() || config.document_length > bert.max_tokens() {
             return Err(ModelError::invalid(
                 &config_path,
                 format!(
@@ -357,7 +370,13 @@ impl ColbertEncoder {
                 ),
             ));
         }
-        let skiplist = punctuation_ids(&tokenizer, &config.skiplist_words);
+        // PyLate converts each skiplist word as one token (the unknown token if it is none).
+        let unknown = tokenizer.token_to_id("[UNK]");
+        let skiplist = config
+            .skiplist_words
+            .iter()
+            .filter_map(|w| tokenizer.token_to_id(w).or(unknown))
+            .collect();
         Self::assemble(
             dir,
             bert,
@@ -525,17 +544,15 @@ impl ColbertEncoder {
     }
 }
 
-/// The first token id of each punctuation symbol (Python's `string.punctuation`, as
-/// colbert-ai's skiplist) and of each extra word (PyLate's `skiplist_words`).
-fn punctuation_ids(tokenizer: &Tokenizer, extra: &[String]) -> HashSet<u32> {
+/// The first token id of each punctuation symbol (Python's `string.punctuation`), as
+/// colbert-ai's skiplist.
+fn punctuation_ids(tokenizer: &Tokenizer) -> HashSet<u32> {
     const PUNCTUATION: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
     PUNCTUATION
         .chars()
-        .map(String::from)
-        .chain(extra.iter().cloned())
-        .filter_map(|s| {
+        .filter_map(|c| {
             tokenizer
-                .encode(s.as_str(), false)
+                .encode(c.to_string(), false)
                 .ok()
                 .and_then(|e| e.get_ids().first().copied())
         })
