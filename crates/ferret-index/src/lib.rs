@@ -8,6 +8,8 @@
 //!   dense/<model>/         vectors-<chunk gen>.f32|f16 (one row per document), hnsw-<gen>.usearch
 //!   sparse/<model>/        forward-<chunk gen>.bin (term weights per document), impacts-<gen>.bin
 //!   image/<model>/         vectors-<chunk gen>.f32 (image embeddings), thumbs-<chunk gen>.bin
+//!   tokens/<model>/        chunk-<chunk gen>.bin (token vectors: f16 or residual-compressed),
+//!                          centroids-<gen>.f32, ivf-<gen>.bin (centroid → tokens, documents)
 //! ```
 //!
 //! Each representation is a module on one extension point ([`representation`]).
@@ -27,6 +29,7 @@ pub mod manifest;
 pub mod reader;
 pub mod representation;
 pub mod sparse;
+pub mod tokens;
 pub mod writer;
 
 pub use dense::{DenseOptions, VectorType};
@@ -37,7 +40,9 @@ pub use manifest::Manifest;
 pub use reader::Index;
 pub use representation::{
     DenseEncoder, DocumentEncoder, EncoderSource, ImageEncoder, ModelRef, SparseEncoder,
+    TokenEncoder, TokenRows,
 };
+pub use tokens::{TokenOptions, TokenReader};
 pub use writer::{ImageChecks, IndexOptions, IndexStats, IndexWriter, Progress};
 
 /// Internal document number, dense from 0, never reused inside one index.

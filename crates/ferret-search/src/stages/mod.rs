@@ -3,6 +3,7 @@
 
 pub mod bm25;
 pub mod clip;
+pub mod colbert;
 pub mod dense;
 pub mod feedback;
 pub mod fusion;

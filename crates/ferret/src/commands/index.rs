@@ -9,7 +9,7 @@ use crate::progress::bytes_bar;
 #[derive(clap::Args)]
 pub struct Args {
     /// Corpus file: BEIR JSONL (.jsonl/.jsonl.gz) or TSV (id<TAB>text)
-    #[arg(long, required_unless_present_any = ["delete", "dense", "sparse", "promptreps", "images", "clip"])]
+    #[arg(long, required_unless_present_any = ["delete", "dense", "sparse", "promptreps", "images", "clip", "colbert", "tokens"])]
     corpus: Option<PathBuf>,
     /// A folder of images (JPEG, PNG, WebP, GIF; recursive): one document per file, its id the
     /// path below the folder without the extension. Files that are not usable images are
@@ -81,6 +81,23 @@ pub struct Args {
     /// queries at --sparse-query-length, at most --sparse-top-terms terms (default 128).
     #[arg(long, value_name = "MODEL")]
     promptreps: Vec<String>,
+    /// Add a token-vector (late-interaction) representation made with this ColBERT checkpoint
+    /// (colbert-ai folder with artifact.metadata, or a PyLate folder; repeatable): one vector
+    /// per document token, searched by the colbert, maxsim and colbert_prf stages
+    #[arg(long, value_name = "MODEL")]
+    colbert: Vec<String>,
+    /// Add a token-vector representation from a sentence encoder's normalised last-layer
+    /// token states (zero-shot multi-vector; e.g. all-minilm-l6-v2; repeatable)
+    #[arg(long, value_name = "MODEL")]
+    tokens: Vec<String>,
+    /// How --colbert/--tokens vectors are stored: residuals of 1, 2 or 4 bits per dimension
+    /// around k-means centroids (ColBERTv2), or 0 for f16 vectors
+    #[arg(long, default_value_t = 2)]
+    tokens_nbits: u32,
+    /// Number of k-means centroids for --colbert/--tokens [default: 2^floor(log2(16·√tokens)),
+    /// ColBERTv2's]
+    #[arg(long, value_name = "N")]
+    tokens_centroids: Option<usize>,
     /// Delete documents by id from an existing index (repeatable)
     #[arg(long, value_name = "ID")]
     delete: Vec<String>,
@@ -161,6 +178,21 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         eprintln!("embedding the documents' images with {model} (image representation)");
         let options = ferret_index::image::ImageOptions {
             max_pixels: a.max_image_pixels,
+            ..Default::default()
+        };
+        writer.add_representation(options.request(model))?;
+    }
+    for (model, encoder) in a
+        .colbert
+        .iter()
+        .map(|m| (m, None))
+        .chain(a.tokens.iter().map(|m| (m, Some("tokens".to_string()))))
+    {
+        eprintln!("encoding the documents' tokens with {model} (token representation)");
+        let options = ferret_index::TokenOptions {
+            encoder,
+            nbits: a.tokens_nbits,
+            centroids: a.tokens_centroids,
             ..Default::default()
         };
         writer.add_representation(options.request(model))?;
