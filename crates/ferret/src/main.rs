@@ -40,6 +40,9 @@ enum Command {
     Bench(commands::bench::Args),
     /// HNSW against exact search on synthetic vectors: build time, memory, recall, queries/s
     BenchAnn(commands::bench_ann::Args),
+    /// Late-interaction search speed and agreement: exhaustive MaxSim, PLAID and XTR over an
+    /// index's token vectors with precomputed query vectors (queries/s, TREC runs)
+    BenchTokens(commands::bench_tokens::Args),
     /// Prompt and generation speed of a local GGUF LLM (compare with llama.cpp)
     BenchLlm(commands::bench_llm::Args),
     /// Index BEIR SciFact, run BM25 (flat and multi-field) and print the evaluation
@@ -77,6 +80,7 @@ fn main() {
         Command::Bench(a) => commands::bench::main(a),
         Command::BenchAnn(a) => commands::bench_ann::main(a),
         Command::BenchLlm(a) => commands::bench_llm::main(a),
+        Command::BenchTokens(a) => commands::bench_tokens::main(a),
         Command::Quickstart(a) => commands::quickstart::main(a),
         Command::Models(a) => commands::models::main(a),
         Command::Encode(a) => commands::encode::main(a),

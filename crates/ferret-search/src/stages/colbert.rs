@@ -114,7 +114,7 @@ impl Bound {
         let found = match method {
             Method::Exhaustive => reader.exhaustive(q, k, deleted),
             Method::Plaid(p) => reader.plaid(q, k, &p.for_k(k), deleted),
-            Method::Xtr(x) => reader.xtr(q, k, x, deleted),
+            Method::Xtr(x) => reader.xtr(q, k, &x.for_k(k), deleted),
         };
         Ok(found
             .into_iter()
@@ -148,7 +148,27 @@ enum Method {
     Exhaustive,
     /// Settings given; the others are colbert-ai's defaults for the depth asked.
     Plaid(PlaidArgs),
-    Xtr(Xtr),
+    Xtr(XtrArgs),
+}
+
+/// XTR settings as given; the others are ferret's defaults for the depth asked.
+#[derive(Debug, Clone, Copy)]
+struct XtrArgs {
+    kprime: Option<usize>,
+    ncells: Option<usize>,
+    ndocs: Option<usize>,
+    maxsim: bool,
+}
+
+impl XtrArgs {
+    fn for_k(&self, k: usize) -> Xtr {
+        let d = Xtr::for_k(k);
+        Xtr {
+            kprime: self.kprime.unwrap_or(d.kprime),
+            ncells: self.ncells.unwrap_or(d.ncells),
+            maxsim: self.maxsim.then(|| self.ndocs.or(d.maxsim)).flatten(),
+        }
+    }
 }
 
 impl Method {
@@ -176,12 +196,21 @@ impl Method {
                     })
                 }
                 _ => {
-                    let maxsim = args.number("maxsim", 1.0)? != 0.0;
-                    let ndocs = args.count("ndocs", 1000, 1)?;
-                    Method::Xtr(Xtr {
-                        kprime: args.count("kprime", 1000, 1)?,
-                        ncells: args.count("ncells", 32, 1)?,
-                        maxsim: maxsim.then_some(ndocs),
+                    let whole =
+                        |args: &mut Args<'_>, name: &str| -> Result<Option<usize>, SearchError> {
+                            match args.optional_number(name)? {
+                                Some(n) if n.fract() != 0.0 || n < 1.0 => Err(args.error_at(
+                                    name,
+                                    format!("colbert: '{name}' must be a whole number >= 1"),
+                                )),
+                                n => Ok(n.map(|n| n as usize)),
+                            }
+                        };
+                    Method::Xtr(XtrArgs {
+                        kprime: whole(args, "kprime")?,
+                        ncells: whole(args, "ncells")?,
+                        ndocs: whole(args, "ndocs")?,
+                        maxsim: args.number("maxsim", 1.0)? != 0.0,
                     })
                 }
             },
@@ -204,15 +233,22 @@ impl Method {
                 }
                 s
             }
-            Method::Xtr(x) => format!(
-                "method=xtr, kprime={}, ncells={}, {}",
-                x.kprime,
-                x.ncells,
-                match x.maxsim {
-                    Some(n) => format!("ndocs={n}"),
-                    None => "maxsim=0".into(),
+            Method::Xtr(x) => {
+                let mut s = "method=xtr".to_string();
+                for (name, v) in [
+                    ("kprime", x.kprime),
+                    ("ncells", x.ncells),
+                    ("ndocs", x.ndocs),
+                ] {
+                    if let Some(v) = v {
+                        s += &format!(", {name}={v}");
+                    }
                 }
-            ),
+                if !x.maxsim {
+                    s += ", maxsim=0";
+                }
+                s
+            }
         }
     }
 }

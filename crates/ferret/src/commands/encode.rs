@@ -37,6 +37,13 @@ pub struct Args {
     /// {"id", "vector": {term: weight}} (what `ferret run --sparse-queries` reads)
     #[arg(long)]
     sparse: bool,
+    /// The model is a ColBERT checkpoint (colbert-ai or PyLate): write token vectors, JSON lines
+    /// {"id", "ids": [vocabulary ids], "vectors": [[…], …]} (what `ferret bench-tokens` reads)
+    #[arg(long, conflicts_with_all = ["sparse", "images"])]
+    colbert: bool,
+    /// As --colbert, with a sentence encoder's zero-shot token vectors
+    #[arg(long, conflicts_with_all = ["sparse", "images", "colbert"])]
+    tokens: bool,
     /// With --sparse: longest input in tokens (default 256 for documents, 64 for queries)
     #[arg(long)]
     max_length: Option<usize>,
@@ -46,6 +53,9 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let model = ferret_models::source::resolve(&a.model)?;
     if a.sparse {
         return sparse(&a, &model.dir);
+    }
+    if a.colbert || a.tokens {
+        return tokens(&a, &model);
     }
     if let Some(folder) = &a.images {
         return images(&a, &model, folder);
@@ -153,6 +163,48 @@ fn read_inputs(a: &Args) -> anyhow::Result<(Vec<String>, Vec<String>, bool)> {
         }
         (None, None) => unreachable!("clap requires --corpus, --queries or --images"),
     }
+}
+
+/// `--colbert` / `--tokens`: token vectors as JSON lines.
+fn tokens(a: &Args, model: &ferret_models::source::ResolvedModel) -> anyhow::Result<()> {
+    let late = ferret_search::encoders::late_model(model, a.tokens.then_some("tokens"))
+        .map_err(anyhow::Error::msg)?;
+    let (ids, texts, queries) = read_inputs(a)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads.unwrap_or_else(super::default_threads))
+        .build()?;
+    let start = Instant::now();
+    let encoder = late.get();
+    let vectors = pool.install(|| {
+        if queries {
+            encoder.encode_queries(&refs)
+        } else {
+            encoder.encode_documents(&refs)
+        }
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    let file = std::fs::File::create(&a.output)
+        .with_context(|| format!("creating {}", a.output.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let dim = encoder.dim();
+    for (id, v) in ids.iter().zip(&vectors) {
+        let rows: Vec<&[f32]> = v.vectors.chunks_exact(dim).collect();
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"id": id, "ids": v.ids, "vectors": rows})
+        )?;
+    }
+    out.flush()?;
+    eprintln!(
+        "{} texts in {:.2}s ({:.1}/s), {:.1} tokens of {dim} dims each on average",
+        ids.len(),
+        secs,
+        ids.len() as f64 / secs,
+        vectors.iter().map(|v| v.len()).sum::<usize>() as f64 / ids.len().max(1) as f64
+    );
+    Ok(())
 }
 
 /// `--sparse`: SPLADE vectors as JSON lines.

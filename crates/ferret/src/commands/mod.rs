@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod bench_ann;
 pub mod bench_llm;
+pub mod bench_tokens;
 pub mod card;
 pub mod classify;
 pub mod encode;
