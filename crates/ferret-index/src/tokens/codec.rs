@@ -70,7 +70,7 @@ impl Codec {
                 buckets.weights.len()
             ));
         }
-        if dim * nbits % 8 != 0 {
+        if !(dim * nbits).is_multiple_of(8) {
             return Err(format!(
                 "{dim} dimensions of {nbits} bits are not a whole number of bytes"
             ));
