@@ -60,6 +60,11 @@ impl ChunkFile {
         let f = std::fs::File::open(path).map_err(IndexError::io(path))?;
         // SAFETY: index files are immutable once committed; the map is only read.
         let map = unsafe { memmap2::Mmap::map(&f) }.map_err(IndexError::io(path))?;
+        // A search reads the vectors of a few hundred scattered documents: no read-ahead, so
+        // that only the pages it touches are read.
+        #[cfg(unix)]
+        map.advise(memmap2::Advice::Random)
+            .map_err(IndexError::io(path))?;
         let bad = |message: String| IndexError::Invalid {
             path: path.to_path_buf(),
             message: format!("corrupt token file: {message}"),
