@@ -225,7 +225,8 @@ fn hub_endpoint() -> String {
 }
 
 /// What a model needs from a Hub repository: (file, required). Sentence-transformers files,
-/// and CLIP's image-processor settings.
+/// CLIP's image-processor settings, ColBERT's (colbert-ai's `artifact.metadata`, PyLate's
+/// Dense projection).
 const HUB_FILES: &[(&str, bool)] = &[
     ("config.json", true),
     ("model.safetensors", true),
@@ -237,6 +238,9 @@ const HUB_FILES: &[(&str, bool)] = &[
     ("tokenizer_config.json", false),
     ("special_tokens_map.json", false),
     ("preprocessor_config.json", false),
+    ("artifact.metadata", false),
+    ("1_Dense/config.json", false),
+    ("1_Dense/model.safetensors", false),
 ];
 
 /// Downloads a model's files from the Hub's `resolve/main` URLs into a staging folder,
