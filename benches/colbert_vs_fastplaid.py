@@ -95,6 +95,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--fast-plaid-nbits", default="2", help="comma-separated, e.g. 2,4")
+    ap.add_argument("--nbits", default="0,2,1", help="ferret indexes to build (0: f16; must include 0)")
     a = ap.parse_args()
     import torch
     from fast_plaid import search as fp_search
@@ -108,7 +109,7 @@ def main():
 
     # 1. Indexes and query vectors.
     indexes = {}
-    for nbits in (0, 2, 1):
+    for nbits in [int(n) for n in a.nbits.split(",")]:
         idx = work / f"idx-{nbits}"
         if not (idx / "manifest.json").exists():
             t = time.time()
