@@ -3,7 +3,10 @@ PyPI), on the very same token vectors.
 
     python3 -m venv v && v/bin/pip install fast-plaid==1.4.6.2110 pylate==1.6.0
     v/bin/python benches/colbert_vs_fastplaid.py --ferret target/release/ferret \
-        --model all-minilm-l6-v2 --work /tmp/colbert-bench
+        --model all-minilm-l6-v2 --work /tmp/colbert-bench [--build-only]
+
+The indexes take about an hour to build on 2 cores (fast-plaid's half of it); `--build-only`
+builds them and stops, so that the timed searches of a second run see a quiet machine.
 
 What it does, all on this machine in one run:
 1. ferret indexes SciFact's corpus with the model's token vectors three times: f16 vectors,
@@ -86,6 +89,28 @@ def read_token_file(path):
     return doclens, vectors
 
 
+def build_fast_plaid(a, work, indexes, data):
+    """fast-plaid indexes of the f16 index's document vectors (reused when present); the ids."""
+    import torch
+    from fast_plaid import search as fp_search
+
+    chunk = next((indexes[0] / "tokens").glob("*/chunk-*.bin"))
+    doclens, vectors = read_token_file(chunk)
+    offsets = np.zeros(len(doclens) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(doclens)
+    ids = [json.loads(l)["_id"] for l in gzip.open(data / "corpus.jsonl.gz", "rt")]
+    assert len(ids) == len(doclens)
+    for nbits in [int(n) for n in a.fast_plaid_nbits.split(",")]:
+        path = work / f"fast-plaid-{nbits}"
+        if not (path / "metadata.json").exists():
+            docs = [torch.from_numpy(vectors[offsets[i]:offsets[i + 1]].astype(np.float32))
+                    for i in range(len(doclens))]
+            t = time.time()
+            fp_search.FastPlaid(index=str(path), device="cpu").create(documents_embeddings=docs, nbits=nbits)
+            print(f"fast-plaid {nbits}-bit index built in {time.time() - t:.0f}s", flush=True)
+    return ids
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ferret", required=True)
@@ -96,6 +121,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--fast-plaid-nbits", default="2", help="comma-separated, e.g. 2,4")
     ap.add_argument("--nbits", default="0,2,1", help="ferret indexes to build (0: f16; must include 0)")
+    ap.add_argument("--build-only", action="store_true",
+                    help="build the indexes and query vectors, then stop (time the searches later, on a quiet machine)")
     a = ap.parse_args()
     import torch
     from fast_plaid import search as fp_search
@@ -127,6 +154,9 @@ def main():
     if not qvec.exists():
         run([a.ferret, "encode", "--tokens", "--model", a.model, "--queries", queries, "-o", qvec])
     qrows = [json.loads(l) for l in open(qvec)]
+    if a.build_only:
+        build_fast_plaid(a, work, indexes, data)
+        return
 
     rows = []  # (engine, setting, qps, r10, r100, ndcg, recall100, size MB)
 
@@ -156,22 +186,11 @@ def main():
     reference = load_run(work / "runs-0" / "exhaustive.run")
 
     # 3. fast-plaid on the f16 index's vectors.
-    chunk = next((indexes[0] / "tokens").glob("*/chunk-*.bin"))
-    doclens, vectors = read_token_file(chunk)
-    offsets = np.zeros(len(doclens) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum(doclens)
-    docs = [torch.from_numpy(vectors[offsets[i]:offsets[i + 1]].astype(np.float32)) for i in range(len(doclens))]
-    ids = [json.loads(l)["_id"] for l in gzip.open(data / "corpus.jsonl.gz", "rt")]
-    assert len(ids) == len(docs)
+    ids = build_fast_plaid(a, work, indexes, data)
     qs = [torch.tensor(q["vectors"], dtype=torch.float32) for q in qrows]
     for nbits in [int(n) for n in a.fast_plaid_nbits.split(",")]:
         path = work / f"fast-plaid-{nbits}"
         fp = fp_search.FastPlaid(index=str(path), device="cpu")
-        if not (path / "metadata.json").exists():
-            t = time.time()
-            fp.create(documents_embeddings=docs, nbits=nbits)
-            print(f"fast-plaid {nbits}-bit index built in {time.time() - t:.0f}s")
-            fp = fp_search.FastPlaid(index=str(path), device="cpu")
         size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
         for probe, full in ((8, 4096), (2, 1024), (1, 256)):
             best, results = float("inf"), None

@@ -93,8 +93,9 @@ pub fn evaluate(qrels: &Qrels, run: &Run, measures: &[Measure], opts: EvalOption
         per_query.insert(qid.clone(), values);
     }
     let n = per_query.len().max(1) as f64;
+    // Folded from +0.0: an empty f64 sum is -0.0, which would print as "-0.0000".
     let mean = (0..measures.len())
-        .map(|i| per_query.values().map(|v: &Vec<f64>| v[i]).sum::<f64>() / n)
+        .map(|i| per_query.values().fold(0.0, |s, v: &Vec<f64>| s + v[i]) / n)
         .collect();
     Evaluation {
         measures: measures.to_vec(),
@@ -126,6 +127,18 @@ mod tests {
         let e = evaluate(&qrels, &run, &m, c);
         assert_eq!(e.num_queries(), 2);
         assert_eq!(e.mean[0], 0.5);
+    }
+
+    #[test]
+    fn no_shared_query_means_zero_not_negative_zero() {
+        let mut qrels = Qrels::default();
+        qrels.insert("1", "a", 1);
+        let mut run = Run::new("t");
+        run.push("2", "a", 1.0);
+        let m = Measure::parse_all(&["AP"]).unwrap();
+        let e = evaluate(&qrels, &run, &m, EvalOptions::default());
+        assert_eq!(e.num_queries(), 0);
+        assert!(e.mean[0] == 0.0 && e.mean[0].is_sign_positive());
     }
 
     #[test]

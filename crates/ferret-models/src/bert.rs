@@ -106,6 +106,10 @@ impl Linear {
             y.extend_from_slice(&self.b[outputs.clone()]);
         }
         let w = &self.w[outputs.start * self.inp..outputs.end * self.inp];
+        assert!(
+            x.len() >= rows * self.inp,
+            "linear layer: input shorter than rows × inputs"
+        );
         // SAFETY: x holds rows×inp floats, w n×inp (the rows of W asked for) and y rows×n;
         // the strides match those row-major shapes (w read as its transpose).
         unsafe {

@@ -108,6 +108,38 @@ fn qrels_run_index_and_pipeline_errors() {
     let err = ferret_err(&["eval", "--qrels", s(&qrels), s(&run), "-m", "nDCG@ten"]);
     assert!(err.contains("unknown measure 'nDCG@ten'"), "{err}");
 
+    // Without -m: trec_eval's default measures (those ferret computes), as trec_eval does.
+    let good = write(t, "good.run", b"1 Q0 d1 1 3.5 x\n");
+    let out = ferret_ok(&["eval", "--qrels", s(&qrels), s(&good)]);
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "run", "queries", "AP", "Rprec", "Bpref", "RR", "P@5", "P@10", "P@20", "P@100",
+            "nDCG@10", "R@100", "R@1000"
+        ],
+        "{out}"
+    );
+
+    // A run of another query set: an error naming both files, not "0 queries, -0.0000".
+    let other = write(
+        t,
+        "other.run",
+        b"7 Q0 d1 1 3.5 x
+8 Q0 d1 1 3.5 x
+",
+    );
+    for extra in [&[][..], &["-c"][..]] {
+        let mut args = vec!["eval", "--qrels", s(&qrels), s(&other)];
+        args.extend_from_slice(extra);
+        let err = ferret_err(&args);
+        assert!(
+            err.contains("other.run and ") && err.contains("q2.tsv share no query id"),
+            "{err}"
+        );
+        assert!(err.contains("the run has 2 queries: 7, 8"), "{err}");
+    }
+
     let err = ferret_err(&["search", "--index", s(&t.join("nowhere")), "query"]);
     assert!(
         err.contains("nowhere: not a ferret index: the directory does not exist"),

@@ -391,7 +391,13 @@ pub fn top_k_batch(
     tops: &mut [TopK],
 ) {
     let b = tops.len();
-    debug_assert_eq!(queries.len(), b * dim);
+    // The GEMM below reads b×dim query floats: a real check, as a wrong shape would read out of
+    // bounds.
+    assert!(
+        dim > 0 && queries.len() == b * dim,
+        "top_k_batch: {} query floats for {b} queries of {dim} dims",
+        queries.len()
+    );
     let mut scores = vec![0f32; b * BLOCK_ROWS];
     for (block, chunk) in rows.chunks(BLOCK_ROWS * dim).enumerate() {
         let n = chunk.len() / dim;
@@ -489,5 +495,14 @@ mod tests {
             expected.truncate(k);
             assert_eq!(top.into_sorted(), expected);
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "query floats")]
+    fn batched_top_k_refuses_queries_of_the_wrong_shape() {
+        // One query's worth of floats for two queries: checked in release builds too, where
+        // the GEMM would otherwise read past the slice.
+        let mut tops: Vec<TopK> = (0..2).map(|_| TopK::new(3)).collect();
+        top_k_batch(&[0.5; 8], &[1.0; 80], 8, 0, &|_| false, &mut tops);
     }
 }

@@ -108,10 +108,14 @@ impl Ivf {
         }
         let tokens = u64::from_le_bytes(map[16..24].try_into().unwrap()) as usize;
         let postings = u64::from_le_bytes(map[24..32].try_into().unwrap()) as usize;
-        let expected = HEADER + 16 * (centroids + 1) + 4 * (tokens + postings);
-        if map.len() != expected {
+        // Checked: the counts come from the file, and a wrapped sum could match its length.
+        let expected = tokens
+            .checked_add(postings)
+            .and_then(|n| n.checked_mul(4))
+            .and_then(|n| n.checked_add(HEADER + 16 * (centroids + 1)));
+        if expected != Some(map.len()) {
             return Err(bad(format!(
-                "{} bytes, expected {expected} (truncated?)",
+                "{} bytes for {tokens} tokens and {postings} postings (truncated?)",
                 map.len()
             )));
         }

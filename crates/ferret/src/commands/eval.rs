@@ -11,8 +11,10 @@ pub struct Args {
     /// TREC run files; with several, each is compared with the first
     #[arg(required = true)]
     runs: Vec<PathBuf>,
-    /// Measures, trec_eval style (ndcg_cut.10, P.5,10, map) or ir_measures style (nDCG@10, AP, RR@10)
-    #[arg(short, long = "measure", required = true, num_args = 1..)]
+    /// Measures, trec_eval style (ndcg_cut.10, P.5,10, map) or ir_measures style (nDCG@10, AP,
+    /// RR@10). Without -m, as trec_eval prints its default measures: AP, Rprec, Bpref, RR,
+    /// P@5,10,20,100, nDCG@10 and R@100,1000
+    #[arg(short, long = "measure", num_args = 1.., default_values_t = DEFAULT_MEASURES.map(String::from))]
     measures: Vec<String>,
     /// JSON output
     #[arg(long)]
@@ -31,6 +33,17 @@ pub struct Args {
     trials: usize,
 }
 
+/// trec_eval's default measures that ferret computes, with BEIR's nDCG@10 and recall.
+const DEFAULT_MEASURES: [&str; 7] = [
+    "map",
+    "Rprec",
+    "bpref",
+    "recip_rank",
+    "P.5,10,20,100",
+    "nDCG@10",
+    "recall.100,1000",
+];
+
 struct Comparison {
     t_p: Vec<f64>,
     t_adj: Vec<f64>,
@@ -48,6 +61,16 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let mut evals = Vec::new();
     for path in &a.runs {
         let run = Run::read(path)?;
+        if !run.query_ids().any(|q| qrels.get(q).is_some()) {
+            anyhow::bail!(
+                "{} and {} share no query id (the run has {}, the qrels {}): a run of \
+                 another query set, or the wrong qrels file?",
+                path.display(),
+                a.qrels.display(),
+                examples(run.len(), run.query_ids()),
+                examples(qrels.len(), qrels.query_ids()),
+            );
+        }
         evals.push(evaluate(&qrels, &run, &measures, opts));
     }
     let names: Vec<String> = a.runs.iter().map(|p| p.display().to_string()).collect();
@@ -67,6 +90,13 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         print_table(&names, &evals, &comparisons);
     }
     Ok(())
+}
+
+/// "3 queries: 1, 13, 36, …" for an error message.
+fn examples<'a>(n: usize, ids: impl Iterator<Item = &'a str>) -> String {
+    let first: Vec<&str> = ids.take(3).collect();
+    let more = if n > 3 { ", …" } else { "" };
+    format!("{n} queries: {}{more}", first.join(", "))
 }
 
 /// Per run after the first, per measure: p-values against the first run over the union of
