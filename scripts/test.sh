@@ -23,6 +23,10 @@ if ! "$venv/bin/python" -c "import schemathesis" 2>/dev/null; then
   echo "== installing schemathesis (the server's OpenAPI fuzzing test)"
   "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
 fi
+if ! "$venv/bin/python" -c "import pandas, pytest, pyterrier" 2>/dev/null; then
+  echo "== installing pandas, pytest and PyTerrier (the Python package's tests)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check pandas==3.1.1 pytest==9.2.0 pyterrier==1.1.2
+fi
 export FERRET_PYTHON="$venv/bin/python"
 
 # The web page's browser test: Debian's Chromium, driven by playwright-core from npm.
@@ -40,6 +44,10 @@ if [ ! -d "$node_dir/node_modules/playwright-core" ]; then
 fi
 export FERRET_NODE_MODULES="$node_dir/node_modules"
 
+# PyO3 as maturin builds it (the extension module leaves Python's symbols to the interpreter),
+# for every cargo command below, so that it is compiled once.
+export PYO3_BUILD_EXTENSION_MODULE=1
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
@@ -48,6 +56,20 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
+# The Python package (python/), tested with pytest against the ferret binary cargo test built.
+# Its extension module is built here by cargo, with the features cargo test unified, so that
+# nothing cargo test compiled is compiled again (`maturin build -p` would select the crate alone
+# and rebuild ~60 dependencies with other features); the package is python/ferret plus that
+# module. `pip install ./python` (maturin, release) is the users' way; docs/PYTHON.md.
+echo "== Python package (python/): extension module, pytest"
+cargo build --workspace --all-targets --quiet
+pkg=$(mktemp -d)
+trap 'rm -rf "$log" "$pkg"' EXIT
+cp -r python/ferret "$pkg/ferret"
+cp target/debug/lib_ferret.so "$pkg/ferret/_ferret.abi3.so"
+PYTHONPATH="$pkg" FERRET_BIN="$PWD/target/debug/ferret" "$venv/bin/python" -m pytest -q -p no:cacheprovider \
+  python/tests 2>&1 | tee -a "$log"
 # One closing line for the whole suite (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
-     END { printf "\nsuite: %d passed, %d failed\n", p, f }' "$log"
+     /^[0-9]+ passed/ || /^=+ .*(passed|failed)/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed,?$/) p += $(i-1); if ($i ~ /^failed,?$/) f += $(i-1) } }
+     END { printf "\nsuite: %d passed, %d failed (cargo test and pytest)\n", p, f }' "$log"
