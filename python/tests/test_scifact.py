@@ -62,8 +62,10 @@ def bm25_index(scifact, tmp_path_factory):
     done.set()
     ticker.join()
     during = [t for t in ticks if start < t < end]
-    assert end - start > 0.5, "SciFact indexed too fast to tell whether the GIL was released"
-    assert len(during) > 100, f"the Python thread ran {len(during)} times in {end - start:.1f}s of indexing"
+    # Holding the GIL, the ticker could run only in the microseconds of Python code around the
+    # Rust call (a tick or two); released, it ticks about once per millisecond throughout.
+    assert end - start > 0.1, f"SciFact indexed in {end - start:.3f}s: too fast to tell"
+    assert len(during) > 20, f"the Python thread ran {len(during)} times in {end - start:.2f}s of indexing"
     return index
 
 
