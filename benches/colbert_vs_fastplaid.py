@@ -183,6 +183,17 @@ def main():
         storage = "f16" if nbits == 0 else f"{nbits}-bit"
         for m in methods:
             rows.append(["ferret", f"{m} ({storage})", float(qps[m]), runs / f"{m}.run", size])
+        if nbits != 0:
+            # PLAID at fast-plaid's default depth (8 cells, 4096 documents fully scored).
+            wide = work / f"runs-{nbits}-wide"
+            saved = wide / "plaid.timing"
+            if not saved.exists():
+                text = run([a.ferret, "bench-tokens", "--index", idx, "--queries", qvec, "-k", 100,
+                            "--ncells", 8, "--threshold", 0.4, "--ndocs", 4096, "--runs", wide,
+                            "--repeat", a.repeat, "--threads", a.threads, "--methods", "plaid"]).stdout
+                saved.write_text(text)
+            q = re.search(r"^plaid\s+[\d.]+s\s+([\d.]+) queries/s", saved.read_text(), re.M).group(1)
+            rows.append(["ferret", f"plaid ({storage}, ncells 8, ndocs 4096)", float(q), wide / "plaid.run", size])
     reference = load_run(work / "runs-0" / "exhaustive.run")
 
     # 3. fast-plaid on the f16 index's vectors.
