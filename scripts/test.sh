@@ -16,7 +16,10 @@ if ! "$venv/bin/python" -c "import pytrec_eval, ir_measures" 2>/dev/null; then
 fi
 if ! "$venv/bin/python" -c "import llama_cpp.server" 2>/dev/null; then
   echo "== installing llama-cpp-python[server] (the OpenAI-compatible server the LLM tests talk to)"
-  CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet --disable-pip-version-check \
+  # Built for AVX2 rather than -march=native: the native build crashed (general protection
+  # fault in libggml-cpu) on an AVX-512/AMX virtual machine; AVX2 runs on every CI machine.
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+    CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$venv/bin/pip" install --quiet --disable-pip-version-check \
     'llama-cpp-python[server]==0.3.36'
 fi
 if ! "$venv/bin/python" -c "import schemathesis" 2>/dev/null; then
