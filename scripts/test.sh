@@ -5,8 +5,15 @@
 # source: ~10 minutes on 2 cores the first time); this script installs them into a virtualenv
 # (reused between runs), with schemathesis for the server's OpenAPI test. The web page's test
 # needs Chromium (apt) and playwright-core (npm).
+#
+# `scripts/test.sh --long` runs the long campaigns instead: 100 SIGKILLs per write mode
+# (crates/ferret/tests/crash_safety.rs; the default suite runs 10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--long" ]; then
+  FERRET_KILLS=100 exec cargo test -p ferret --test crash_safety -- --nocapture --test-threads 1
+fi
 
 venv="${FERRET_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ferret/test-venv}"
 if ! "$venv/bin/python" -c "import pytrec_eval, ir_measures" 2>/dev/null; then

@@ -89,7 +89,20 @@ fn main() {
         Command::Serve(a) => commands::serve::main(a),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", message(&e));
         std::process::exit(2);
     }
+}
+
+/// The error and its causes, each once: many errors already show their cause in their own
+/// message (`{e:#}` would print it twice).
+fn message(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }

@@ -44,6 +44,21 @@ impl DenseOptions {
     }
 }
 
+/// The options an encoder is loaded with, as a new representation's request carries them:
+/// how the existing representation encoded its documents (its graph is not the encoder's).
+fn encoder_options(params: &DenseParams) -> serde_json::Value {
+    let options = DenseOptions {
+        hnsw: None,
+        dtype: params.dtype,
+        query_prefix: params.query_prefix.clone(),
+        document_prefix: params.document_prefix.clone(),
+        encoder: params.encoder.clone(),
+        document_max_length: params.document_max_length,
+        query_max_length: params.query_max_length,
+    };
+    serde_json::to_value(options).expect("dense options serialise")
+}
+
 struct DenseBuilder {
     existing: Option<Entry>,
     request: Option<Request>,
@@ -116,8 +131,8 @@ impl Builder for DenseBuilder {
             let encoder = match &encoder {
                 Some(e) => e.clone(),
                 None => {
-                    let params_json = serde_json::to_value(&params).expect("serialises");
-                    let (_, e) = ctx.encoder(KIND.name, &model.id, &params_json, Some(&model))?;
+                    let options = encoder_options(&params);
+                    let (_, e) = ctx.encoder(KIND.name, &model.id, &options, Some(&model))?;
                     let DocumentEncoder::Dense(e) = e else {
                         return Err(not_dense(ctx, &model.id));
                     };

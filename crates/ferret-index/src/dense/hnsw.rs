@@ -65,16 +65,33 @@ pub fn build(
         .try_for_each(|(d, v)| graph.add(*d as u64, v))
         .map_err(|e| err(path, "adding", e))?;
     let tmp = path.with_extension("tmp");
-    graph
-        .save(
-            tmp.to_str()
-                .ok_or_else(|| err(path, "saving", "non-UTF-8 path"))?,
-        )
-        .map_err(|e| err(path, "saving", e))?;
+    let saved = graph.save(
+        tmp.to_str()
+            .ok_or_else(|| err(path, "saving", "non-UTF-8 path"))?,
+    );
+    if let Err(e) = saved {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(save_error(path, graph.serialized_length(), e));
+    }
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .map_err(IndexError::io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(IndexError::io(path))
+}
+
+/// usearch reports a failed save without its cause: a full disk is told as one.
+fn save_error(path: &Path, needed: usize, e: impl std::fmt::Display) -> IndexError {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    match fs4::available_space(folder) {
+        Ok(free) if free < needed as u64 => IndexError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!("No space left on device: the graph takes {needed} bytes, {free} are free"),
+            ),
+        },
+        _ => err(path, "saving", e),
+    }
 }
 
 /// A saved graph, memory-mapped.

@@ -72,6 +72,11 @@ impl LexicalWriter {
         let threads = threads.clamp(1, (memory_budget / MIN_BYTES_PER_THREAD).max(1));
         let writer: IndexWriter<TantivyDocument> =
             index.writer_with_num_threads(threads, memory_budget)?;
+        // A writer killed before its commit leaves files tantivy registered but never
+        // committed; a `.del` file among them is named by the opstamp this writer will reach
+        // again, and creating it would fail ("file already exists"). tantivy removes such
+        // files only when asked.
+        writer.garbage_collect_files().wait()?;
         if delete_all {
             writer.delete_all_documents()?;
         }
