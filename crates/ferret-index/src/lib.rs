@@ -12,12 +12,16 @@
 //!                          centroids-<gen>.f32, ivf-<gen>.bin (centroid → tokens, documents)
 //! ```
 //!
+//! The manifest records every file's size and CRC-32 (tantivy's files carry their own), checked
+//! at open ([`checksum`]).
+//!
 //! Each representation is a module on one extension point ([`representation`]).
 //!
 //! Every document gets a dense internal number (u32) in the order it was added; numbers are
 //! never reused, so every representation can be keyed by them. Writes are atomic: see
 //! [`writer`] for the commit protocol.
 
+pub mod checksum;
 pub mod corpus;
 pub mod dense;
 pub mod docstore;

@@ -36,6 +36,14 @@ pub struct Manifest {
     pub representations: Vec<Entry>,
     /// This index as one shard of many (id, count); a single index is shard 0 of 1.
     pub shard: Shard,
+    /// Size and CRC-32 of every file of the generation but tantivy's (see [`crate::checksum`];
+    /// empty in manifests written before checksums were recorded).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub files: std::collections::BTreeMap<String, crate::checksum::FileSum>,
+    /// CRC-32 of this manifest's own JSON written without this field (set by
+    /// [`Manifest::write_atomic`], checked by [`Manifest::read`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -77,17 +85,49 @@ impl Manifest {
                 supported: FORMAT_VERSION,
             });
         }
-        serde_json::from_slice(&bytes).map_err(corrupt)
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(corrupt)?;
+        if let Some(recorded) = manifest.crc32 {
+            if unsealed_crc32(&bytes) != Some(recorded) {
+                return Err(IndexError::Invalid {
+                    path: path.to_path_buf(),
+                    message: "corrupt manifest: checksum mismatch (the file changed after its commit); the index is damaged".into(),
+                });
+            }
+        }
+        Ok(manifest)
     }
 
     /// Writes `path` atomically: a temporary file is fsynced, then renamed over `path`.
     pub fn write_atomic(&self, path: &Path) -> Result<(), IndexError> {
         let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(self).expect("manifest always serialises");
+        let unsealed = Manifest {
+            crc32: None,
+            ..self.clone()
+        };
+        let mut bytes = serde_json::to_vec_pretty(&unsealed).expect("manifest always serialises");
+        // The checksum covers the bytes written before it (a reparsed manifest need not
+        // serialise to the same bytes: float parsing is not exact), so it goes last.
+        let crc = crc32fast::hash(&bytes);
+        bytes.truncate(bytes.len() - CLOSE.len());
+        bytes.extend_from_slice(format!("{SEAL}{crc}{CLOSE}").as_bytes());
         write_synced(&tmp, &bytes)?;
         std::fs::rename(&tmp, path).map_err(IndexError::io(path))?;
         sync_dir(path.parent().unwrap_or(Path::new(".")))
     }
+}
+
+/// How a pretty-printed manifest ends, and what precedes its checksum.
+const CLOSE: &str = "\n}";
+const SEAL: &str = ",\n  \"crc32\": ";
+
+/// The CRC-32 of a sealed manifest's bytes before its checksum field, as written.
+fn unsealed_crc32(bytes: &[u8]) -> Option<u32> {
+    let at = bytes
+        .windows(SEAL.len())
+        .rposition(|w| w == SEAL.as_bytes())?;
+    let mut unsealed = bytes[..at].to_vec();
+    unsealed.extend_from_slice(CLOSE.as_bytes());
+    Some(crc32fast::hash(&unsealed))
 }
 
 /// fsyncs a directory so that renames inside it are durable.

@@ -88,6 +88,7 @@ pub(crate) fn complete_pending_commit(dir: &Path) -> Result<(), IndexError> {
 impl Index {
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
         let manifest = committed_manifest(dir)?;
+        crate::checksum::verify(dir, &manifest)?;
         let docstore = Docstore::open(
             &dir.join("docs"),
             &manifest.chunks,

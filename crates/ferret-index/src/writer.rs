@@ -581,7 +581,7 @@ impl IndexWriter {
             write_deleted(&deleted_path(&docs_dir, self.generation), &list)?;
             Some(self.generation)
         };
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             format_version: FORMAT_VERSION,
             ferret_version: env!("CARGO_PKG_VERSION").to_string(),
             generation: self.generation,
@@ -602,7 +602,15 @@ impl IndexWriter {
                 .previous
                 .as_ref()
                 .map_or(Shard { id: 0, count: 1 }, |m| m.shard),
+            files: Default::default(),
+            crc32: None,
         };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.opts.threads.max(1))
+            .build()
+            .expect("building a thread pool");
+        manifest.files =
+            crate::checksum::record(&self.dir, &manifest, self.previous.as_ref(), &pool)?;
         let next = self.dir.join(MANIFEST_NEXT);
         manifest.write_atomic(&next)?;
         sync_dir(&docs_dir)?;

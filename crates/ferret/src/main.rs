@@ -24,6 +24,8 @@ enum Command {
     Index(commands::index::Args),
     /// What an index holds: documents, generation, representations and their sizes
     Info(commands::info::Args),
+    /// Verify an index: every file's checksum, the structure, every document; names damaged files
+    Check(commands::check::Args),
     /// Search an index for one query
     Search(commands::search::Args),
     /// Run a pipeline over a query set and write a TREC run
@@ -71,6 +73,7 @@ fn main() {
     let result = match cli.command {
         Command::Index(a) => commands::index::main(a),
         Command::Info(a) => commands::info::main(a),
+        Command::Check(a) => commands::check::main(a),
         Command::Search(a) => commands::search::main(a),
         Command::Run(a) => commands::run::main(a),
         Command::Eval(a) => commands::eval::main(a),

@@ -3,6 +3,7 @@ pub mod bench_ann;
 pub mod bench_llm;
 pub mod bench_tokens;
 pub mod card;
+pub mod check;
 pub mod classify;
 pub mod encode;
 pub mod eval;
