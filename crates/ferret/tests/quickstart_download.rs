@@ -95,6 +95,17 @@ fn downloads_verifies_and_reproduces() {
         .find(|l| l.starts_with("scifact bm25 flat"))
         .expect(&stdout);
     assert!(row.contains("0.6789") && row.contains("0.9253"), "{row}");
+    // Beside the measured numbers, the published ones and the difference.
+    assert!(
+        row.contains("(Pyserini 2CR, BEIR flat: nDCG@10 0.6789 Δ +0.0000, R@100 0.9253 Δ +0.0000)"),
+        "{row}"
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("scifact bm25 multifield"))
+        .expect(&stdout);
+    assert!(row.contains("R@100 0.9076 Δ +0.0000)"), "{row}");
+    assert!(!stdout.contains("-0.0000"), "{stdout}");
     let row = stdout
         .lines()
         .find(|l| l.starts_with("scifact bm25 >> rm3"))

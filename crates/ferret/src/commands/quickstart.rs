@@ -35,7 +35,30 @@ struct Recipe {
     pipeline: &'static str,
     /// Sentence encoders the index needs (fetched into the model cache on first use).
     models: &'static [&'static str],
+    /// The published numbers this recipe reproduces, if any.
+    reference: Option<Reference>,
 }
+
+/// Published effectiveness: where from, and (measure, value) pairs.
+struct Reference {
+    source: &'static str,
+    values: &'static [(&'static str, f64)],
+}
+
+/// Pyserini's BEIR reproductions (2CR), SciFact with Lucene BM25 (k1 0.9, b 0.4).
+const PYSERINI_FLAT: Reference = Reference {
+    source: "Pyserini 2CR, BEIR flat",
+    values: &[("nDCG@10", 0.6789), ("R@100", 0.9253)],
+};
+const PYSERINI_MULTIFIELD: Reference = Reference {
+    source: "Pyserini 2CR, BEIR multifield",
+    values: &[("nDCG@10", 0.6647), ("R@100", 0.9076)],
+};
+/// MTEB's published SciFact main score of all-MiniLM-L6-v2.
+const MTEB_MINILM: Reference = Reference {
+    source: "MTEB",
+    values: &[("nDCG@10", 0.6451)],
+};
 
 const MINILM: &[&str] = &["all-minilm-l6-v2"];
 
@@ -48,6 +71,7 @@ const SCIFACT: &[Recipe] = &[
         fields: "flat",
         pipeline: "bm25(k1=0.9, b=0.4) % 1000",
         models: &[],
+        reference: Some(PYSERINI_FLAT),
     },
     Recipe {
         name: "scifact bm25 multifield",
@@ -57,6 +81,7 @@ const SCIFACT: &[Recipe] = &[
         fields: "multi",
         pipeline: "bm25(k1=0.9, b=0.4, title=1.0, text=1.0) % 1000",
         models: &[],
+        reference: Some(PYSERINI_MULTIFIELD),
     },
     Recipe {
         name: "scifact bm25 >> rm3",
@@ -66,6 +91,7 @@ const SCIFACT: &[Recipe] = &[
         fields: "flat",
         pipeline: "bm25 % 1000 >> rm3(fb_docs=10, fb_terms=10, original_query_weight=0.5)",
         models: &[],
+        reference: None,
     },
     Recipe {
         name: "scifact bm25 >> rocchio",
@@ -75,6 +101,7 @@ const SCIFACT: &[Recipe] = &[
         fields: "flat",
         pipeline: "bm25 % 1000 >> rocchio(top_fb_docs=10, top_fb_terms=10, alpha=1, beta=0.75)",
         models: &[],
+        reference: None,
     },
     Recipe {
         name: "scifact dense minilm",
@@ -84,6 +111,7 @@ const SCIFACT: &[Recipe] = &[
         fields: "flat",
         pipeline: "dense(model=all-minilm-l6-v2, exact=1) % 1000",
         models: MINILM,
+        reference: Some(MTEB_MINILM),
     },
     Recipe {
         name: "scifact dense >> vprf",
@@ -93,6 +121,7 @@ const SCIFACT: &[Recipe] = &[
         fields: "flat",
         pipeline: "dense(exact=1) % 1000 >> vprf(depth=3, exact=1)",
         models: MINILM,
+        reference: None,
     },
     Recipe {
         name: "scifact rrf(bm25, dense)",
@@ -102,6 +131,7 @@ const SCIFACT: &[Recipe] = &[
         fields: "flat",
         pipeline: "rrf(bm25 % 1000, dense(exact=1) % 1000, k=60)",
         models: MINILM,
+        reference: None,
     },
     // alpha = 0.5 is what `ferret tune` picks on SciFact's train split (see docs/PIPELINES.md).
     Recipe {
@@ -112,6 +142,7 @@ const SCIFACT: &[Recipe] = &[
         fields: "flat",
         pipeline: "interp(bm25 % 1000, dense(exact=1) % 1000, alpha=0.5)",
         models: MINILM,
+        reference: None,
     },
 ];
 
@@ -124,6 +155,7 @@ const MORE: &[Recipe] = &[
         fields: "flat",
         pipeline: "bm25 % 1000",
         models: &[],
+        reference: None,
     },
     Recipe {
         name: "cisi bm25 flat",
@@ -133,6 +165,7 @@ const MORE: &[Recipe] = &[
         fields: "flat",
         pipeline: "bm25 % 1000",
         models: &[],
+        reference: None,
     },
     Recipe {
         name: "cmrc2018 bm25 zh (jieba)",
@@ -142,6 +175,7 @@ const MORE: &[Recipe] = &[
         fields: "flat",
         pipeline: "bm25 % 1000",
         models: &[],
+        reference: None,
     },
     Recipe {
         name: "cmrc2018 bm25 zh-char",
@@ -151,8 +185,24 @@ const MORE: &[Recipe] = &[
         fields: "flat",
         pipeline: "bm25 % 1000",
         models: &[],
+        reference: None,
     },
 ];
+
+/// "  (source: measure value Δ difference, …)": the published numbers beside the measured ones.
+fn compared(reference: &Reference, measures: &[Measure], mean: &[f64]) -> String {
+    let parts: Vec<String> = reference
+        .values
+        .iter()
+        .filter_map(|(name, published)| {
+            let i = measures.iter().position(|m| m.to_string() == *name)?;
+            // Rounded first, and + 0.0 turns -0.0 into 0.0: no "-0.0000".
+            let delta = ((mean[i] - published) * 1e4).round() / 1e4 + 0.0;
+            Some(format!("{name} {published:.4} Δ {delta:+.4}"))
+        })
+        .collect();
+    format!("   ({}: {})", reference.source, parts.join(", "))
+}
 
 /// `--data`, else `$FERRET_DATA`, else `../shared/data` when it exists, else
 /// `$FERRET_HOME/data`, downloading the official BEIR SciFact there when it is not there yet.
@@ -267,7 +317,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         let run_path = work.join(format!("{file_name}.run"));
         run.write_trec(std::io::BufWriter::new(std::fs::File::create(&run_path)?))?;
         let e = evaluate(&qrels, &run, &measures, EvalOptions::default());
-        rows.push((r.name, stage.describe(), queries.len(), e.mean, run_secs));
+        rows.push((r, stage.describe(), queries.len(), e.mean, run_secs));
     }
     println!(
         "\n{:<28} {:>7}  {}",
@@ -279,18 +329,23 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    for (name, _, n, mean, _) in &rows {
+    for (r, _, n, mean, _) in &rows {
         println!(
-            "{name:<28} {n:>7}  {}",
+            "{:<28} {n:>7}  {}{}",
+            r.name,
             mean.iter()
                 .map(|v| format!("{v:>8.4}"))
                 .collect::<Vec<_>>()
-                .join(" ")
+                .join(" "),
+            r.reference
+                .as_ref()
+                .map(|reference| compared(reference, &measures, mean))
+                .unwrap_or_default()
         );
     }
     println!("\npipelines:");
-    for (name, pipeline, n, _, secs) in &rows {
-        println!("  {name}: {pipeline}  ({n} queries in {secs:.2}s)");
+    for (r, pipeline, n, _, secs) in &rows {
+        println!("  {}: {pipeline}  ({n} queries in {secs:.2}s)", r.name);
     }
     if let Some(model) = &a.clip {
         flickr(model, &data.join("flickr8k-test1k"), &work)?;
