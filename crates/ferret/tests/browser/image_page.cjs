@@ -20,12 +20,17 @@ function expect(cond, what) {
 // The widths of the hit lists' thumbnails once they have loaded (a broken image has
 // naturalWidth 0). Thumbnails load lazily, so the page is scrolled to bring them all near the
 // viewport; the wait gives up after 10 s and the caller judges the widths.
+// The widths of the hits' thumbnails once all have loaded (read in the same step as the check,
+// so a re-render in between cannot mix in images not loaded yet), or as they are after 10 s.
 async function thumbnailsLoaded(page) {
   await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
-  await page.waitForFunction(
-    () => [...document.querySelectorAll(".hit img.thumb")].every((i) => i.complete && i.naturalWidth > 0),
-    null, { timeout: 10000 }).catch(() => {});
-  return page.$$eval(".hit img.thumb", (imgs) => imgs.map((i) => i.naturalWidth));
+  const loaded = await page.waitForFunction(() => {
+    const w = [...document.querySelectorAll(".hit img.thumb")].map((i) => (i.complete ? i.naturalWidth : 0));
+    return w.length > 0 && w.every((x) => x > 0) && w;
+  }, null, { timeout: 10000 }).catch(() => null);
+  return loaded
+    ? loaded.jsonValue()
+    : page.$$eval(".hit img.thumb", (imgs) => imgs.map((i) => (i.complete ? i.naturalWidth : 0)));
 }
 
 async function main() {
@@ -66,7 +71,10 @@ try {
   // text → image: remove the image, type a caption.
   await page.click("#image-clear");
   await page.fill("#q", "a dog runs through the snow");
+  // The image query's hits stay on the page until the text query's replace them: wait for that.
+  const previous = await page.$(".hit");
   await page.click("#go");
+  await page.waitForFunction((hit) => !hit.isConnected, previous, { timeout: 10000 });
   await page.waitForFunction(() => /clip/.test(document.querySelector(".column h2")?.textContent || "") && !document.querySelector("#image-preview:not([hidden])"));
   const textWidths = await thumbnailsLoaded(page);
   expect(textWidths.length >= 3 && textWidths.every((w) => w > 0), "thumbnails for a text query, got " + textWidths);
