@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" = "--long" ]; then
-  FERRET_KILLS=100 exec cargo test -p ferret --test crash_safety -- --nocapture --test-threads 1
+  PYO3_BUILD_EXTENSION_MODULE=1 FERRET_KILLS=100 \
+    exec cargo test -p ferret --test crash_safety -- --nocapture --test-threads 1
 fi
 
 venv="${FERRET_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ferret/test-venv}"
