@@ -186,20 +186,10 @@ fn folder_bytes(dir: &Path) -> u64 {
 fn assert_only_committed_files(dir: &Path) {
     let index = Index::open(dir).unwrap();
     let m = index.manifest();
-    let mut keep: BTreeSet<PathBuf> = m
-        .representations
+    let mut keep: BTreeSet<PathBuf> = ferret_index::checksum::committed_files(m)
         .iter()
-        .flat_map(|e| &e.files)
         .map(|f| dir.join(f))
         .collect();
-    for c in &m.chunks {
-        for ext in ["jsonl", "ids", "idx"] {
-            keep.insert(dir.join(format!("docs/chunk-{:06}.{ext}", c.generation)));
-        }
-    }
-    if let Some(g) = m.deleted_generation {
-        keep.insert(dir.join(format!("docs/deleted-{g:06}.bin")));
-    }
     keep.insert(dir.join("manifest.json"));
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("lexical/meta.json")).unwrap())
