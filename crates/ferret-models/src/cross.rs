@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 
 use crate::bert::{Bert, Linear};
+use crate::cancel::Cancel;
 use crate::weights::Weights;
 use crate::ModelError;
 
@@ -98,8 +99,14 @@ impl CrossEncoder {
     }
 
     /// One relevance score per passage: the logit (the last label's, for checkpoints with
-    /// several), pairs spread over the current rayon pool, longest first.
-    pub fn score(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>, ModelError> {
+    /// several), pairs spread over the current rayon pool, longest first. Stops with
+    /// [`ModelError::Cancelled`] once `cancel` is set (checked before each pair).
+    pub fn score(
+        &self,
+        query: &str,
+        passages: &[&str],
+        cancel: &Cancel,
+    ) -> Result<Vec<f32>, ModelError> {
         let pairs: Vec<(String, String)> = passages
             .iter()
             .map(|p| (query.to_string(), p.to_string()))
@@ -114,6 +121,9 @@ impl CrossEncoder {
         let scored: Vec<(usize, f32)> = order
             .par_iter()
             .map(|&i| {
+                if cancel.is_cancelled() {
+                    return (i, f32::NAN);
+                }
                 let e = &encodings[i];
                 let cls = self
                     .bert
@@ -126,6 +136,9 @@ impl CrossEncoder {
                 (i, logits[self.labels - 1])
             })
             .collect();
+        if cancel.is_cancelled() {
+            return Err(ModelError::Cancelled);
+        }
         let mut out = vec![0f32; passages.len()];
         for (i, s) in scored {
             out[i] = s;

@@ -25,6 +25,9 @@ pub enum ModelError {
         expected: String,
         actual: String,
     },
+    /// The work was given up (see [`crate::Cancel`]) before it finished.
+    #[error("cancelled: the request's time ran out")]
+    Cancelled,
 }
 
 impl ModelError {

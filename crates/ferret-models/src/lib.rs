@@ -14,11 +14,13 @@
 //! * [`colbert`]: late-interaction encoders (colbert-ai and PyLate checkpoints, zero-shot token
 //!   vectors of a sentence encoder): one normalised vector per token.
 //! * [`cross`]: cross-encoders (`BertForSequenceClassification`) scoring (query, passage) pairs.
+//! * [`cancel`]: cooperative cancellation of long work (checked between steps).
 //! * [`llm`]: LLMs for reranking — local GGUF models (candle's quantised kernels) and
 //!   OpenAI-compatible servers, behind one request type, a prompt cache and usage counters.
 
 mod attention;
 pub mod bert;
+pub mod cancel;
 pub mod clip;
 pub mod colbert;
 pub mod cross;
@@ -31,6 +33,7 @@ pub mod source;
 pub mod splade;
 mod weights;
 
+pub use cancel::Cancel;
 pub use cross::CrossEncoder;
 pub use error::ModelError;
 pub use sentence::SentenceEncoder;

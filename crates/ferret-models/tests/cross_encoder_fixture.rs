@@ -47,7 +47,9 @@ fn matches_transformers_on_the_fixture() {
             .map(|v| v.as_u64().unwrap() as u32)
             .collect();
         assert_eq!(ids, expected, "token ids for {q:?} at {max_length}");
-        let logit = model.score(q, &[p]).unwrap()[0] as f64;
+        let logit = model
+            .score(q, &[p], &ferret_models::Cancel::never())
+            .unwrap()[0] as f64;
         let want = case["logit"].as_f64().unwrap();
         assert!(
             (logit - want).abs() < 1e-4,

@@ -7,6 +7,7 @@
 
 use ferret_models::llm::gguf::GgufModel;
 use ferret_models::llm::{LlmBackend, LlmRequest, Message};
+use ferret_models::{Cancel, ModelError};
 use serde_json::Value;
 
 fn reference() -> Value {
@@ -43,11 +44,14 @@ fn smollm2_matches_llama_cpp() {
         assert_eq!(prompt, c["prompt"].as_str().unwrap());
         assert_eq!(model.tokenize(&prompt).unwrap(), ids(&c["prompt_ids"]));
         let answer = model
-            .complete(&LlmRequest {
-                messages: msgs,
-                max_tokens: 32,
-                choices: vec!["Yes".into(), "No".into()],
-            })
+            .complete(
+                &LlmRequest {
+                    messages: msgs,
+                    max_tokens: 32,
+                    choices: vec!["Yes".into(), "No".into()],
+                },
+                &Cancel::never(),
+            )
             .unwrap();
         let lp = answer.choice_logprobs.unwrap();
         let (yes, no) = (
@@ -87,6 +91,19 @@ fn smollm2_matches_llama_cpp() {
             "greedy answers part after {common} characters"
         );
     }
+    // A request given up before it starts does no work and says so.
+    let cancelled = Cancel::until(None);
+    cancelled.cancel();
+    let msgs = messages(&r["chats"][0]["messages"]);
+    let request = LlmRequest {
+        messages: msgs,
+        max_tokens: 32,
+        choices: vec![],
+    };
+    assert!(matches!(
+        model.complete(&request, &cancelled),
+        Err(ModelError::Cancelled)
+    ));
 }
 
 #[test]

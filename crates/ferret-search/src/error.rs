@@ -50,6 +50,9 @@ pub enum SearchError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// The query's [`ferret_models::Cancel`] was set (its time ran out) before it finished.
+    #[error("cancelled: the request's time ran out")]
+    Cancelled,
 }
 
 impl SearchError {

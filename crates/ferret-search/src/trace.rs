@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use ferret_models::Cancel;
 use serde::Serialize;
 
 use crate::{Hit, Query, SearchError, Stage};
@@ -31,10 +32,13 @@ pub struct TraceEntry {
 /// How many of a stage's top hits it explains one by one.
 pub const DETAILED_HITS: usize = 20;
 
-/// Collects [`TraceEntry`]s while a query runs; does nothing when off.
+/// Collects [`TraceEntry`]s while a query runs; does nothing when off. It also carries the
+/// query's [`Cancel`]: every stage run through it is checked before and after, and stages with
+/// long inner loops check [`Trace::cancel`] themselves.
 #[derive(Debug, Default)]
 pub struct Trace {
     enabled: bool,
+    cancel: Cancel,
     /// Entries of the stages now running, innermost last.
     open: Vec<usize>,
     pub entries: Vec<TraceEntry>,
@@ -53,8 +57,42 @@ impl Trace {
         }
     }
 
-    /// Runs `stage`, recording it (entries are in pre-order: a stage before its inputs).
+    /// This trace, stopping its query once `cancel` is set.
+    pub fn with_cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = cancel;
+        self
+    }
+
+    pub fn cancel(&self) -> &Cancel {
+        &self.cancel
+    }
+
+    /// [`SearchError::Cancelled`] once the query has been given up.
+    pub fn check(&self) -> Result<(), SearchError> {
+        if self.cancel.is_cancelled() {
+            Err(SearchError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs `stage`, recording it (entries are in pre-order: a stage before its inputs). A
+    /// cancelled query stops before the stage, and a stage that ended early because of it
+    /// (rerankers keep the incoming order for what they did not reach) gives no ranking.
     pub fn run(
+        &mut self,
+        stage: &dyn Stage,
+        query: &Query,
+        candidates: Option<&[Hit]>,
+        k: usize,
+    ) -> Result<Vec<Hit>, SearchError> {
+        self.check()?;
+        let result = self.run_recorded(stage, query, candidates, k);
+        self.check()?;
+        result
+    }
+
+    fn run_recorded(
         &mut self,
         stage: &dyn Stage,
         query: &Query,
@@ -160,4 +198,81 @@ pub fn explain_json(
         "stages": trace.entries,
         "hits": rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage::Then;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A stage that counts its runs and, when told to, cancels the query while it runs.
+    struct Probe {
+        runs: Arc<AtomicUsize>,
+        cancels: Option<Cancel>,
+    }
+
+    impl Stage for Probe {
+        fn describe(&self) -> String {
+            "probe".into()
+        }
+        fn run(
+            &self,
+            _: &Query,
+            _: Option<&[Hit]>,
+            _: usize,
+            _: &mut Trace,
+        ) -> Result<Vec<Hit>, SearchError> {
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            if let Some(c) = &self.cancels {
+                c.cancel();
+            }
+            Ok(vec![Hit { doc: 0, score: 1.0 }])
+        }
+    }
+
+    fn probe(runs: &Arc<AtomicUsize>, cancels: Option<&Cancel>) -> Box<dyn Stage> {
+        Box::new(Probe {
+            runs: runs.clone(),
+            cancels: cancels.cloned(),
+        })
+    }
+
+    #[test]
+    fn a_cancelled_query_stops_at_the_next_stage() {
+        let query = Query::new("q", "text");
+        for enabled in [false, true] {
+            let cancel = Cancel::until(None);
+            let runs = Arc::new(AtomicUsize::new(0));
+            // The first stage cancels the query: the second never runs, and the pipeline
+            // gives no ranking.
+            let pipeline = Then {
+                first: probe(&runs, Some(&cancel)),
+                then: probe(&runs, None),
+            };
+            let trace = if enabled { Trace::on() } else { Trace::off() };
+            let mut trace = trace.with_cancel(cancel.clone());
+            let result = trace.run(&pipeline, &query, None, 10);
+            assert!(matches!(result, Err(SearchError::Cancelled)));
+            assert_eq!(runs.load(Ordering::Relaxed), 1);
+            // Once cancelled, nothing more runs.
+            assert!(matches!(
+                trace.run(&pipeline, &query, None, 10),
+                Err(SearchError::Cancelled)
+            ));
+            assert_eq!(runs.load(Ordering::Relaxed), 1);
+        }
+        // Without a cancellation the same pipeline runs both stages.
+        let runs = Arc::new(AtomicUsize::new(0));
+        let pipeline = Then {
+            first: probe(&runs, None),
+            then: probe(&runs, None),
+        };
+        assert_eq!(
+            Trace::off().run(&pipeline, &query, None, 10).unwrap().len(),
+            1
+        );
+        assert_eq!(runs.load(Ordering::Relaxed), 2);
+    }
 }

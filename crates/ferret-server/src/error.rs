@@ -52,6 +52,18 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
+    /// 503 `timeout`: the request's work outlived the server's limit (and was cancelled).
+    pub fn timeout(limit: std::time::Duration) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than this server's limit of {:.1} s",
+                limit.as_secs_f64()
+            ),
+        )
+    }
+
     /// A pipeline that does not parse or cannot be prepared: 400, with the position as a
     /// character offset into `text` (the pipeline's text form; none for the JSON form).
     pub fn pipeline(e: SearchError, text: Option<&str>) -> Self {

@@ -1,6 +1,7 @@
 //! Prometheus metrics (`GET /metrics`, OpenMetrics text): requests by route, method and
 //! status, latency histograms by route, requests in flight, the index's size and generation,
-//! and the process's resident memory (read at scrape time).
+//! work that outlived its deadline (how long after it the cancelled work freed its slot), and
+//! the process's resident memory (read at scrape time).
 
 use std::sync::atomic::AtomicU64;
 
@@ -29,6 +30,8 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub in_flight: Gauge,
+    /// Seconds from a request's deadline until its work stopped and freed its worker slot.
+    pub overrun: Histogram,
     documents: Gauge,
     generation: Gauge,
     resident: Gauge<f64, AtomicU64>,
@@ -46,6 +49,8 @@ impl Metrics {
         let latency =
             Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
         let in_flight = Gauge::default();
+        // 0.1 ms to about 6.5 s.
+        let overrun = Histogram::new(exponential_buckets(0.000_1, 2.0, 17));
         let documents = Gauge::default();
         let generation = Gauge::default();
         let resident = Gauge::<f64, AtomicU64>::default();
@@ -63,6 +68,11 @@ impl Metrics {
             "http_requests_in_flight",
             "Requests being answered now",
             in_flight.clone(),
+        );
+        registry.register(
+            "work_overrun_seconds",
+            "For searches and reranks that outlived their deadline (and were cancelled): seconds from the deadline until the work stopped and freed its worker slot",
+            overrun.clone(),
         );
         registry.register(
             "index_documents",
@@ -84,6 +94,7 @@ impl Metrics {
             requests,
             latency,
             in_flight,
+            overrun,
             documents,
             generation,
             resident,

@@ -27,8 +27,12 @@ pub struct Limits {
     pub max_pipeline_stages: usize,
     pub max_rerank_documents: usize,
     pub max_documents_per_request: usize,
-    /// Wall time for one search, rerank or write before the request is answered `timeout`.
+    /// Wall time for one search, rerank or write before the request is answered `timeout`
+    /// (searches and reranks are then cancelled).
     pub timeout: Duration,
+    /// Work (a pipeline, a reranker) that has taken longer than this on average is slow:
+    /// slow work gets all worker slots but one, which stays free for fast pipelines.
+    pub slow_work: Duration,
 }
 
 impl Default for Limits {
@@ -41,6 +45,7 @@ impl Default for Limits {
             max_rerank_documents: 1000,
             max_documents_per_request: 1000,
             timeout: Duration::from_secs(30),
+            slow_work: Duration::from_millis(250),
         }
     }
 }
@@ -73,6 +78,8 @@ pub struct Snapshot {
 
 /// Prepared pipelines kept per snapshot; the cache is emptied when it reaches this size.
 const STAGE_CACHE: usize = 64;
+/// Kinds of work whose cost is remembered; the table is emptied when it reaches this size.
+const COST_TABLE: usize = 1024;
 
 impl Snapshot {
     pub fn open(dir: &std::path::Path) -> Result<Self, ferret_index::IndexError> {
@@ -111,6 +118,11 @@ pub struct AppState {
     pub writer: Arc<tokio::sync::Mutex<()>>,
     /// Slots for CPU-bound work (`ServerOptions::workers`).
     pub workers: Arc<tokio::sync::Semaphore>,
+    /// What slow work takes before it may wait for a worker slot: all slots but one (one, when
+    /// there is only one), so that slow pipelines cannot starve fast ones.
+    pub slow_lane: Arc<tokio::sync::Semaphore>,
+    /// Mean time of each kind of work (pipeline text, reranker), to tell slow from fast.
+    pub costs: WorkCosts,
     rerankers: Mutex<HashMap<String, Arc<dyn Reranker>>>,
     allowed_models: HashSet<String>,
     pub metrics: Metrics,
@@ -126,12 +138,17 @@ impl AppState {
         }
         let metrics = Metrics::new();
         let workers = options.workers.max(1);
+        let costs = WorkCosts::new(options.limits.slow_work);
         metrics.set_index(&snapshot.index);
         Ok(AppState {
             options,
             snapshot: ArcSwap::from_pointee(snapshot),
             writer: Arc::new(tokio::sync::Mutex::new(())),
             workers: Arc::new(tokio::sync::Semaphore::new(workers)),
+            slow_lane: Arc::new(tokio::sync::Semaphore::new(
+                workers.saturating_sub(1).max(1),
+            )),
+            costs,
             rerankers: Mutex::new(HashMap::new()),
             allowed_models: allowed,
             metrics,
@@ -253,10 +270,92 @@ impl AppState {
     }
 }
 
+/// How long each kind of work (a pipeline's text, a reranker) has taken: a moving average in
+/// which recent runs count most.
+pub struct WorkCosts {
+    means: Mutex<HashMap<String, Duration>>,
+    slow: Duration,
+}
+
+impl WorkCosts {
+    /// Work taking longer than `slow` on average is slow.
+    pub fn new(slow: Duration) -> Self {
+        WorkCosts {
+            means: Mutex::new(HashMap::new()),
+            slow,
+        }
+    }
+
+    /// Whether `work` has been slow on average. Work never seen counts as fast, so that a
+    /// flood of slow work cannot keep a fast pipeline from ever being measured.
+    pub fn is_slow(&self, work: &str) -> bool {
+        let means = self.means.lock().unwrap_or_else(|p| p.into_inner());
+        means.get(work).is_some_and(|&mean| mean > self.slow)
+    }
+
+    pub fn record(&self, work: &str, took: Duration) {
+        let mut means = self.means.lock().unwrap_or_else(|p| p.into_inner());
+        if means.len() >= COST_TABLE && !means.contains_key(work) {
+            means.clear();
+        }
+        means
+            .entry(work.to_string())
+            .and_modify(|mean| *mean = mean.mul_f64(0.75) + took.mul_f64(0.25))
+            .or_insert(took);
+    }
+}
+
+/// Whether a pipeline runs a model on every candidate (a reranker stage: a cross-encoder, an
+/// LLM): slow from its first request on, before any has been measured.
+pub fn reranks(expr: &Expr) -> bool {
+    match expr {
+        Expr::Stage { name, inputs, .. } => {
+            ferret_search::registry::spec(name)
+                .is_some_and(|s| matches!(s.build, ferret_search::args::Build::Reranker(_)))
+                || inputs.iter().any(reranks)
+        }
+        Expr::Cutoff { input, .. } => reranks(input),
+        Expr::Then { first, then } => reranks(first) || reranks(then),
+    }
+}
+
 /// Compares without an early exit, so response time does not tell how much of a key matched.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expr(text: &str) -> Expr {
+        ferret_search::pipeline::parse_any(text).unwrap()
+    }
+
+    #[test]
+    fn pipelines_with_a_reranker_are_slow_from_the_start() {
+        assert!(reranks(&expr("bm25 % 20 >> pointwise(llm=smollm2)")));
+        assert!(reranks(&expr("rrf(bm25, bm25 % 50 >> rerank(model=x))")));
+        assert!(!reranks(&expr("rrf(bm25 % 100, dense) >> rm3")));
+    }
+
+    #[test]
+    fn work_is_slow_when_its_mean_time_is() {
+        let costs = WorkCosts::new(Duration::from_millis(100));
+        assert!(!costs.is_slow("bm25"), "never seen: fast");
+        costs.record("bm25", Duration::from_millis(2));
+        costs.record("colbert", Duration::from_millis(400));
+        assert!(!costs.is_slow("bm25"));
+        assert!(costs.is_slow("colbert"));
+        // One fast run does not make slow work fast at once; a run of them does.
+        costs.record("colbert", Duration::from_millis(1));
+        assert!(costs.is_slow("colbert"));
+        for _ in 0..10 {
+            costs.record("colbert", Duration::from_millis(1));
+        }
+        assert!(!costs.is_slow("colbert"));
+    }
 }

@@ -629,3 +629,80 @@ fn searches_are_answered_while_a_write_is_in_progress() {
     assert!(hit["text"].as_str().is_some_and(|t| !t.is_empty()), "{hit}");
     println!("{during} searches answered during the write");
 }
+
+/// A metric's value in /metrics text (`name value` lines).
+fn metric(server: &Server, name: &str) -> f64 {
+    let (_, text) = server.get_text("/metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn timed_out_llm_searches_are_cancelled_and_cannot_starve_bm25() {
+    ferret_models::llm::gguf::locate("smollm2").expect("the SmolLM2 GGUF (fetched from PyPI)");
+    // Two workers: LLM pipelines (slow from the start: they rerank with a model) may hold one;
+    // the other stays for fast pipelines.
+    let server = Server::start(scifact(), &["--timeout-s", "6", "--workers", "2"]);
+    let query = "microRNA regulation of cancer";
+    // Loads the model (which is not cancelled) and times one pointwise LLM call.
+    let warm =
+        json!({"query": query, "pipeline": "bm25 % 1 >> pointwise(llm=smollm2, cache=0)", "k": 1});
+    let (status, v) = server.post("/v1/search", &warm);
+    assert!(status == 200 || code(&v) == "timeout", "{status} {v}");
+    let (status, v) = server.post("/v1/search", &warm);
+    assert_eq!(status, 200, "{v}");
+    let per_call_s = v["took_ms"].as_f64().unwrap() / 1000.0;
+    let (status, _) = server.post("/v1/search", &json!({"query": query, "k": 10}));
+    assert_eq!(status, 200);
+
+    // A flood: three searches that each ask the LLM about 200 passages — minutes of work.
+    let calls = 200.0;
+    let slow = json!({"query": query, "pipeline": "bm25 % 200 >> pointwise(llm=smollm2, cache=0)", "k": 10});
+    let flood: Vec<_> = (0..3)
+        .map(|_| {
+            let (client, body) = ((*server).clone(), slow.clone());
+            std::thread::spawn(move || client.post("/v1/search", &body))
+        })
+        .collect();
+    // Meanwhile BM25 searches keep being answered (each would time out if the LLM searches
+    // held every worker).
+    let start = std::time::Instant::now();
+    let mut bm25 = Vec::new();
+    while !flood.iter().all(|t| t.is_finished()) {
+        let t = std::time::Instant::now();
+        let (status, v) = server.post("/v1/search", &json!({"query": query, "k": 10}));
+        assert_eq!(status, 200, "a BM25 search during the LLM flood: {v}");
+        bm25.push(t.elapsed().as_secs_f64());
+    }
+    let flood_s = start.elapsed().as_secs_f64();
+    for t in flood {
+        let (status, v) = t.join().unwrap();
+        assert_eq!((status, code(&v)), (503, "timeout"), "{v}");
+    }
+    assert!(!bm25.is_empty());
+    bm25.sort_by(f64::total_cmp);
+    // The LLM search that got a worker was cancelled: it stopped and freed its slot soon
+    // after its deadline, not after its ~`calls` LLM calls.
+    let mut waited = 0.0;
+    while metric(&server, "ferret_work_overrun_seconds_count") < 1.0 {
+        assert!(
+            waited < calls * per_call_s,
+            "the timed-out work is still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        waited += 0.1;
+    }
+    let count = metric(&server, "ferret_work_overrun_seconds_count");
+    let overrun = metric(&server, "ferret_work_overrun_seconds_sum") / count;
+    println!(
+        "LLM flood {flood_s:.1} s: {} BM25 searches answered, max {:.3} s; cancelled work freed its slot {overrun:.3} s after its deadline (uncancelled it needed ~{:.0} s more)",
+        bm25.len(),
+        bm25[bm25.len() - 1],
+        calls * per_call_s
+    );
+    assert!(
+        overrun < calls * per_call_s / 4.0,
+        "the cancelled work ran {overrun:.1} s past its deadline"
+    );
+}

@@ -13,6 +13,7 @@ use tokenizers::Tokenizer;
 use super::template::ChatTemplate;
 use super::tokenizer::{self, number, text};
 use super::{LlmBackend, LlmRequest, LlmResponse, Message};
+use crate::cancel::Cancel;
 use crate::source::{self, sha256_file};
 use crate::ModelError;
 
@@ -204,8 +205,10 @@ impl GgufModel {
                 ),
             ));
         }
-        let result = self.with_idle_model(|model| feed_prompt(model, prompt));
-        result.map_err(|e| ModelError::invalid(&self.path, format!("inference: {e}")))
+        let result = self.with_idle_model(|model| feed_prompt(model, prompt, &Cancel::never()));
+        result
+            .map_err(|e| ModelError::invalid(&self.path, format!("inference: {e}")))?
+            .ok_or(ModelError::Cancelled)
     }
 
     fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
@@ -234,7 +237,9 @@ impl GgufModel {
             |e: candle_core::Error| ModelError::invalid(&self.path, format!("inference: {e}"));
         let mut model = self.prototype.clone();
         let start = std::time::Instant::now();
-        let mut logits = feed_prompt(&mut model, prompt).map_err(bad)?;
+        let mut logits = feed_prompt(&mut model, prompt, &Cancel::never())
+            .map_err(bad)?
+            .ok_or(ModelError::Cancelled)?;
         let prompt_secs = start.elapsed().as_secs_f64();
         let start = std::time::Instant::now();
         for i in 0..generate {
@@ -243,7 +248,7 @@ impl GgufModel {
         Ok((prompt_secs, start.elapsed().as_secs_f64()))
     }
 
-    fn run(&self, request: &LlmRequest) -> Result<LlmResponse, ModelError> {
+    fn run(&self, request: &LlmRequest, cancel: &Cancel) -> Result<LlmResponse, ModelError> {
         let bad = |m: String| ModelError::invalid(&self.path, m);
         let prompt = self.render(&request.messages)?;
         let ids = self.encode(&prompt)?;
@@ -265,9 +270,12 @@ impl GgufModel {
                     .ok_or_else(|| bad(format!("choice '{c}' has no tokens")))
             })
             .collect::<Result<Vec<u32>, _>>()?;
-        let result =
-            self.with_idle_model(|model| self.decode(model, &ids, &choice_ids, request.max_tokens));
-        let (generated, choice_logprobs) = result.map_err(|e| bad(format!("inference: {e}")))?;
+        let result = self.with_idle_model(|model| {
+            self.decode(model, &ids, &choice_ids, request.max_tokens, cancel)
+        });
+        let (generated, choice_logprobs) = result
+            .map_err(|e| bad(format!("inference: {e}")))?
+            .ok_or(ModelError::Cancelled)?;
         let text = self
             .tokenizer
             .decode(&generated, true)
@@ -281,16 +289,20 @@ impl GgufModel {
     }
 
     /// Feeds the prompt, reads the choices' log-probabilities at the first position, then
-    /// decodes greedily.
+    /// decodes greedily. `None` when `cancel` stopped it (checked between prompt chunks and
+    /// before each generated token).
     fn decode(
         &self,
         model: &mut ModelWeights,
         prompt: &[u32],
         choices: &[u32],
         max_tokens: usize,
-    ) -> candle_core::Result<(Vec<u32>, Vec<f32>)> {
+        cancel: &Cancel,
+    ) -> candle_core::Result<Option<(Vec<u32>, Vec<f32>)>> {
         let start = std::time::Instant::now();
-        let mut logits = feed_prompt(model, prompt)?;
+        let Some(mut logits) = feed_prompt(model, prompt, cancel)? else {
+            return Ok(None);
+        };
         let prompt_time = start.elapsed();
         let choice_logprobs = if choices.is_empty() {
             Vec::new()
@@ -313,6 +325,9 @@ impl GgufModel {
             if generated.len() == max_tokens || position + 1 >= self.context_length {
                 break;
             }
+            if cancel.is_cancelled() {
+                return Ok(None);
+            }
             logits = step(model, next, position)?;
             position += 1;
         }
@@ -323,7 +338,7 @@ impl GgufModel {
             generated.len(),
             (start.elapsed() - prompt_time).as_secs_f64()
         );
-        Ok((generated, choice_logprobs))
+        Ok(Some((generated, choice_logprobs)))
     }
 }
 
@@ -396,17 +411,25 @@ fn fast_layout(
 
 /// Runs the prompt through the model (filling its KV cache); the logits after the last token.
 /// In chunks: candle materialises the attention scores of a forward pass (heads × chunk ×
-/// context floats), which for a whole 3,000-token prompt is ~300 MB per layer.
-fn feed_prompt(model: &mut ModelWeights, prompt: &[u32]) -> candle_core::Result<Vec<f32>> {
+/// context floats), which for a whole 3,000-token prompt is ~300 MB per layer. `None` when
+/// `cancel` stopped it between chunks.
+fn feed_prompt(
+    model: &mut ModelWeights,
+    prompt: &[u32],
+    cancel: &Cancel,
+) -> candle_core::Result<Option<Vec<f32>>> {
     let mut logits = Vec::new();
     for (i, chunk) in prompt.chunks(PROMPT_CHUNK).enumerate() {
+        if cancel.is_cancelled() {
+            return Ok(None);
+        }
         let input = Tensor::new(chunk, &Device::Cpu)?.unsqueeze(0)?;
         logits = model
             .forward(&input, i * PROMPT_CHUNK)?
             .squeeze(0)?
             .to_vec1()?;
     }
-    Ok(logits)
+    Ok(Some(logits))
 }
 
 /// Feeds one generated token at `position`; the next logits.
@@ -439,7 +462,7 @@ impl LlmBackend for GgufModel {
     fn count_tokens(&self, text: &str) -> usize {
         self.encode(text).map_or(text.len(), |t| t.len())
     }
-    fn complete(&self, request: &LlmRequest) -> Result<LlmResponse, ModelError> {
-        self.run(request)
+    fn complete(&self, request: &LlmRequest, cancel: &Cancel) -> Result<LlmResponse, ModelError> {
+        self.run(request, cancel)
     }
 }

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cancel::Cancel;
 use crate::ModelError;
 
 /// One chat message.
@@ -68,7 +69,8 @@ pub trait LlmBackend: Send + Sync {
     fn context_length(&self) -> usize;
     /// Tokens in a piece of text (exact for local models; an upper estimate for remote ones).
     fn count_tokens(&self, text: &str) -> usize;
-    fn complete(&self, request: &LlmRequest) -> Result<LlmResponse, ModelError>;
+    /// Answers `request`, or stops with [`ModelError::Cancelled`] once `cancel` is set.
+    fn complete(&self, request: &LlmRequest, cancel: &Cancel) -> Result<LlmResponse, ModelError>;
 }
 
 /// Counters kept for every model: calls made to the backend, answers served from the cache,
@@ -129,7 +131,11 @@ impl Llm {
 
     /// Answers from the cache when this exact request was answered before, else asks the
     /// backend (and remembers the answer). The flag says whether the cache answered.
-    pub fn complete(&self, request: &LlmRequest) -> Result<(LlmResponse, bool), ModelError> {
+    pub fn complete(
+        &self,
+        request: &LlmRequest,
+        cancel: &Cancel,
+    ) -> Result<(LlmResponse, bool), ModelError> {
         let key = cache::key(&self.backend.id(), request);
         let cached = self.cache.as_ref().and_then(|c| c.get(&key));
         let hit = cached.is_some();
@@ -140,7 +146,7 @@ impl Llm {
             }
             None => {
                 self.stats.calls.fetch_add(1, Ordering::Relaxed);
-                let r = self.backend.complete(request)?;
+                let r = self.backend.complete(request, cancel)?;
                 if let Some(c) = &self.cache {
                     c.put(&key, &r)?;
                 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::{LlmBackend, LlmRequest, LlmResponse};
+use crate::cancel::Cancel;
 use crate::ModelError;
 
 #[derive(Debug, Clone)]
@@ -205,7 +206,8 @@ impl LlmBackend for OpenAiBackend {
         text.len().div_ceil(3)
     }
 
-    fn complete(&self, request: &LlmRequest) -> Result<LlmResponse, ModelError> {
+    /// `cancel` is checked before each attempt; an attempt in flight runs to its own timeout.
+    fn complete(&self, request: &LlmRequest, cancel: &Cancel) -> Result<LlmResponse, ModelError> {
         let mut body = json!({
             "model": self.config.model,
             "messages": request.messages,
@@ -219,6 +221,9 @@ impl LlmBackend for OpenAiBackend {
         let mut delay = self.config.backoff;
         let mut attempt = 0;
         loop {
+            if cancel.is_cancelled() {
+                return Err(ModelError::Cancelled);
+            }
             self.acquire();
             let result = self.attempt(&body, request);
             self.release();

@@ -53,13 +53,16 @@ impl Reranker for CrossEncoderReranker {
         &self,
         query: &str,
         passages: &[Passage],
-        _: &mut Trace,
+        trace: &mut Trace,
     ) -> Result<Vec<(usize, f32)>, SearchError> {
         let refs: Vec<&str> = passages.iter().map(|p| p.text.as_str()).collect();
         let scores = self
             .encoder
-            .score(query, &refs)
-            .map_err(|e| SearchError::Invalid(e.to_string()))?;
+            .score(query, &refs, trace.cancel())
+            .map_err(|e| match e {
+                ferret_models::ModelError::Cancelled => SearchError::Cancelled,
+                e => SearchError::Invalid(e.to_string()),
+            })?;
         Ok(by_score(&scores))
     }
 }

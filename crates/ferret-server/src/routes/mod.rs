@@ -7,51 +7,78 @@ pub mod rerank;
 pub mod search;
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::http::StatusCode;
+use ferret_models::Cancel;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Runs CPU-bound work (searching, reranking) off the async workers, at most `--workers` at a
 /// time (more would only thrash the cores and multiply scratch memory), and answers `timeout`
-/// when waiting plus working take longer than the server's limit. The work itself is not
-/// interrupted (stages cannot be cancelled midway): it keeps its worker slot until it ends, and
-/// its result is dropped.
+/// when waiting plus working take longer than the server's limit. The work gets the request's
+/// [`Cancel`], set at that limit: its stages stop at their next check and free the slot.
+/// Slow work (see [`Work`]) first waits for one of all slots but one, so that fast pipelines
+/// always find a slot.
 pub async fn blocking<T: Send + 'static>(
     state: &Arc<AppState>,
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    kind: Work,
+    work: impl FnOnce(&Cancel) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    run_blocking(state, Some(state.workers.clone()), work).await
+    run_blocking(state, Some(kind), work).await
+}
+
+/// What a request's work is, for the slow lane.
+pub struct Work {
+    /// The pipeline's or reranker's text: its time is remembered under this name.
+    pub kind: String,
+    /// Known to be slow before it runs (it reranks with a model).
+    pub slow: bool,
 }
 
 /// [`blocking`] for a write, which takes no worker slot: writes are one at a time already (the
-/// writer lock), and must never leave searches waiting for a slot.
+/// writer lock), and must never leave searches waiting for a slot. A write is not cancelled:
+/// one that outlives its request still commits.
 pub async fn blocking_write<T: Send + 'static>(
     state: &Arc<AppState>,
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    run_blocking(state, None, work).await
+    run_blocking(state, None, move |_: &Cancel| work()).await
 }
 
 async fn run_blocking<T: Send + 'static>(
     state: &Arc<AppState>,
-    slots: Option<Arc<tokio::sync::Semaphore>>,
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    kind: Option<Work>,
+    work: impl FnOnce(&Cancel) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let limit = state.limits().timeout;
+    let deadline = Instant::now() + limit;
+    let cancel = match kind {
+        Some(_) => Cancel::until(Some(deadline)),
+        None => Cancel::never(),
+    };
+    let st = state.clone();
+    let work_cancel = cancel.clone();
     let run = async move {
-        let slot = match slots {
-            Some(s) => Some(
-                s.acquire_owned()
-                    .await
-                    .map_err(|_| ApiError::internal("the server is shutting down"))?,
-            ),
-            None => None,
-        };
+        let closed = |_| ApiError::internal("the server is shutting down");
+        let mut slots = Vec::new();
+        if let Some(w) = &kind {
+            if w.slow || st.costs.is_slow(&w.kind) {
+                slots.push(st.slow_lane.clone().acquire_owned().await.map_err(closed)?);
+            }
+            slots.push(st.workers.clone().acquire_owned().await.map_err(closed)?);
+        }
         tokio::task::spawn_blocking(move || {
-            let result = work();
-            drop(slot);
+            let started = Instant::now();
+            let result = work(&work_cancel);
+            let ended = Instant::now();
+            if let Some(w) = &kind {
+                st.costs.record(&w.kind, ended - started);
+                if let Some(late) = ended.checked_duration_since(deadline) {
+                    st.metrics.overrun.observe(late.as_secs_f64());
+                }
+            }
+            drop(slots);
             result
         })
         .await
@@ -59,14 +86,10 @@ async fn run_blocking<T: Send + 'static>(
     };
     match tokio::time::timeout(limit, run).await {
         Ok(result) => result,
-        Err(_) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            format!(
-                "the request took longer than this server's limit of {:.1} s",
-                limit.as_secs_f64()
-            ),
-        )),
+        Err(_) => {
+            cancel.cancel();
+            Err(ApiError::timeout(limit))
+        }
     }
 }
 

@@ -179,7 +179,11 @@ pub async fn check(
     let Json(req) = body?;
     let parsed = parse(Some(&req.pipeline))?;
     let st = state.clone();
-    super::blocking(&state, move || {
+    let kind = super::Work {
+        kind: format!("check {}", parsed.expr),
+        slow: false,
+    };
+    super::blocking(&state, kind, move |_| {
         let snapshot = st.snapshot();
         let stage = prepare(&st, &snapshot, &parsed)?;
         Ok(Json(PipelineResponse {

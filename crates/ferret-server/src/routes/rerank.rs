@@ -7,8 +7,9 @@ use std::time::Instant;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::Json;
+use ferret_models::Cancel;
 use ferret_search::reranker::{Passage, Reranker};
-use ferret_search::Trace;
+use ferret_search::{SearchError, Trace};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -97,10 +98,14 @@ pub async fn rerank(
         ));
     }
     let st = state.clone();
-    super::blocking(&state, move || run(&st, req).map(Json)).await
+    let kind = super::Work {
+        kind: format!("rerank {}", req.model),
+        slow: true,
+    };
+    super::blocking(&state, kind, move |cancel| run(&st, req, cancel).map(Json)).await
 }
 
-fn run(state: &AppState, req: RerankRequest) -> Result<RerankResponse, ApiError> {
+fn run(state: &AppState, req: RerankRequest, cancel: &Cancel) -> Result<RerankResponse, ApiError> {
     let start = Instant::now();
     let reranker = prepare(state, &req.model)?;
     let mut ids = Vec::with_capacity(req.documents.len());
@@ -122,10 +127,14 @@ fn run(state: &AppState, req: RerankRequest) -> Result<RerankResponse, ApiError>
             Passage { text, score: 0.0 }
         })
         .collect();
-    let mut trace = Trace::off();
+    let mut trace = Trace::off().with_cancel(cancel.clone());
     let mut order = reranker
         .rerank(&req.query, &passages, &mut trace)
-        .map_err(|e| ApiError::internal(format!("reranking failed: {e}")))?;
+        .and_then(|order| trace.check().map(|()| order))
+        .map_err(|e| match e {
+            SearchError::Cancelled => ApiError::timeout(state.limits().timeout),
+            e => ApiError::internal(format!("reranking failed: {e}")),
+        })?;
     order.truncate(req.top_n.unwrap_or(order.len()));
     Ok(RerankResponse {
         model: reranker.describe(),

@@ -7,6 +7,7 @@ use std::time::Instant;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::Json;
+use ferret_models::Cancel;
 use ferret_search::{Query, SearchError, Trace};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -129,13 +130,21 @@ pub async fn search(
     }
     let parsed = pipeline::parse(req.pipeline.as_ref())?;
     let st = state.clone();
-    super::blocking(&state, move || run(&st, req, parsed).map(Json)).await
+    let kind = super::Work {
+        kind: format!("search {}", parsed.expr),
+        slow: crate::state::reranks(&parsed.expr),
+    };
+    super::blocking(&state, kind, move |cancel| {
+        run(&st, req, parsed, cancel).map(Json)
+    })
+    .await
 }
 
 fn run(
     state: &AppState,
     req: SearchRequest,
     parsed: pipeline::Parsed,
+    cancel: &Cancel,
 ) -> Result<SearchResponse, ApiError> {
     let start = Instant::now();
     let snapshot = state.snapshot();
@@ -147,11 +156,12 @@ fn run(
             image,
         )?)));
     }
-    let mut trace = if req.explain {
+    let trace = if req.explain {
         Trace::on()
     } else {
         Trace::off()
     };
+    let mut trace = trace.with_cancel(cancel.clone());
     let found = trace
         .run(stage.as_ref(), &query, None, req.k)
         .map_err(|e| match e {
@@ -159,6 +169,7 @@ fn run(
             SearchError::Pipeline(_) | SearchError::Invalid(_) => {
                 ApiError::pipeline(e, parsed.text.as_deref())
             }
+            SearchError::Cancelled => ApiError::timeout(state.limits().timeout),
             other => ApiError::internal(format!("the search failed: {other}")),
         })?;
     let analyzer = index

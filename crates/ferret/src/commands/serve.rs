@@ -37,9 +37,14 @@ pub struct Args {
     /// Most stages in one pipeline
     #[arg(long, default_value_t = 16)]
     max_pipeline_stages: usize,
-    /// Seconds a search, rerank or write may take before it is answered `timeout`
+    /// Seconds a search, rerank or write may take before it is answered `timeout`; a search
+    /// or rerank is then cancelled (its stages stop at their next check)
     #[arg(long, default_value_t = 30.0)]
     timeout_s: f64,
+    /// Pipelines and rerankers taking longer than this on average (milliseconds) are slow:
+    /// they may use all workers but one, which stays free for fast pipelines
+    #[arg(long, default_value_t = 250.0)]
+    slow_ms: f64,
     /// Threads for indexing added documents (default: all cores)
     #[arg(long)]
     threads: Option<usize>,
@@ -55,12 +60,17 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         "--timeout-s must be a positive number of seconds"
     );
     anyhow::ensure!(a.max_k >= 1, "--max-k must be at least 1");
+    anyhow::ensure!(
+        a.slow_ms >= 0.0 && a.slow_ms.is_finite(),
+        "--slow-ms must be a non-negative number of milliseconds"
+    );
     let limits = Limits {
         max_body_bytes: a.max_body_bytes,
         max_query_chars: a.max_query_chars,
         max_k: a.max_k,
         max_pipeline_stages: a.max_pipeline_stages,
         timeout: Duration::from_secs_f64(a.timeout_s),
+        slow_work: Duration::from_secs_f64(a.slow_ms / 1000.0),
         ..Limits::default()
     };
     let options = ServerOptions {

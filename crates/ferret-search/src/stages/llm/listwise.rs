@@ -181,7 +181,7 @@ impl Reranker for Listwise {
         passages: &[Passage],
         trace: &mut Trace,
     ) -> Result<Vec<(usize, f32)>, SearchError> {
-        let mut s = Session::new(&self.config);
+        let mut s = Session::new(&self.config, trace);
         let cut: Vec<(String, f32)> = passages
             .iter()
             .map(|p| (s.passage(&p.text), p.score))

@@ -114,9 +114,12 @@ impl LlmConfig {
 
 /// One query's conversation with the model: counts its usage, and turns a failed call (a
 /// server that times out or errs after its retries, a prompt that does not fit) into `None`
-/// and a note, so one bad answer never stops a run.
+/// and a note, so one bad answer never stops a run. Once the query is cancelled every call
+/// answers `None` at once (the stage then ends quickly and [`Trace::run`] reports the
+/// cancellation, not the stage's partial order).
 pub struct Session<'a> {
     config: &'a LlmConfig,
+    cancel: ferret_models::Cancel,
     pub usage: Usage,
     pub failures: usize,
     pub repaired: usize,
@@ -125,9 +128,10 @@ pub struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    pub fn new(config: &'a LlmConfig) -> Self {
+    pub fn new(config: &'a LlmConfig, trace: &Trace) -> Self {
         Session {
             config,
+            cancel: trace.cancel().clone(),
             usage: Usage::default(),
             failures: 0,
             repaired: 0,
@@ -137,7 +141,10 @@ impl<'a> Session<'a> {
     }
 
     pub fn ask(&mut self, request: &LlmRequest) -> Option<LlmResponse> {
-        match self.config.llm.complete(request) {
+        if self.cancel.is_cancelled() {
+            return None;
+        }
+        match self.config.llm.complete(request, &self.cancel) {
             Ok((r, hit)) => {
                 self.usage.calls += u64::from(!hit);
                 self.usage.cache_hits += u64::from(hit);
@@ -145,6 +152,7 @@ impl<'a> Session<'a> {
                 self.usage.completion_tokens += r.completion_tokens;
                 Some(r)
             }
+            Err(ferret_models::ModelError::Cancelled) => None,
             Err(e) => {
                 self.failures += 1;
                 tracing::warn!("LLM call failed: {e}");

@@ -105,7 +105,7 @@ impl Reranker for Prp {
         passages: &[Passage],
         trace: &mut Trace,
     ) -> Result<Vec<(usize, f32)>, SearchError> {
-        let session = RefCell::new(Session::new(&self.config));
+        let session = RefCell::new(Session::new(&self.config, trace));
         let texts: Vec<String> = passages
             .iter()
             .map(|p| session.borrow_mut().passage(&p.text))

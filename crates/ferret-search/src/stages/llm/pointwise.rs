@@ -133,7 +133,7 @@ impl Reranker for Pointwise {
         passages: &[Passage],
         trace: &mut Trace,
     ) -> Result<Vec<(usize, f32)>, SearchError> {
-        let mut s = Session::new(&self.config);
+        let mut s = Session::new(&self.config, trace);
         let mut scores = Vec::with_capacity(passages.len());
         for p in passages {
             let text = s.passage(&p.text);
