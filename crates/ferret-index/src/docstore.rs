@@ -25,11 +25,13 @@ pub struct ChunkInfo {
     pub count: u32,
 }
 
-pub(crate) fn chunk_path(docs_dir: &Path, generation: u64, ext: &str) -> PathBuf {
+/// A docstore chunk's file (`ids`, `idx` or `jsonl`) of the commit `generation`.
+pub fn chunk_path(docs_dir: &Path, generation: u64, ext: &str) -> PathBuf {
     docs_dir.join(format!("chunk-{generation:06}.{ext}"))
 }
 
-pub(crate) fn deleted_path(docs_dir: &Path, generation: u64) -> PathBuf {
+/// The deleted list written by the commit `generation`.
+pub fn deleted_path(docs_dir: &Path, generation: u64) -> PathBuf {
     docs_dir.join(format!("deleted-{generation:06}.bin"))
 }
 

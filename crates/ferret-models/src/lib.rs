@@ -31,7 +31,7 @@ pub mod promptreps;
 pub mod sentence;
 pub mod source;
 pub mod splade;
-mod weights;
+pub mod weights;
 
 pub use cancel::Cancel;
 pub use cross::CrossEncoder;

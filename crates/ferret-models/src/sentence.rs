@@ -69,7 +69,7 @@ pub fn shared(dir: &Path) -> Result<Arc<SentenceEncoder>, ModelError> {
 }
 
 /// `tokenizer.json` of a model folder.
-pub(crate) fn load_tokenizer(dir: &Path) -> Result<Tokenizer, ModelError> {
+pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer, ModelError> {
     let tok_path = dir.join("tokenizer.json");
     if !tok_path.exists() {
         return Err(ModelError::invalid(dir, "missing tokenizer.json"));

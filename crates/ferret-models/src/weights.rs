@@ -6,7 +6,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::ModelError;
 
-pub(crate) struct Weights {
+pub struct Weights {
     path: PathBuf,
     mmap: memmap2::Mmap,
 }
@@ -27,6 +27,15 @@ impl Weights {
 
     fn tensors(&self) -> SafeTensors<'_> {
         SafeTensors::deserialize(&self.mmap).expect("validated in open")
+    }
+
+    /// Every tensor's name and shape.
+    pub fn shapes(&self) -> Vec<(String, Vec<usize>)> {
+        self.tensors()
+            .tensors()
+            .into_iter()
+            .map(|(name, view)| (name, view.shape().to_vec()))
+            .collect()
     }
 
     pub fn has(&self, name: &str) -> bool {
