@@ -163,6 +163,10 @@ impl Docstore {
                 .chunks_exact(8)
                 .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
                 .collect();
+            // Records lie end to end from the file's start: `get` reads offsets[i]..offsets[i+1].
+            if offsets[0] != 0 || offsets.windows(2).any(|w| w[0] > w[1]) {
+                return Err(corrupt(&idx_path, "record offsets out of order"));
+            }
             let data_path = chunk_path(docs_dir, c.generation, "jsonl");
             let data = File::open(&data_path).map_err(IndexError::io(&data_path))?;
             let len = data.metadata().map_err(IndexError::io(&data_path))?.len();

@@ -68,8 +68,7 @@ impl CrossEncoder {
         let pooler = Linear::load(&w, dense, h, h).map_err(head_err)?;
         let classifier = Linear::load(&w, output, labels, h).map_err(head_err)?;
         let max_length = max_length.min(bert.max_tokens());
-        let mut tokenizer = Tokenizer::from_file(&tok_path)
-            .map_err(|e| ModelError::invalid(&tok_path, format!("cannot load tokenizer: {e}")))?;
+        let mut tokenizer = crate::sentence::load_tokenizer(dir)?;
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length,

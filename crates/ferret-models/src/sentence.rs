@@ -68,14 +68,23 @@ pub fn shared(dir: &Path) -> Result<Arc<SentenceEncoder>, ModelError> {
     crate::loaded::shared(dir, SentenceEncoder::load)
 }
 
-/// `tokenizer.json` of a model folder.
+/// `tokenizer.json` of a model folder. The tokenizers library panics on some malformed files
+/// (an `expect` in its decoder deserialisation, found by fuzzing); that is caught and reported
+/// as the file's error.
 pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer, ModelError> {
     let tok_path = dir.join("tokenizer.json");
     if !tok_path.exists() {
         return Err(ModelError::invalid(dir, "missing tokenizer.json"));
     }
-    Tokenizer::from_file(&tok_path)
-        .map_err(|e| ModelError::invalid(&tok_path, format!("cannot load tokenizer: {e}")))
+    let bad = |e: String| ModelError::invalid(&tok_path, format!("cannot load tokenizer: {e}"));
+    match std::panic::catch_unwind(|| Tokenizer::from_file(&tok_path)) {
+        Ok(loaded) => loaded.map_err(|e| bad(e.to_string())),
+        Err(panic) => Err(bad(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "malformed file".into()))),
+    }
 }
 
 impl SentenceEncoder {
