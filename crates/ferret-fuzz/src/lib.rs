@@ -123,7 +123,14 @@ fn copy_dir(from: &Path, to: &Path) {
         if entry.file_type().expect("a file type").is_dir() {
             copy_dir(&entry.path(), &target);
         } else {
-            std::fs::copy(entry.path(), target).expect("copying a file");
+            // libFuzzer's timer signal can interrupt the copy's system call: try again.
+            while let Err(e) = std::fs::copy(entry.path(), &target) {
+                assert_eq!(
+                    e.kind(),
+                    std::io::ErrorKind::Interrupted,
+                    "copying a file: {e}"
+                );
+            }
         }
     }
 }

@@ -69,22 +69,39 @@ pub fn shared(dir: &Path) -> Result<Arc<SentenceEncoder>, ModelError> {
 }
 
 /// `tokenizer.json` of a model folder. The tokenizers library panics on some malformed files
-/// (an `expect` in its decoder deserialisation, found by fuzzing); that is caught and reported
-/// as the file's error.
+/// (found by fuzzing): while reading them (an `expect` in its decoder deserialisation), or on
+/// the first text it encodes (a post-processor template naming a special token the file does
+/// not define). Both are caught here — the file is read, then a text and a pair of texts are
+/// encoded — and reported as the file's error, so that no encoder panics later.
 pub fn load_tokenizer(dir: &Path) -> Result<Tokenizer, ModelError> {
     let tok_path = dir.join("tokenizer.json");
     if !tok_path.exists() {
         return Err(ModelError::invalid(dir, "missing tokenizer.json"));
     }
     let bad = |e: String| ModelError::invalid(&tok_path, format!("cannot load tokenizer: {e}"));
-    match std::panic::catch_unwind(|| Tokenizer::from_file(&tok_path)) {
-        Ok(loaded) => loaded.map_err(|e| bad(e.to_string())),
-        Err(panic) => Err(bad(panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "malformed file".into()))),
-    }
+    let tokenizer = std::panic::catch_unwind(|| Tokenizer::from_file(&tok_path))
+        .map_err(|panic| bad(panic_message(panic)))?
+        .map_err(|e| bad(e.to_string()))?;
+    let probe = std::panic::AssertUnwindSafe(&tokenizer);
+    std::panic::catch_unwind(|| {
+        let _ = probe.encode("probe text", true);
+        let _ = probe.encode(("probe text", "second text"), true);
+    })
+    .map_err(|panic| {
+        bad(format!(
+            "it fails on a first text: {}",
+            panic_message(panic)
+        ))
+    })?;
+    Ok(tokenizer)
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "malformed file".into())
 }
 
 impl SentenceEncoder {
