@@ -42,24 +42,28 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     }
     millis.sort_by(f64::total_cmp);
     let mean = millis.iter().sum::<f64>() / millis.len().max(1) as f64;
-    let p99 = millis
-        .get(((millis.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
-        .copied()
-        .unwrap_or(0.0);
+    let quantile = |q: f64| {
+        millis
+            .get(((millis.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let (p50, p99) = (quantile(0.5), quantile(0.99));
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"queries": queries.len(), "threads": threads, "k": k, "seconds": best, "queries_per_second": qps, "latency_mean_ms": mean, "latency_p99_ms": p99})
+            serde_json::json!({"queries": queries.len(), "threads": threads, "k": k, "seconds": best, "queries_per_second": qps, "latency_mean_ms": mean, "latency_p50_ms": p50, "latency_p99_ms": p99})
         );
     } else {
         println!(
-            "{} queries, k={}, {} threads: {:.4}s, {:.0} queries/s; one at a time: mean {:.3} ms, p99 {:.3} ms",
+            "{} queries, k={}, {} threads: {:.4}s, {:.0} queries/s; one at a time: mean {:.3} ms, p50 {:.3} ms, p99 {:.3} ms",
             queries.len(),
             k,
             threads,
             best,
             qps,
             mean,
+            p50,
             p99
         );
     }

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""BM25 at growing corpus sizes (issue: scale), ferret and bm25s side by side on the same
+synthetic corpora (benches/synth_corpus.py, fixed seed) on this machine:
+
+  * indexing: documents/s of the whole `ferret index` process (read JSONL, analyse, build,
+    commit; --threads = all cores) and its peak resident memory; bm25s = tokenize (PyStemmer,
+    English stop words) + index, corpus loaded, in its own process (peak RSS of that process);
+  * index size on disk: ferret's folder (documents included) and its BM25 index (lexical/)
+    alone; bm25s's saved index (no documents);
+  * query latency one query at a time (1,000 queries of 2–6 words), p50 and p99, at k = 10 and
+    k = 1000: `ferret bench --json`, and bm25s's retrieve per query.
+
+The table is printed, the numbers saved to OUT/scale.json, and a chart (indexing documents/s
+and p99 latency at k = 1000 against corpus size, both engines) written to --plot (SVG).
+
+usage: python3 benches/scale.py [--sizes 10000,100000,1000000] [--out target/scale]
+                                [--plot docs/scale.svg]
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ferret", "bench-venv")
+FERRET = os.path.join(ROOT, "target", "release", "ferret")
+
+
+def ensure_venv():
+    py = os.path.join(VENV, "bin", "python")
+    if os.path.realpath(sys.prefix) == os.path.realpath(VENV):
+        return
+    if not os.path.exists(py) or subprocess.run([py, "-c", "import bm25s, Stemmer, matplotlib"], capture_output=True).returncode != 0:
+        print(f"installing bm25s into {VENV}", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+        subprocess.run([os.path.join(VENV, "bin", "pip"), "install", "--quiet", "bm25s==0.3.16", "PyStemmer", "numpy", "scipy", "matplotlib"], check=True)
+    os.execv(py, [py] + sys.argv)
+
+
+def machine():
+    info = open("/proc/cpuinfo").read()
+    cpu = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), platform.processor())
+    flags = next((l for l in info.splitlines() if l.startswith("flags")), "")
+    isa = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else "no AVX2"
+    return f"{cpu}, {os.cpu_count()} cores, {isa}"
+
+
+def du(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def timed(cmd):
+    """Wall seconds and peak RSS (MB) of a command, through GNU time."""
+    out = subprocess.run(["/usr/bin/time", "-f", "%e %M"] + cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr}")
+    wall, rss_kb = out.stderr.strip().splitlines()[-1].split()
+    return float(wall), int(rss_kb) / 1024, out.stdout
+
+
+BM25S = r"""
+import json, sys, time, resource
+import numpy as np, bm25s, Stemmer
+corpus, queries, out = sys.argv[1], sys.argv[2], sys.argv[3]
+texts = [(d["title"] + " " + d["text"]) for d in map(json.loads, open(corpus))]
+qs = [json.loads(l)["text"] for l in open(queries)]
+stemmer = Stemmer.Stemmer("english")
+t = time.perf_counter()
+tokens = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False)
+model = bm25s.BM25()
+model.index(tokens, show_progress=False)
+index_s = time.perf_counter() - t
+del texts, tokens
+model.save(out)
+lat = {}
+for k in (10, 1000):
+    ms = []
+    for q in qs:
+        t = time.perf_counter()
+        qt = bm25s.tokenize([q], stopwords="en", stemmer=stemmer, show_progress=False)
+        model.retrieve(qt, k=min(k, model.scores["num_docs"]), show_progress=False, n_threads=1)
+        ms.append((time.perf_counter() - t) * 1000)
+    ms.sort()
+    lat[k] = (ms[len(ms) // 2], ms[int(len(ms) * 0.99) - 1])
+print(json.dumps({"index_s": index_s, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "lat": lat}))
+"""
+
+
+def main():
+    ensure_venv()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--out", default=os.path.join(ROOT, "target", "scale"))
+    ap.add_argument("--no-bm25s", action="store_true")
+    ap.add_argument("--plot", help="write the chart here (SVG)")
+    a = ap.parse_args()
+    if not os.path.exists(FERRET):
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "ferret"], cwd=ROOT, check=True)
+    print(f"machine: {machine()}")
+    rows = []
+    for n in map(int, a.sizes.split(",")):
+        d = os.path.join(a.out, str(n))
+        if not os.path.exists(os.path.join(d, "queries.jsonl")):
+            subprocess.run([sys.executable, os.path.join(ROOT, "benches", "synth_corpus.py"), "--docs", str(n), "--out", d], check=True)
+        corpus, queries, index = (os.path.join(d, f) for f in ("corpus.jsonl", "queries.jsonl", "index"))
+        wall, rss, _ = timed([FERRET, "index", "--corpus", corpus, "--index", index, "--overwrite"])
+        row = {"docs": n, "ferret_docs_s": n / wall, "ferret_rss_mb": rss, "ferret_mb": du(index) / 2**20,
+               "ferret_lexical_mb": du(os.path.join(index, "lexical")) / 2**20}
+        for k in (10, 1000):
+            _, _, out = timed([FERRET, "bench", "--index", index, "--queries", queries, "-k", str(k), "--threads", "1", "--repeat", "1", "--json"])
+            b = json.loads(out)
+            row[f"ferret_p50_{k}"], row[f"ferret_p99_{k}"] = b["latency_p50_ms"], b["latency_p99_ms"]
+        if not a.no_bm25s:
+            saved = os.path.join(d, "bm25s")
+            wall, rss, out = timed([sys.executable, "-c", BM25S, corpus, queries, saved])
+            b = json.loads(out)
+            row.update({"bm25s_docs_s": n / b["index_s"], "bm25s_rss_mb": rss, "bm25s_mb": du(saved) / 2**20,
+                        **{f"bm25s_p{p}_{k}": b["lat"][str(k)][i] for k in (10, 1000) for i, p in ((0, 50), (1, 99))}})
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    with open(os.path.join(a.out, "scale.json"), "w") as f:
+        json.dump({"machine": machine(), "rows": rows}, f, indent=1)
+    print("\n| documents | ferret docs/s | bm25s docs/s | ferret peak RSS MB | bm25s peak RSS MB | ferret folder MB (BM25 index) | bm25s index MB | ferret p50 / p99 ms k=10 | bm25s p50 / p99 ms k=10 | ferret p50 / p99 ms k=1000 | bm25s p50 / p99 ms k=1000 |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        g = lambda key, f="{:.0f}": f.format(r[key]) if key in r else "–"
+        print(f"| {r['docs']:,} | {g('ferret_docs_s')} | {g('bm25s_docs_s')} | {g('ferret_rss_mb')} | {g('bm25s_rss_mb')} | {g('ferret_mb', '{:.1f}')} ({g('ferret_lexical_mb', '{:.1f}')}) | {g('bm25s_mb', '{:.1f}')} | "
+              + " | ".join(f"{g(f'{s}_p50_{k}', '{:.3f}')} / {g(f'{s}_p99_{k}', '{:.3f}')}" for k in (10, 1000) for s in ("ferret", "bm25s")) + " |")
+    if a.plot:
+        plot(rows, a.plot)
+
+
+def plot(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    docs = [r["docs"] for r in rows]
+    for engine, style in (("ferret", "o-"), ("bm25s", "s--")):
+        if f"{engine}_docs_s" in rows[0]:
+            left.plot(docs, [r[f"{engine}_docs_s"] for r in rows], style, label=engine)
+            right.plot(docs, [r[f"{engine}_p99_1000"] for r in rows], style, label=f"{engine} p99")
+            right.plot(docs, [r[f"{engine}_p50_1000"] for r in rows], style, alpha=0.4, label=f"{engine} p50")
+    left.set(xscale="log", yscale="log", xlabel="documents", ylabel="indexing documents/s", title="BM25 indexing")
+    right.set(xscale="log", yscale="log", xlabel="documents", ylabel="ms per query (k = 1000)", title="BM25 query latency, one at a time")
+    for ax in (left, right):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"synthetic corpora (benches/synth_corpus.py); {machine()}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, format="svg")
+
+
+if __name__ == "__main__":
+    main()
