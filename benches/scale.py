@@ -7,6 +7,8 @@ synthetic corpora (benches/synth_corpus.py, fixed seed) on this machine:
     English stop words) + index, corpus loaded, in its own process (peak RSS of that process);
   * index size on disk: ferret's folder (documents included) and its BM25 index (lexical/)
     alone; bm25s's saved index (no documents);
+  * peak resident memory of `ferret serve` on the index after answering the 1,000 queries over
+    HTTP at k = 1000 (VmHWM);
   * query latency one query at a time (1,000 queries of 2–6 words), p50 and p99, at k = 10 and
     k = 1000: `ferret bench --json`, and bm25s's retrieve per query.
 
@@ -50,6 +52,23 @@ def machine():
 
 def du(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def serve_peak_rss(index, queries):
+    """Peak RSS (MB) of `ferret serve` on `index` after answering `queries` at k = 1000."""
+    import urllib.request
+    p = subprocess.Popen([FERRET, "serve", "--index", index, "--addr", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
+    try:
+        url = p.stdout.readline().rsplit(" on ", 1)[1].strip()
+        for line in open(queries):
+            body = json.dumps({"query": json.loads(line)["text"], "k": 1000}).encode()
+            req = urllib.request.Request(url + "/v1/search", data=body, headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req).read()
+        status = open(f"/proc/{p.pid}/status").read()
+        return int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmHWM"))) / 1024
+    finally:
+        p.terminate()
+        p.wait()
 
 
 def timed(cmd):
@@ -113,6 +132,7 @@ def main():
             _, _, out = timed([FERRET, "bench", "--index", index, "--queries", queries, "-k", str(k), "--threads", "1", "--repeat", "1", "--json"])
             b = json.loads(out)
             row[f"ferret_p50_{k}"], row[f"ferret_p99_{k}"] = b["latency_p50_ms"], b["latency_p99_ms"]
+        row["ferret_serve_rss_mb"] = serve_peak_rss(index, queries)
         if not a.no_bm25s:
             saved = os.path.join(d, "bm25s")
             wall, rss, out = timed([sys.executable, "-c", BM25S, corpus, queries, saved])
@@ -123,11 +143,11 @@ def main():
         print(json.dumps(row), flush=True)
     with open(os.path.join(a.out, "scale.json"), "w") as f:
         json.dump({"machine": machine(), "rows": rows}, f, indent=1)
-    print("\n| documents | ferret docs/s | bm25s docs/s | ferret peak RSS MB | bm25s peak RSS MB | ferret folder MB (BM25 index) | bm25s index MB | ferret p50 / p99 ms k=10 | bm25s p50 / p99 ms k=10 | ferret p50 / p99 ms k=1000 | bm25s p50 / p99 ms k=1000 |")
+    print("\n| documents | ferret docs/s | bm25s docs/s | ferret peak RSS MB (serving) | bm25s peak RSS MB | ferret folder MB (BM25 index) | bm25s index MB | ferret p50 / p99 ms k=10 | bm25s p50 / p99 ms k=10 | ferret p50 / p99 ms k=1000 | bm25s p50 / p99 ms k=1000 |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         g = lambda key, f="{:.0f}": f.format(r[key]) if key in r else "–"
-        print(f"| {r['docs']:,} | {g('ferret_docs_s')} | {g('bm25s_docs_s')} | {g('ferret_rss_mb')} | {g('bm25s_rss_mb')} | {g('ferret_mb', '{:.1f}')} ({g('ferret_lexical_mb', '{:.1f}')}) | {g('bm25s_mb', '{:.1f}')} | "
+        print(f"| {r['docs']:,} | {g('ferret_docs_s')} | {g('bm25s_docs_s')} | {g('ferret_rss_mb')} ({g('ferret_serve_rss_mb')}) | {g('bm25s_rss_mb')} | {g('ferret_mb', '{:.1f}')} ({g('ferret_lexical_mb', '{:.1f}')}) | {g('bm25s_mb', '{:.1f}')} | "
               + " | ".join(f"{g(f'{s}_p50_{k}', '{:.3f}')} / {g(f'{s}_p99_{k}', '{:.3f}')}" for k in (10, 1000) for s in ("ferret", "bm25s")) + " |")
     if a.plot:
         plot(rows, a.plot)
