@@ -16,7 +16,8 @@ The table is printed, the numbers saved to OUT/scale.json, and a chart (indexing
 and p99 latency at k = 1000 against corpus size, both engines) written to --plot (SVG).
 
 usage: python3 benches/scale.py [--sizes 10000,100000,1000000] [--out target/scale]
-                                [--plot docs/scale.svg]
+                                [--plot docs/scale.svg] [--no-bm25s]
+       python3 benches/scale.py --plot docs/scale.svg --replot A/scale.json B/scale.json
 """
 import argparse
 import json
@@ -115,7 +116,12 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "scale"))
     ap.add_argument("--no-bm25s", action="store_true")
     ap.add_argument("--plot", help="write the chart here (SVG)")
+    ap.add_argument("--replot", nargs="+", metavar="SCALE_JSON", help="only draw --plot from saved runs' scale.json files")
     a = ap.parse_args()
+    if a.replot:
+        rows = sorted((r for f in a.replot for r in json.load(open(f))["rows"]), key=lambda r: r["docs"])
+        plot(rows, a.plot)
+        return
     if not os.path.exists(FERRET):
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "ferret"], cwd=ROOT, check=True)
     print(f"machine: {machine()}")
@@ -158,12 +164,13 @@ def plot(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    docs = [r["docs"] for r in rows]
     for engine, style in (("ferret", "o-"), ("bm25s", "s--")):
-        if f"{engine}_docs_s" in rows[0]:
-            left.plot(docs, [r[f"{engine}_docs_s"] for r in rows], style, label=engine)
-            right.plot(docs, [r[f"{engine}_p99_1000"] for r in rows], style, label=f"{engine} p99")
-            right.plot(docs, [r[f"{engine}_p50_1000"] for r in rows], style, alpha=0.4, label=f"{engine} p50")
+        measured = [r for r in rows if f"{engine}_docs_s" in r]
+        if measured:
+            docs = [r["docs"] for r in measured]
+            left.plot(docs, [r[f"{engine}_docs_s"] for r in measured], style, label=engine)
+            right.plot(docs, [r[f"{engine}_p99_1000"] for r in measured], style, label=f"{engine} p99")
+            right.plot(docs, [r[f"{engine}_p50_1000"] for r in measured], style, alpha=0.4, label=f"{engine} p50")
     left.set(xscale="log", yscale="log", xlabel="documents", ylabel="indexing documents/s", title="BM25 indexing")
     right.set(xscale="log", yscale="log", xlabel="documents", ylabel="ms per query (k = 1000)", title="BM25 query latency, one at a time")
     for ax in (left, right):
