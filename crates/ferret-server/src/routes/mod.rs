@@ -22,16 +22,16 @@ use crate::state::AppState;
 /// always find a slot.
 pub async fn blocking<T: Send + 'static>(
     state: &Arc<AppState>,
-    kind: Work,
+    what: Work,
     work: impl FnOnce(&Cancel) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    run_blocking(state, Some(kind), work).await
+    run_blocking(state, Some(what), work).await
 }
 
 /// What a request's work is, for the slow lane.
 pub struct Work {
     /// The pipeline's or reranker's text: its time is remembered under this name.
-    pub kind: String,
+    pub name: String,
     /// Known to be slow before it runs (it reranks with a model).
     pub slow: bool,
 }
@@ -48,12 +48,12 @@ pub async fn blocking_write<T: Send + 'static>(
 
 async fn run_blocking<T: Send + 'static>(
     state: &Arc<AppState>,
-    kind: Option<Work>,
+    what: Option<Work>,
     work: impl FnOnce(&Cancel) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let limit = state.limits().timeout;
     let deadline = Instant::now() + limit;
-    let cancel = match kind {
+    let cancel = match what {
         Some(_) => Cancel::until(Some(deadline)),
         None => Cancel::never(),
     };
@@ -62,8 +62,8 @@ async fn run_blocking<T: Send + 'static>(
     let run = async move {
         let closed = |_| ApiError::internal("the server is shutting down");
         let mut slots = Vec::new();
-        if let Some(w) = &kind {
-            if w.slow || st.costs.is_slow(&w.kind) {
+        if let Some(w) = &what {
+            if w.slow || st.costs.is_slow(&w.name) {
                 slots.push(st.slow_lane.clone().acquire_owned().await.map_err(closed)?);
             }
             slots.push(st.workers.clone().acquire_owned().await.map_err(closed)?);
@@ -72,8 +72,8 @@ async fn run_blocking<T: Send + 'static>(
             let started = Instant::now();
             let result = work(&work_cancel);
             let ended = Instant::now();
-            if let Some(w) = &kind {
-                st.costs.record(&w.kind, ended - started);
+            if let Some(w) = &what {
+                st.costs.record(&w.name, ended - started);
                 if let Some(late) = ended.checked_duration_since(deadline) {
                     st.metrics.overrun.observe(late.as_secs_f64());
                 }

@@ -179,11 +179,11 @@ pub async fn check(
     let Json(req) = body?;
     let parsed = parse(Some(&req.pipeline))?;
     let st = state.clone();
-    let kind = super::Work {
-        kind: format!("check {}", parsed.expr),
+    let what = super::Work {
+        name: format!("check {}", parsed.expr),
         slow: false,
     };
-    super::blocking(&state, kind, move |_| {
+    super::blocking(&state, what, move |_| {
         let snapshot = st.snapshot();
         let stage = prepare(&st, &snapshot, &parsed)?;
         Ok(Json(PipelineResponse {

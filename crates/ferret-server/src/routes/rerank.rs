@@ -98,11 +98,11 @@ pub async fn rerank(
         ));
     }
     let st = state.clone();
-    let kind = super::Work {
-        kind: format!("rerank {}", req.model),
+    let what = super::Work {
+        name: format!("rerank {}", req.model),
         slow: true,
     };
-    super::blocking(&state, kind, move |cancel| run(&st, req, cancel).map(Json)).await
+    super::blocking(&state, what, move |cancel| run(&st, req, cancel).map(Json)).await
 }
 
 fn run(state: &AppState, req: RerankRequest, cancel: &Cancel) -> Result<RerankResponse, ApiError> {

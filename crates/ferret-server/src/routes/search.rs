@@ -130,11 +130,11 @@ pub async fn search(
     }
     let parsed = pipeline::parse(req.pipeline.as_ref())?;
     let st = state.clone();
-    let kind = super::Work {
-        kind: format!("search {}", parsed.expr),
+    let what = super::Work {
+        name: format!("search {}", parsed.expr),
         slow: crate::state::reranks(&parsed.expr),
     };
-    super::blocking(&state, kind, move |cancel| {
+    super::blocking(&state, what, move |cancel| {
         run(&st, req, parsed, cancel).map(Json)
     })
     .await
