@@ -134,8 +134,7 @@ impl Index {
     /// The stored document `docno`: (title, text), or None when the index has no such id.
     fn document(&self, py: Python<'_>, docno: &str) -> PyResult<Option<(String, String)>> {
         py.detach(|| {
-            let store = self.inner.docstore();
-            let Some(&d) = store.live_id_map().get(docno) else {
+            let Some(d) = self.inner.docstore().find(docno) else {
                 return Ok(None);
             };
             let doc = self.inner.document(d).map_err(error)?;

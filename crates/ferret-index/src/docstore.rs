@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::IdTable;
 use crate::{DocNo, Document, IndexError};
 
 /// A chunk as the manifest records it.
@@ -40,7 +41,9 @@ pub struct ChunkWriter {
     info: ChunkInfo,
     data: BufWriter<File>,
     ids: BufWriter<File>,
-    offsets: Vec<u64>,
+    /// Record offsets, written as they come (not kept: 8 bytes a document).
+    offsets: BufWriter<File>,
+    end: u64,
     paths: [PathBuf; 3],
 }
 
@@ -57,6 +60,10 @@ impl ChunkWriter {
                 .map(BufWriter::new)
                 .map_err(IndexError::io(p))
         };
+        let mut offsets = open(&paths[2])?;
+        offsets
+            .write_all(&0u64.to_le_bytes())
+            .map_err(IndexError::io(&paths[2]))?;
         Ok(ChunkWriter {
             info: ChunkInfo {
                 generation,
@@ -65,7 +72,8 @@ impl ChunkWriter {
             },
             data: open(&paths[0])?,
             ids: open(&paths[1])?,
-            offsets: vec![0],
+            offsets,
+            end: 0,
             paths,
         })
     }
@@ -78,29 +86,43 @@ impl ChunkWriter {
             .write_all(&line)
             .map_err(IndexError::io(&self.paths[0]))?;
         writeln!(self.ids, "{}", doc.id).map_err(IndexError::io(&self.paths[1]))?;
-        let end = self.offsets.last().copied().unwrap_or(0) + line.len() as u64;
-        self.offsets.push(end);
+        self.end += line.len() as u64;
+        self.offsets
+            .write_all(&self.end.to_le_bytes())
+            .map_err(IndexError::io(&self.paths[2]))?;
         let docno = self.info.first + self.info.count;
         self.info.count += 1;
         Ok(docno)
     }
 
     /// Flushes and fsyncs the chunk's files.
-    pub fn finish(mut self) -> Result<ChunkInfo, IndexError> {
-        let sync = |w: BufWriter<File>, p: &PathBuf| -> Result<(), IndexError> {
-            let f = w.into_inner().map_err(|e| IndexError::Io {
-                path: p.clone(),
-                source: e.into_error(),
-            })?;
-            f.sync_all().map_err(IndexError::io(p))
-        };
-        self.data.flush().map_err(IndexError::io(&self.paths[0]))?;
-        sync(self.data, &self.paths[0])?;
-        sync(self.ids, &self.paths[1])?;
-        let bytes: Vec<u8> = self.offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
-        write_synced(&self.paths[2], &bytes)?;
+    pub fn finish(self) -> Result<ChunkInfo, IndexError> {
+        let [data, ids, offsets] = &self.paths;
+        sync_buffered(self.data, data)?;
+        sync_buffered(self.ids, ids)?;
+        sync_buffered(self.offsets, offsets)?;
         Ok(self.info)
     }
+}
+
+/// Creates a file to be written through a buffer (and its folder when needed); finished with
+/// [`sync_buffered`].
+pub(crate) fn create_buffered(path: &Path) -> Result<BufWriter<File>, IndexError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(IndexError::io(parent))?;
+    }
+    File::create(path)
+        .map(BufWriter::new)
+        .map_err(IndexError::io(path))
+}
+
+/// Flushes and fsyncs a file written through a buffer.
+pub(crate) fn sync_buffered(w: BufWriter<File>, path: &Path) -> Result<(), IndexError> {
+    let f = w.into_inner().map_err(|e| IndexError::Io {
+        path: path.to_path_buf(),
+        source: e.into_error(),
+    })?;
+    f.sync_all().map_err(IndexError::io(path))
 }
 
 pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), IndexError> {
@@ -133,7 +155,7 @@ struct ChunkReader {
 /// Read access to the committed documents.
 pub struct Docstore {
     chunks: Vec<ChunkReader>,
-    ids: Vec<String>,
+    ids: IdTable,
     deleted: Vec<bool>,
     num_deleted: usize,
 }
@@ -145,7 +167,8 @@ impl Docstore {
         deleted_generation: Option<u64>,
     ) -> Result<Self, IndexError> {
         let mut readers = Vec::with_capacity(chunks.len());
-        let mut ids = Vec::new();
+        let mut id_lines = Vec::with_capacity(chunks.len());
+        let mut slots = 0usize;
         for c in chunks {
             let corrupt = |p: &Path, what: &str| IndexError::Invalid {
                 path: p.to_path_buf(),
@@ -178,11 +201,11 @@ impl Docstore {
             }
             let ids_path = chunk_path(docs_dir, c.generation, "ids");
             let text = std::fs::read_to_string(&ids_path).map_err(IndexError::io(&ids_path))?;
-            let before = ids.len();
-            ids.extend(text.lines().map(str::to_string));
-            if ids.len() - before != c.count as usize || before != c.first as usize {
+            if text.lines().count() != c.count as usize || slots != c.first as usize {
                 return Err(corrupt(&ids_path, "id count does not match the manifest"));
             }
+            slots += c.count as usize;
+            id_lines.push(text);
             readers.push(ChunkReader {
                 first: c.first,
                 data,
@@ -190,7 +213,7 @@ impl Docstore {
                 offsets,
             });
         }
-        let mut deleted = vec![false; ids.len()];
+        let mut deleted = vec![false; slots];
         let mut num_deleted = 0;
         if let Some(g) = deleted_generation {
             let path = deleted_path(docs_dir, g);
@@ -207,6 +230,14 @@ impl Docstore {
                     deleted[d] = true;
                     num_deleted += 1;
                 }
+            }
+        }
+        let mut ids = IdTable::new();
+        let mut d = 0;
+        for text in id_lines {
+            for id in text.lines() {
+                ids.push(id, !deleted[d]);
+                d += 1;
             }
         }
         Ok(Docstore {
@@ -232,7 +263,17 @@ impl Docstore {
 
     /// External id of an internal number.
     pub fn external_id(&self, d: DocNo) -> &str {
-        &self.ids[d as usize]
+        self.ids.get(d)
+    }
+
+    /// Memory held for the ids.
+    pub fn ids_bytes(&self) -> usize {
+        self.ids.heap_bytes()
+    }
+
+    /// Internal number of a live document's external id.
+    pub fn find(&self, id: &str) -> Option<DocNo> {
+        self.ids.find(id)
     }
 
     /// Internal numbers of deleted documents, in order.
@@ -242,12 +283,9 @@ impl Docstore {
             .collect()
     }
 
-    /// External id → internal number of every live document.
-    pub fn live_id_map(&self) -> std::collections::HashMap<&str, DocNo> {
-        (0..self.ids.len())
-            .filter(|&d| !self.deleted[d])
-            .map(|d| (self.ids[d].as_str(), d as DocNo))
-            .collect()
+    /// The ids of every internal number, for a writer that goes on from this docstore.
+    pub(crate) fn into_ids(self) -> IdTable {
+        self.ids
     }
 
     /// Reads a document.

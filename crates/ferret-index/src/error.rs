@@ -33,6 +33,13 @@ pub enum IndexError {
     },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// Indexing would take more memory than its budget allows (`IndexOptions::memory_budget`).
+    #[error("indexing needs about {needed_mb} MB, more than the memory budget of {budget_mb} MB ({detail}); raise it with --memory-budget")]
+    OverBudget {
+        needed_mb: usize,
+        budget_mb: usize,
+        detail: String,
+    },
     #[error("unknown document id '{0}'")]
     UnknownDocument(String),
     #[error("lexical index: {0}")]

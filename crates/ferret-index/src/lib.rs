@@ -21,12 +21,14 @@
 //! never reused, so every representation can be keyed by them. Writes are atomic: see
 //! [`writer`] for the commit protocol.
 
+pub mod budget;
 pub mod checksum;
 pub mod corpus;
 pub mod dense;
 pub mod docstore;
 pub mod document;
 pub mod error;
+pub mod ids;
 pub mod image;
 pub mod lexical;
 pub mod manifest;

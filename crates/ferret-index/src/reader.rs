@@ -142,6 +142,11 @@ impl Index {
         &self.docstore
     }
 
+    /// The ids of every internal number, for a writer that goes on from this index.
+    pub(crate) fn into_ids(self) -> crate::ids::IdTable {
+        self.docstore.into_ids()
+    }
+
     /// The lexical representation, or an error naming the index if it has none.
     pub fn lexical(&self) -> Result<&LexicalReader, IndexError> {
         self.representation(crate::lexical::KIND.name, None)

@@ -149,9 +149,20 @@ pub struct CommitContext<'a> {
     pub documents_changed: bool,
     pub pool: &'a rayon::ThreadPool,
     pub encoders: Option<&'a dyn EncoderSource>,
+    /// The writer's memory budget ([`crate::budget`]) and what the writer holds already.
+    pub memory_budget: usize,
+    pub memory_held: usize,
 }
 
 impl CommitContext<'_> {
+    /// Checks that `bytes` more for `what` fit in the writer's memory budget.
+    pub fn check_memory(&self, what: &str, bytes: usize) -> Result<(), IndexError> {
+        crate::budget::check(
+            self.memory_budget,
+            &[("document ids", self.memory_held), (what, bytes)],
+        )
+    }
+
     /// The encoder for `entry` (or, for a new representation, `model` as requested), checked
     /// against the weights the representation was made with.
     pub fn encoder(

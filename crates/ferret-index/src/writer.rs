@@ -16,7 +16,7 @@
 //! between 3 and 4) uses `manifest.next.json`, which step 2 made durable. Files of generations
 //! that never committed are removed by the next writer.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,6 +24,7 @@ use ferret_text::AnalyzerKind;
 
 use crate::corpus::CorpusReader;
 use crate::docstore::{deleted_path, write_deleted, ChunkInfo, ChunkWriter, Docstore};
+use crate::ids::IdTable;
 use crate::lexical::{FieldMode, LexicalParams, LexicalWriter};
 use crate::manifest::{sync_dir, Manifest, Shard, FORMAT_VERSION, MANIFEST, MANIFEST_NEXT};
 use crate::reader::{committed_manifest, complete_pending_commit, Index};
@@ -57,7 +58,7 @@ pub struct IndexOptions {
     pub fields: FieldMode,
     /// Worker threads for analysis and indexing.
     pub threads: usize,
-    /// Memory the lexical indexer may use for its in-memory segments, in bytes.
+    /// Memory indexing may take, in bytes: shared and checked as [`crate::budget`] says.
     pub memory_budget: usize,
     /// Skip (and count) invalid documents instead of failing on the first one.
     pub skip_invalid: bool,
@@ -80,7 +81,7 @@ impl Default for IndexOptions {
             analyzer: AnalyzerKind::En,
             fields: FieldMode::Flat,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            memory_budget: 256_000_000,
+            memory_budget: crate::budget::DEFAULT_BUDGET,
             skip_invalid: false,
             images: ImageChecks::default(),
         }
@@ -119,8 +120,8 @@ pub struct IndexWriter {
     chunk: Option<ChunkWriter>,
     lexical: LexicalWriter,
     next_docno: DocNo,
-    /// Live external ids → internal number (committed plus added here).
-    live: HashMap<String, DocNo>,
+    /// Ids of every internal number (committed plus added here); live ones can be looked up.
+    ids: IdTable,
     /// First internal number this writer assigns.
     first_new: DocNo,
     /// Source line of each document this writer added (by internal number − `first_new`), for
@@ -142,6 +143,7 @@ impl IndexWriter {
     /// this one at commit (until then it stays readable); without, an existing index is an
     /// error.
     pub fn create(dir: &Path, opts: IndexOptions, overwrite: bool) -> Result<Self, IndexError> {
+        crate::budget::check_minimum(opts.memory_budget, dir)?;
         let previous = match complete_pending_commit(dir).and_then(|_| committed_manifest(dir)) {
             Ok(m) => Some(m),
             Err(IndexError::NotAnIndex { .. }) => None,
@@ -183,7 +185,7 @@ impl IndexWriter {
             opts.fields,
             opts.analyzer,
             opts.threads,
-            opts.memory_budget,
+            crate::budget::lexical_share(opts.memory_budget),
             previous.is_some(),
         )?;
         let generation = previous.as_ref().map_or(1, |m| m.generation + 1);
@@ -196,7 +198,7 @@ impl IndexWriter {
             chunk: None,
             lexical,
             next_docno: 0,
-            live: HashMap::new(),
+            ids: IdTable::new(),
             first_new: 0,
             added_lines: Vec::new(),
             deleted: BTreeSet::new(),
@@ -211,6 +213,7 @@ impl IndexWriter {
     /// Opens an existing index to add or delete documents. Analyzer and field mode are the
     /// index's own; `threads`, `memory_budget` and `skip_invalid` are taken from `opts`.
     pub fn open(dir: &Path, opts: IndexOptions) -> Result<Self, IndexError> {
+        crate::budget::check_minimum(opts.memory_budget, dir)?;
         complete_pending_commit(dir)?;
         let index = Index::open(dir)?;
         let manifest = index.manifest().clone();
@@ -218,14 +221,8 @@ impl IndexWriter {
             path: dir.to_path_buf(),
             message: "index has no lexical representation".into(),
         })?;
-        let live = index
-            .docstore()
-            .live_id_map()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
         let deleted = index.docstore().deleted_list().into_iter().collect();
-        drop(index);
+        let ids = index.into_ids();
         let opts = IndexOptions {
             analyzer: lex.analyzer,
             fields: lex.fields,
@@ -237,7 +234,7 @@ impl IndexWriter {
             lex.fields,
             lex.analyzer,
             opts.threads,
-            opts.memory_budget,
+            crate::budget::lexical_share(opts.memory_budget),
             false,
         )?;
         let manifest_slots = manifest.slots as DocNo;
@@ -256,7 +253,7 @@ impl IndexWriter {
             opts,
             chunk: None,
             lexical,
-            live,
+            ids,
             first_new: manifest_slots,
             added_lines: Vec::new(),
             deleted,
@@ -393,7 +390,7 @@ impl IndexWriter {
                 ),
             });
         }
-        if let Some(&d) = self.live.get(&doc.id) {
+        if let Some(d) = self.ids.find(&doc.id) {
             let message = if d >= self.first_new {
                 let first = self.added_lines[(d - self.first_new) as usize];
                 format!(
@@ -423,7 +420,8 @@ impl IndexWriter {
         }
         let docno = self.chunk.as_mut().expect("created above").add(&doc)?;
         self.next_docno = docno + 1;
-        self.live.insert(doc.id.clone(), docno);
+        let pushed = self.ids.push(&doc.id, true);
+        debug_assert_eq!(pushed, docno, "one id per internal number");
         self.added_lines.push(line as u32);
         self.batch.push((docno, doc));
         self.stats.added += 1;
@@ -437,18 +435,27 @@ impl IndexWriter {
         if !self.batch.is_empty() {
             let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
             self.lexical.add_batch(batch)?;
+            crate::budget::check(
+                self.opts.memory_budget,
+                &[("document ids", self.ids_bytes())],
+            )?;
         }
         Ok(())
     }
 
+    /// Memory held for the ids of the documents (and the lines they came from).
+    fn ids_bytes(&self) -> usize {
+        self.ids.heap_bytes() + self.added_lines.capacity() * std::mem::size_of::<u32>()
+    }
+
     /// Deletes documents by external id; an unknown id is an error and deletes nothing.
     pub fn delete(&mut self, ids: &[String]) -> Result<(), IndexError> {
-        if let Some(unknown) = ids.iter().find(|id| !self.live.contains_key(id.as_str())) {
+        if let Some(unknown) = ids.iter().find(|id| self.ids.find(id).is_none()) {
             return Err(IndexError::UnknownDocument(unknown.clone()));
         }
         self.flush_batch()?;
         for id in ids {
-            if let Some(d) = self.live.remove(id) {
+            if let Some(d) = self.ids.remove(id) {
                 self.deleted.insert(d);
                 self.lexical.delete(id)?;
                 self.stats.deleted += 1;
@@ -528,7 +535,12 @@ impl IndexWriter {
                 })?;
             builders.push(build(Some(entry), None));
         }
+        if builders.is_empty() {
+            return Ok(Vec::new());
+        }
         let docstore = Docstore::open(docs_dir, &self.chunks, None)?;
+        // The builders read documents through a docstore: its ids are a second copy.
+        let memory_held = self.ids_bytes() + docstore.ids_bytes();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(self.opts.threads.max(1))
             .build()
@@ -544,6 +556,8 @@ impl IndexWriter {
             documents_changed: self.stats.added > 0 || self.stats.deleted > 0,
             pool: &pool,
             encoders: encoders.as_deref(),
+            memory_budget: self.opts.memory_budget,
+            memory_held,
         };
         let mut entries = Vec::new();
         for mut b in builders {
@@ -585,7 +599,7 @@ impl IndexWriter {
             format_version: FORMAT_VERSION,
             ferret_version: env!("CARGO_PKG_VERSION").to_string(),
             generation: self.generation,
-            doc_count: self.live.len() as u64,
+            doc_count: self.ids.live_count() as u64,
             slots: self.next_docno as u64,
             chunks: self.chunks.clone(),
             deleted_generation,

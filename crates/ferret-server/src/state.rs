@@ -70,8 +70,6 @@ pub struct ServerOptions {
 /// One committed generation of the index, with what is derived from it.
 pub struct Snapshot {
     pub index: Arc<Index>,
-    /// External id → internal number, for document look-ups.
-    pub ids: HashMap<String, DocNo>,
     /// Prepared pipelines by their text, bound to this generation.
     stages: Mutex<HashMap<String, Arc<dyn Stage>>>,
 }
@@ -84,17 +82,15 @@ const COST_TABLE: usize = 1024;
 impl Snapshot {
     pub fn open(dir: &std::path::Path) -> Result<Self, ferret_index::IndexError> {
         let index = Index::open(dir)?;
-        let ids = index
-            .docstore()
-            .live_id_map()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
         Ok(Snapshot {
             index: Arc::new(index),
-            ids,
             stages: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The internal number of a live document's id.
+    pub fn find(&self, id: &str) -> Option<DocNo> {
+        self.index.docstore().find(id)
     }
 
     pub fn cached_stage(&self, key: &str) -> Option<Arc<dyn Stage>> {

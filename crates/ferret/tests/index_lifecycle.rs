@@ -208,3 +208,85 @@ fn an_index_of_another_format_version_is_refused_and_replaced_by_overwrite() {
     let out = ferret_ok(&["search", "--index", s(&idx), "stem cells", "--json"]);
     assert!(out.contains("\"id\""), "{out}");
 }
+
+#[test]
+fn indexing_past_the_memory_budget_stops_and_keeps_the_last_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (a, _) = split_corpus(t, 1000);
+    let index = t.join("index");
+    ferret_ok(&[
+        "index",
+        "--corpus",
+        s(&a),
+        "--index",
+        s(&index),
+        "--memory-budget",
+        "188M",
+    ]);
+    let before = run(&index, &t.join("before.run"));
+    // 1,200 documents with 20 kB ids: 24 MB of ids, more than the 13 MB a 188 MB budget leaves
+    // them (after the base and the lexical indexer's quarter).
+    let big = t.join("big-ids.jsonl");
+    let lines: Vec<String> = (0..1200)
+        .map(|i| {
+            format!(
+                r#"{{"_id": "{i}-{}", "text": "text {i}"}}"#,
+                "x".repeat(20_000)
+            )
+        })
+        .collect();
+    std::fs::write(&big, lines.join("\n") + "\n").unwrap();
+    let err = ferret_err(&[
+        "index",
+        "--corpus",
+        s(&big),
+        "--index",
+        s(&index),
+        "--append",
+        "--memory-budget",
+        "188M",
+    ]);
+    assert!(
+        err.contains("more than the memory budget of 188 MB")
+            && err.contains("document ids")
+            && err.contains("--memory-budget"),
+        "{err}"
+    );
+    assert_eq!(before, run(&index, &t.join("after.run")));
+    // Within a larger budget the same append goes through.
+    let out = ferret_ok(&[
+        "index",
+        "--corpus",
+        s(&big),
+        "--index",
+        s(&index),
+        "--append",
+        "--memory-budget",
+        "1G",
+    ]);
+    assert!(out.contains("2200 documents in the index"), "{out}");
+    let err = ferret_err(&[
+        "index",
+        "--corpus",
+        s(&a),
+        "--index",
+        s(&t.join("small")),
+        "--memory-budget",
+        "100M",
+    ]);
+    assert!(
+        err.contains("too small") && err.contains("at least 188 MB"),
+        "{err}"
+    );
+    let err = ferret_err(&[
+        "index",
+        "--corpus",
+        s(&a),
+        "--index",
+        s(&t.join("small")),
+        "--memory-budget",
+        "lots",
+    ]);
+    assert!(err.contains("not a size"), "{err}");
+}

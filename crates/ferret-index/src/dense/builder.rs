@@ -1,7 +1,7 @@
 //! Building a dense representation at commit: vectors for every chunk that has none yet, then
 //! the HNSW graph when one is asked for and the documents changed.
 
-use std::borrow::Cow;
+use std::io::Write;
 
 use half::f16;
 
@@ -157,13 +157,14 @@ impl Builder for DenseBuilder {
             );
             let path = ctx.dir.join(&file);
             tracing::info!("encoding {} documents with {}", c.count, model.id);
-            let mut bytes =
-                Vec::with_capacity(c.count as usize * params.dim * params.dtype.bytes());
+            // Written batch by batch: a chunk's vectors are not held in memory.
+            let mut out = crate::docstore::create_buffered(&path)?;
             ctx.pool.install(|| {
                 for_each_text_batch(ctx.docstore, c, |texts| {
                     let vectors = encoder
                         .encode(texts)
                         .map_err(crate::representation::encode_error(&path))?;
+                    let mut bytes = Vec::with_capacity(vectors.len() * params.dim * 4);
                     for v in vectors {
                         match params.dtype {
                             VectorType::F32 => bytes.extend(v.iter().flat_map(|x| x.to_le_bytes())),
@@ -172,10 +173,10 @@ impl Builder for DenseBuilder {
                             }
                         }
                     }
-                    Ok(())
+                    out.write_all(&bytes).map_err(IndexError::io(&path))
                 })
             })?;
-            crate::docstore::write_synced_creating(&path, &bytes)?;
+            crate::docstore::sync_buffered(out, &path)?;
             params.vectors.push(ChunkFile {
                 chunk_generation: c.generation,
                 file,
@@ -189,19 +190,26 @@ impl Builder for DenseBuilder {
                 ..params.clone()
             };
             let reader = DenseReader::open(ctx.dir, model.clone(), vectors, ctx.chunks)?;
-            let owned: Vec<(DocNo, Cow<'_, [f32]>)> = (0..ctx.slots)
-                .filter(|d| !(ctx.is_deleted)(*d))
-                .filter_map(|d| reader.vector(d).map(|v| (d, v)))
-                .collect();
-            let rows: Vec<(DocNo, &[f32])> = owned.iter().map(|(d, v)| (*d, v.as_ref())).collect();
+            let docs: Vec<DocNo> = (0..ctx.slots).filter(|d| !(ctx.is_deleted)(*d)).collect();
+            ctx.check_memory(
+                &format!("HNSW graph of {} vectors", docs.len()),
+                hnsw::memory_bytes(docs.len(), params.dim, &graph.params),
+            )?;
             tracing::info!(
                 "building an HNSW graph over {} vectors of {}",
-                rows.len(),
+                docs.len(),
                 model.id
             );
             let path = ctx.dir.join(&file);
-            ctx.pool
-                .install(|| hnsw::build(params.dim, rows, &graph.params, &path))?;
+            ctx.pool.install(|| {
+                hnsw::build(
+                    params.dim,
+                    &docs,
+                    |d| reader.vector(d),
+                    &graph.params,
+                    &path,
+                )
+            })?;
             params.hnsw = Some(HnswInfo {
                 file,
                 params: graph.params,

@@ -2,6 +2,7 @@
 //! usearch (inner product, f32), keyed by internal number, saved next to the vectors and
 //! memory-mapped for search.
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -49,21 +50,31 @@ fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> IndexError {
     }
 }
 
-/// Builds a graph over `rows` (internal number, vector) on the current rayon pool and saves
-/// it to `path` (fsynced).
-pub fn build(
+/// Memory a graph of `n` vectors takes while it is built: its own f32 copy of the vectors and
+/// about two links of 4 bytes per connection at the base layer, plus per-node bookkeeping
+/// (measured: 1,685 MB for 1M × 384 at M = 16, the size of the saved graph).
+pub fn memory_bytes(n: usize, dim: usize, params: &HnswParams) -> usize {
+    n * (dim * 4 + params.connectivity * 2 * 4 + 24)
+}
+
+/// Builds a graph over the vectors of `docs` (read through `vector`, which may convert each on
+/// the fly: no copy of the whole set is made besides the graph's own) on the current rayon
+/// pool and saves it to `path` (fsynced).
+pub fn build<'a>(
     dim: usize,
-    rows: Vec<(DocNo, &[f32])>,
+    docs: &[DocNo],
+    vector: impl Fn(DocNo) -> Option<Cow<'a, [f32]>> + Sync,
     params: &HnswParams,
     path: &Path,
 ) -> Result<(), IndexError> {
     let graph = Graph::new(&options(dim, params)).map_err(|e| err(path, "creating", e))?;
     graph
-        .reserve_capacity_and_threads(rows.len(), rayon::current_num_threads())
+        .reserve_capacity_and_threads(docs.len(), rayon::current_num_threads())
         .map_err(|e| err(path, "reserving", e))?;
-    rows.par_iter()
-        .try_for_each(|(d, v)| graph.add(*d as u64, v))
-        .map_err(|e| err(path, "adding", e))?;
+    docs.par_iter().try_for_each(|&d| match vector(d) {
+        Some(v) => graph.add(d as u64, &v).map_err(|e| err(path, "adding", e)),
+        None => Err(err(path, "adding", format!("document {d} has no vector"))),
+    })?;
     let tmp = path.with_extension("tmp");
     let saved = graph.save(
         tmp.to_str()

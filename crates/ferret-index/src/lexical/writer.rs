@@ -8,6 +8,7 @@ use tantivy::schema::Term;
 use tantivy::{Index, IndexWriter, TantivyDocument};
 
 use super::{push_term, FieldMode, LexicalSchema, TermListTokenizer, TERMS_TOKENIZER};
+use crate::budget::LEXICAL_PER_THREAD;
 use crate::{DocNo, Document, IndexError};
 
 /// Adds and deletes documents in the tantivy index; committed by [`crate::IndexWriter`].
@@ -26,12 +27,9 @@ enum Op {
     Delete(String),
 }
 
-/// tantivy refuses less than this per indexing thread.
-const MIN_BYTES_PER_THREAD: usize = 15_000_000;
-
 impl LexicalWriter {
-    /// Opens (creating when `create`) the tantivy index in `dir`. `memory_budget` bytes are
-    /// shared by tantivy's indexing threads; the thread count is lowered to fit it. With
+    /// Opens (creating when `create`) the tantivy index in `dir`. `heap` bytes are shared by
+    /// tantivy's indexing threads; the thread count is lowered to fit it. With
     /// `delete_all`, every committed document is deleted first (a rebuild).
     pub fn open(
         dir: &Path,
@@ -39,7 +37,7 @@ impl LexicalWriter {
         mode: FieldMode,
         analyzer: AnalyzerKind,
         threads: usize,
-        memory_budget: usize,
+        heap: usize,
         delete_all: bool,
     ) -> Result<Self, IndexError> {
         let (index, schema) = if create {
@@ -56,22 +54,21 @@ impl LexicalWriter {
             })?;
             (index, schema)
         };
-        if memory_budget < MIN_BYTES_PER_THREAD {
+        if heap < LEXICAL_PER_THREAD {
             return Err(IndexError::Invalid {
                 path: dir.to_path_buf(),
                 message: format!(
-                    "memory budget of {} MB is too small: the lexical indexer needs at least {} MB",
-                    memory_budget / 1_000_000,
-                    MIN_BYTES_PER_THREAD / 1_000_000
+                    "{} MB for the lexical indexer is too little: it needs at least {} MB",
+                    heap / 1_000_000,
+                    LEXICAL_PER_THREAD / 1_000_000
                 ),
             });
         }
         index
             .tokenizers()
             .register(TERMS_TOKENIZER, TermListTokenizer::default());
-        let threads = threads.clamp(1, (memory_budget / MIN_BYTES_PER_THREAD).max(1));
-        let writer: IndexWriter<TantivyDocument> =
-            index.writer_with_num_threads(threads, memory_budget)?;
+        let threads = threads.clamp(1, (heap / LEXICAL_PER_THREAD).max(1));
+        let writer: IndexWriter<TantivyDocument> = index.writer_with_num_threads(threads, heap)?;
         // A writer killed before its commit leaves files tantivy registered but never
         // committed; a `.del` file among them is named by the opstamp this writer will reach
         // again, and creating it would fail ("file already exists"). tantivy removes such

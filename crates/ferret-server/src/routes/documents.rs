@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use ferret_index::{Document, IndexError, IndexOptions, IndexWriter};
+use ferret_index::{DocNo, Document, IndexError, IndexOptions, IndexWriter};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -72,7 +72,7 @@ pub async fn get_document(
 ) -> Result<Json<DocumentBody>, ApiError> {
     let Path(id) = id?;
     let snapshot = state.snapshot();
-    let &docno = snapshot.ids.get(&id).ok_or_else(|| unknown(&id))?;
+    let docno = snapshot.find(&id).ok_or_else(|| unknown(&id))?;
     let doc = snapshot
         .index
         .document(docno)
@@ -100,7 +100,7 @@ pub async fn get_image(
     id: Result<Path<String>, PathRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Path(id) = id?;
-    let image = document_image(&state.snapshot(), &id)?;
+    let (_, image) = document_image(&state.snapshot(), &id)?;
     let path = std::path::Path::new(&image.path);
     let gone = |why: String| {
         ApiError::new(
@@ -137,8 +137,7 @@ pub async fn get_thumbnail(
 ) -> Result<impl IntoResponse, ApiError> {
     let Path(id) = id?;
     let snapshot = state.snapshot();
-    document_image(&snapshot, &id)?;
-    let docno = snapshot.ids[&id];
+    let docno = document_image(&snapshot, &id)?.0;
     let thumb = snapshot
         .index
         .entries()
@@ -161,19 +160,23 @@ pub async fn get_thumbnail(
 }
 
 /// The image record of document `id` (404s for unknown ids and text documents).
-fn document_image(snapshot: &Snapshot, id: &str) -> Result<ferret_index::DocImage, ApiError> {
-    let &docno = snapshot.ids.get(id).ok_or_else(|| unknown(id))?;
+fn document_image(
+    snapshot: &Snapshot,
+    id: &str,
+) -> Result<(DocNo, ferret_index::DocImage), ApiError> {
+    let docno = snapshot.find(id).ok_or_else(|| unknown(id))?;
     let doc = snapshot
         .index
         .document(docno)
         .map_err(|e| ApiError::internal(format!("reading document {id:?}: {e}")))?;
-    doc.image.ok_or_else(|| {
+    let image = doc.image.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "no_image",
             format!("document {id:?} has no image"),
         )
-    })
+    })?;
+    Ok((docno, image))
 }
 
 /// Adds documents (ids must be new) and commits.
@@ -320,7 +323,7 @@ async fn write(state: &Arc<AppState>, change: Change) -> Result<Json<WriteResult
 fn check_new_ids(snapshot: &Snapshot, docs: &[Document]) -> Result<(), ApiError> {
     let mut seen = std::collections::HashSet::new();
     for (i, d) in docs.iter().enumerate() {
-        let message = if snapshot.ids.contains_key(&d.id) {
+        let message = if snapshot.find(&d.id).is_some() {
             format!("documents[{i}]: id {:?} is already in the index", d.id)
         } else if !seen.insert(d.id.as_str()) {
             format!("documents[{i}]: id {:?} is repeated in the request", d.id)

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::time::Instant;
 
 use ferret_index::dense::hnsw::{self, Hnsw, HnswParams};
@@ -87,13 +88,13 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("graph.usearch");
     let params = HnswParams::default();
-    let rows: Vec<(u32, &[f32])> = data
-        .chunks_exact(a.dim)
-        .enumerate()
-        .map(|(i, v)| (i as u32, v))
-        .collect();
+    let docs: Vec<u32> = (0..a.n as u32).collect();
+    let row = |d: u32| {
+        let start = d as usize * a.dim;
+        data.get(start..start + a.dim).map(Cow::Borrowed)
+    };
     let start = Instant::now();
-    hnsw::build(a.dim, rows, &params, &path)?;
+    hnsw::build(a.dim, &docs, row, &params, &path)?;
     let build_secs = start.elapsed().as_secs_f64();
     let graph = Hnsw::open(a.dim, &params, &path)?;
     let file_mb = std::fs::metadata(&path)?.len() as f64 / 1e6;

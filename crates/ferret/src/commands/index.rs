@@ -104,9 +104,12 @@ pub struct Args {
     /// Skip invalid documents (counted and reported) instead of stopping at the first
     #[arg(long)]
     skip_invalid: bool,
-    /// Memory for in-memory index segments, in MB (at least 15 per indexing thread)
-    #[arg(long, default_value_t = 256)]
-    memory_mb: usize,
+    /// Memory indexing may take (e.g. 512M, 2G, 1.5GiB; at least 188M): a quarter goes to the
+    /// lexical indexer's in-memory segments, the rest to what grows with the collection (~25
+    /// bytes of ids a document) and to an HNSW graph at commit (~4 × dims + 150 bytes a
+    /// vector). Indexing that would need more stops with an error saying what did not fit.
+    #[arg(long, default_value = "1G", value_parser = ferret_index::budget::parse_size)]
+    memory_budget: usize,
     /// Indexing threads (default: all cores)
     #[arg(long)]
     threads: Option<usize>,
@@ -117,7 +120,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         analyzer: a.analyzer.parse()?,
         fields: a.fields.parse().map_err(anyhow::Error::msg)?,
         threads: a.threads.unwrap_or_else(super::default_threads),
-        memory_budget: a.memory_mb * 1_000_000,
+        memory_budget: a.memory_budget,
         skip_invalid: a.skip_invalid,
         images: ferret_index::ImageChecks {
             limits: ferret_image::DecodeLimits {
