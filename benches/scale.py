@@ -56,7 +56,8 @@ def du(path):
 
 
 def serve_peak_rss(index, queries):
-    """Peak RSS (MB) of `ferret serve` on `index` after answering `queries` at k = 1000."""
+    """Peak RSS and anonymous (not file-backed) RSS, MB, of `ferret serve` on `index` after
+    answering `queries` at k = 1000."""
     import urllib.request
     p = subprocess.Popen([FERRET, "serve", "--index", index, "--addr", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
     try:
@@ -66,7 +67,8 @@ def serve_peak_rss(index, queries):
             req = urllib.request.Request(url + "/v1/search", data=body, headers={"Content-Type": "application/json"})
             urllib.request.urlopen(req).read()
         status = open(f"/proc/{p.pid}/status").read()
-        return int(next(l.split()[1] for l in status.splitlines() if l.startswith("VmHWM"))) / 1024
+        field = lambda name: int(next(l.split()[1] for l in status.splitlines() if l.startswith(name))) / 1024
+        return field("VmHWM"), field("RssAnon")
     finally:
         p.terminate()
         p.wait()
@@ -115,6 +117,7 @@ def main():
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "scale"))
     ap.add_argument("--no-bm25s", action="store_true")
+    ap.add_argument("--memory-budget", default="1G", help="ferret index --memory-budget (its default: 1G)")
     ap.add_argument("--plot", help="write the chart here (SVG)")
     ap.add_argument("--replot", nargs="+", metavar="SCALE_JSON", help="only draw --plot from saved runs' scale.json files")
     a = ap.parse_args()
@@ -131,14 +134,14 @@ def main():
         if not os.path.exists(os.path.join(d, "queries.jsonl")):
             subprocess.run([sys.executable, os.path.join(ROOT, "benches", "synth_corpus.py"), "--docs", str(n), "--out", d], check=True)
         corpus, queries, index = (os.path.join(d, f) for f in ("corpus.jsonl", "queries.jsonl", "index"))
-        wall, rss, _ = timed([FERRET, "index", "--corpus", corpus, "--index", index, "--overwrite"])
-        row = {"docs": n, "ferret_docs_s": n / wall, "ferret_rss_mb": rss, "ferret_mb": du(index) / 2**20,
+        wall, rss, _ = timed([FERRET, "index", "--corpus", corpus, "--index", index, "--overwrite", "--memory-budget", a.memory_budget])
+        row = {"docs": n, "ferret_budget": a.memory_budget, "ferret_docs_s": n / wall, "ferret_rss_mb": rss, "ferret_mb": du(index) / 2**20,
                "ferret_lexical_mb": du(os.path.join(index, "lexical")) / 2**20}
         for k in (10, 1000):
             _, _, out = timed([FERRET, "bench", "--index", index, "--queries", queries, "-k", str(k), "--threads", "1", "--repeat", "1", "--json"])
             b = json.loads(out)
             row[f"ferret_p50_{k}"], row[f"ferret_p99_{k}"] = b["latency_p50_ms"], b["latency_p99_ms"]
-        row["ferret_serve_rss_mb"] = serve_peak_rss(index, queries)
+        row["ferret_serve_rss_mb"], row["ferret_serve_anon_mb"] = serve_peak_rss(index, queries)
         if not a.no_bm25s:
             saved = os.path.join(d, "bm25s")
             wall, rss, out = timed([sys.executable, "-c", BM25S, corpus, queries, saved])
@@ -149,11 +152,11 @@ def main():
         print(json.dumps(row), flush=True)
     with open(os.path.join(a.out, "scale.json"), "w") as f:
         json.dump({"machine": machine(), "rows": rows}, f, indent=1)
-    print("\n| documents | ferret docs/s | bm25s docs/s | ferret peak RSS MB (serving) | bm25s peak RSS MB | ferret folder MB (BM25 index) | bm25s index MB | ferret p50 / p99 ms k=10 | bm25s p50 / p99 ms k=10 | ferret p50 / p99 ms k=1000 | bm25s p50 / p99 ms k=1000 |")
+    print("\n| documents | ferret docs/s | bm25s docs/s | ferret peak RSS MB indexing [budget] (serving: peak / anonymous) | bm25s peak RSS MB | ferret folder MB (BM25 index) | bm25s index MB | ferret p50 / p99 ms k=10 | bm25s p50 / p99 ms k=10 | ferret p50 / p99 ms k=1000 | bm25s p50 / p99 ms k=1000 |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         g = lambda key, f="{:.0f}": f.format(r[key]) if key in r else "–"
-        print(f"| {r['docs']:,} | {g('ferret_docs_s')} | {g('bm25s_docs_s')} | {g('ferret_rss_mb')} ({g('ferret_serve_rss_mb')}) | {g('bm25s_rss_mb')} | {g('ferret_mb', '{:.1f}')} ({g('ferret_lexical_mb', '{:.1f}')}) | {g('bm25s_mb', '{:.1f}')} | "
+        print(f"| {r['docs']:,} | {g('ferret_docs_s')} | {g('bm25s_docs_s')} | {g('ferret_rss_mb')} [{r.get('ferret_budget', '–')}] ({g('ferret_serve_rss_mb')} / {g('ferret_serve_anon_mb')}) | {g('bm25s_rss_mb')} | {g('ferret_mb', '{:.1f}')} ({g('ferret_lexical_mb', '{:.1f}')}) | {g('bm25s_mb', '{:.1f}')} | "
               + " | ".join(f"{g(f'{s}_p50_{k}', '{:.3f}')} / {g(f'{s}_p99_{k}', '{:.3f}')}" for k in (10, 1000) for s in ("ferret", "bm25s")) + " |")
     if a.plot:
         plot(rows, a.plot)
