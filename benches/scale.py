@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -162,21 +163,37 @@ def main():
         plot(rows, a.plot)
 
 
+def parse_size(text):
+    """Bytes of a size as ferret's --memory-budget reads it (512M, 1G, 2GiB)."""
+    number, unit = re.fullmatch(r"\s*([\d.]+)\s*([A-Za-z]*)\s*", text).groups()
+    scale = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
+             "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}[unit.lower()]
+    return float(number) * scale
+
+
 def plot(rows, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4))
     for engine, style in (("ferret", "o-"), ("bm25s", "s--")):
         measured = [r for r in rows if f"{engine}_docs_s" in r]
         if measured:
             docs = [r["docs"] for r in measured]
             left.plot(docs, [r[f"{engine}_docs_s"] for r in measured], style, label=engine)
+            middle.plot(docs, [r[f"{engine}_rss_mb"] for r in measured], style, label=f"{engine} indexing")
             right.plot(docs, [r[f"{engine}_p99_1000"] for r in measured], style, label=f"{engine} p99")
             right.plot(docs, [r[f"{engine}_p50_1000"] for r in measured], style, alpha=0.4, label=f"{engine} p50")
+    served = [r for r in rows if "ferret_serve_anon_mb" in r]
+    if served:
+        middle.plot([r["docs"] for r in served], [r["ferret_serve_anon_mb"] for r in served], "o:", label="ferret serving (anonymous)")
+    budgets = {r["ferret_budget"] for r in rows if "ferret_budget" in r}
+    if len(budgets) == 1:
+        middle.axhline(parse_size(budgets.pop()) / 2**20, color="grey", linestyle="--", label="ferret --memory-budget")
     left.set(xscale="log", yscale="log", xlabel="documents", ylabel="indexing documents/s", title="BM25 indexing")
+    middle.set(xscale="log", yscale="log", xlabel="documents", ylabel="peak RSS, MB", title="memory")
     right.set(xscale="log", yscale="log", xlabel="documents", ylabel="ms per query (k = 1000)", title="BM25 query latency, one at a time")
-    for ax in (left, right):
+    for ax in (left, middle, right):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.suptitle(f"synthetic corpora (benches/synth_corpus.py); {machine()}", fontsize=9)
