@@ -83,7 +83,8 @@ def test_bm25_equals_the_cli(bm25_index, topics, scifact, tmp_path):
 
     cli_run = tmp_path / "cli.run"
     cli("run", "--index", bm25_index.path, "--queries", scifact / "queries.jsonl",
-        "--qrels", scifact / "qrels" / "test.tsv", "--pipeline", pipeline, "-o", cli_run)
+        "--qrels", scifact / "qrels" / "test.tsv", "--pipeline", pipeline, "-o", cli_run,
+        "--raw-scores")
     theirs = ferret.read_run(cli_run)
     ours = run[["qid", "docno", "score"]].merge(theirs, on=["qid", "docno"], suffixes=("", "_cli"))
     assert len(ours) == len(run) == len(theirs)
@@ -147,7 +148,8 @@ def test_dataframe_corpus_hybrid_and_encode(scifact, topics, tmp_path):
     qfile = tmp_path / "queries.tsv"
     qfile.write_text("".join(f"{q}\t{t}\n" for q, t in zip(queries["qid"], queries["query"])))
     cli_run = tmp_path / "cli.run"
-    cli("run", "--index", tmp_path / "idx", "--queries", qfile, "--pipeline", pipeline, "-k", 100, "-o", cli_run)
+    cli("run", "--index", tmp_path / "idx", "--queries", qfile, "--pipeline", pipeline, "-k", 100, "-o", cli_run,
+        "--raw-scores")
     theirs = ferret.read_run(cli_run)
     merged = run.merge(theirs, on=["qid", "docno"], suffixes=("", "_cli"))
     assert len(merged) == len(run) == len(theirs)

@@ -16,4 +16,4 @@ pub use error::EvalError;
 pub use evaluate::{evaluate, EvalOptions, Evaluation};
 pub use measures::Measure;
 pub use qrels::Qrels;
-pub use run::Run;
+pub use run::{Run, RunScores};

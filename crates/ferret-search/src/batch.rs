@@ -1,6 +1,6 @@
 //! Running a prepared pipeline over a query set, in parallel over queries.
 
-use ferret_eval::Run;
+use ferret_eval::{Run, RunScores};
 use ferret_index::Index;
 use rayon::prelude::*;
 
@@ -63,8 +63,15 @@ pub fn search_queries_traced(
     })
 }
 
-/// Names the hits by external id: a TREC run.
-pub fn to_run(index: &Index, queries: &[Query], rankings: Vec<Vec<Hit>>, tag: &str) -> Run {
+/// Names the hits by external id: a TREC run, its scores written as `scores` says (see
+/// [`RunScores`]: by default tied scores are separated so that evaluation sees the ranked order).
+pub fn to_run(
+    index: &Index,
+    queries: &[Query],
+    rankings: Vec<Vec<Hit>>,
+    tag: &str,
+    scores: RunScores,
+) -> Run {
     let mut run = Run::new(tag);
     for (q, hits) in queries.iter().zip(rankings) {
         let ranking = hits
@@ -73,6 +80,7 @@ pub fn to_run(index: &Index, queries: &[Query], rankings: Vec<Vec<Hit>>, tag: &s
             .collect();
         run.set_ranking(&q.id, ranking);
     }
+    run.apply(scores);
     run
 }
 
@@ -84,8 +92,8 @@ pub fn run_queries(
     k: usize,
     threads: usize,
     tag: &str,
-    progress: &(dyn Fn(usize) + Sync),
+    scores: RunScores,
 ) -> Result<Run, SearchError> {
-    let rankings = search_queries(stage, queries, k, threads, progress)?;
-    Ok(to_run(index, queries, rankings, tag))
+    let rankings = search_queries(stage, queries, k, threads, &|_| {})?;
+    Ok(to_run(index, queries, rankings, tag, scores))
 }

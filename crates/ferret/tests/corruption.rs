@@ -1,8 +1,11 @@
 //! Corruption detection: every file of an index (docstore, each representation's files,
 //! tantivy's) is in turn bit-flipped and truncated in a copy of the index. Each time
 //! `ferret check` fails naming the file, and a search either fails naming it too or — never
-//! silently different — answers exactly as the intact index does. (One exception, asserted:
-//! a flipped bit in tantivy's `.managed.json`, which only its garbage collection reads.)
+//! silently different — answers exactly as the intact index does. (Two exceptions, asserted:
+//! a flipped bit in tantivy's `.managed.json`, which only its garbage collection reads, and one
+//! in the tantivy version written in a tantivy file's footer — major, minor, patch — which
+//! tantivy's checksum does not cover and no reader uses; where the middle byte falls depends on
+//! how indexing split the documents into segments.)
 
 mod common;
 use common::*;
@@ -67,6 +70,27 @@ fn lexical_files(idx: &Path) -> std::collections::BTreeSet<PathBuf> {
     live
 }
 
+/// A tantivy file's footer: JSON (`{"version": {…}, "crc": …}`), its length (u32 LE) and a
+/// magic number (u32) at the very end.
+fn tantivy_footer(bytes: &[u8]) -> Option<serde_json::Value> {
+    let n = bytes.len();
+    let len = u32::from_le_bytes(bytes.get(n.checked_sub(8)?..n - 4)?.try_into().ok()?) as usize;
+    serde_json::from_slice(bytes.get(n.checked_sub(8 + len)?..n - 8)?).ok()
+}
+
+/// Whether the damage changed only the informational tantivy version in the footer: both
+/// footers parse, differ, and agree on the checksum and the index format.
+fn only_footer_version_differs(intact: &[u8], damaged: &[u8]) -> bool {
+    match (tantivy_footer(intact), tantivy_footer(damaged)) {
+        (Some(a), Some(b)) => {
+            a != b
+                && a["crc"] == b["crc"]
+                && a["version"]["index_format_version"] == b["version"]["index_format_version"]
+        }
+        _ => false,
+    }
+}
+
 fn search(home: &Path, idx: &Path) -> std::process::Output {
     ferret_in(
         home,
@@ -127,7 +151,7 @@ fn every_damaged_file_is_named_and_never_changes_results_silently() {
     let intact = search(&home, &idx);
     assert!(intact.status.success());
     let live = lexical_files(&idx);
-    let (mut detected, mut harmless) = (0, Vec::new());
+    let (mut detected, mut harmless, mut footer_versions) = (0, Vec::new(), Vec::new());
     for file in files(&idx) {
         let name = file.strip_prefix(&idx).unwrap().to_path_buf();
         let len = std::fs::metadata(&file).unwrap().len() as usize;
@@ -142,7 +166,8 @@ fn every_damaged_file_is_named_and_never_changes_results_silently() {
             let _ = std::fs::remove_dir_all(&copy);
             copy_dir(&idx, &copy);
             let target = copy.join(&name);
-            let mut bytes = std::fs::read(&target).unwrap();
+            let intact_bytes = std::fs::read(&target).unwrap();
+            let mut bytes = intact_bytes.clone();
             match how {
                 "flip" => bytes[len / 2] ^= 0x04,
                 _ => bytes.truncate(len / 2),
@@ -170,7 +195,12 @@ fn every_damaged_file_is_named_and_never_changes_results_silently() {
                     searched.status.success(),
                     "{what}: check passed, search failed: {stderr}"
                 );
-                harmless.push(what);
+                if name.starts_with("lexical") && only_footer_version_differs(&intact_bytes, &bytes)
+                {
+                    footer_versions.push(what);
+                } else {
+                    harmless.push(what);
+                }
                 continue;
             }
             detected += 1;
@@ -187,7 +217,10 @@ fn every_damaged_file_is_named_and_never_changes_results_silently() {
             }
         }
     }
-    eprintln!("{detected} damaged copies detected; undetected and harmless: {harmless:?}");
+    eprintln!(
+        "{detected} damaged copies detected; undetected and harmless: {harmless:?}, \
+         tantivy footer versions: {footer_versions:?}"
+    );
     // tantivy's list of the files it manages serves its garbage collection only (searches
     // answered the same above); everything else must be detected.
     assert!(

@@ -94,6 +94,8 @@ fn http_search_matches_the_command_line_on_all_scifact_test_queries() {
         "100",
         "-o",
         s(&cli_run),
+        // The API returns scores as computed.
+        "--raw-scores",
     ]);
     let mut http_run = String::new();
     for (qid, text) in test_queries() {

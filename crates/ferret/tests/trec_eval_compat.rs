@@ -154,3 +154,141 @@ fn agrees_with_trec_eval_on_scifact_cranfield_cisi_and_ties() {
     std::fs::write(&tied, text).unwrap();
     assert_agree(&scifact_qrels, &tied, "1");
 }
+
+/// (query, document, rank, score) rows of a TREC run file.
+fn run_rows(run: &Path) -> Vec<(String, String, usize, f64)> {
+    std::fs::read_to_string(run)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            (
+                c[0].to_string(),
+                c[2].to_string(),
+                c[3].parse().unwrap(),
+                c[4].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Reciprocal rank of each query's first relevant document, read from the rank column.
+fn rr_by_rank_column(
+    rows: &[(String, String, usize, f64)],
+    relevant: &[(&str, &str)],
+) -> BTreeMap<String, f64> {
+    let mut rr = BTreeMap::new();
+    for (qid, doc) in relevant {
+        let rank = rows
+            .iter()
+            .find(|r| r.0 == *qid && r.1 == *doc)
+            .map(|r| r.2)
+            .unwrap();
+        rr.insert(qid.to_string(), 1.0 / rank as f64);
+    }
+    rr
+}
+
+#[test]
+fn exact_ties_are_evaluated_in_the_order_ferret_ranked() {
+    // Duplicated documents score exactly alike; each query's relevant document is the first
+    // copy, which ferret ranks first among its copies, while trec_eval re-sorts exact ties by
+    // document id descending (the last copy first).
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("corpus.jsonl");
+    let docs = [
+        ("a1", "the quick brown fox jumps over the fence"),
+        ("a2", "the quick brown fox jumps over the fence"),
+        ("a3", "the quick brown fox jumps over the fence"),
+        ("b1", "lazy dogs sleep in the sun all day"),
+        ("b2", "lazy dogs sleep in the sun all day"),
+        ("c1", "a fox and a dog meet in the forest"),
+        ("c2", "brown bread and butter for breakfast"),
+        ("c3", "the sun rises over the quiet forest"),
+    ];
+    let text: String = docs
+        .iter()
+        .map(|(id, t)| {
+            format!(
+                "{}\n",
+                serde_json::json!({"_id": id, "title": "", "text": t})
+            )
+        })
+        .collect();
+    std::fs::write(&corpus, text).unwrap();
+    let queries = tmp.path().join("queries.tsv");
+    std::fs::write(&queries, "q1\tbrown fox jumps\nq2\tlazy dogs sleep\n").unwrap();
+    let qrels = tmp.path().join("qrels.tsv");
+    std::fs::write(&qrels, "query-id\tcorpus-id\tscore\nq1\ta1\t1\nq2\tb1\t1\n").unwrap();
+    let relevant = [("q1", "a1"), ("q2", "b1")];
+    let idx = tmp.path().join("idx");
+    ferret_ok(&["index", "--corpus", s(&corpus), "--index", s(&idx)]);
+
+    let run_with = |name: &str, extra: &[&str]| {
+        let run = tmp.path().join(name);
+        let mut args = vec![
+            "run",
+            "--index",
+            s(&idx),
+            "--queries",
+            s(&queries),
+            "--qrels",
+            s(&qrels),
+            "-m",
+            "RR",
+            "-o",
+            s(&run),
+        ];
+        args.extend_from_slice(extra);
+        let printed = ferret_ok(&args);
+        (run, printed)
+    };
+
+    // Default: separated scores. The rank column, ferret's own evaluation (in memory and of
+    // the file) and trec_eval all see the ranked order: each relevant copy at rank 1.
+    let (separated, printed) = run_with("separated.run", &[]);
+    let rows = run_rows(&separated);
+    let by_rank = rr_by_rank_column(&rows, &relevant);
+    assert_eq!(
+        by_rank.values().copied().collect::<Vec<_>>(),
+        [1.0, 1.0],
+        "{rows:?}"
+    );
+    for q in ["q1", "q2"] {
+        let mut docs: Vec<&(String, String, usize, f64)> =
+            rows.iter().filter(|r| r.0 == q).collect();
+        docs.sort_by(|x, y| y.3.total_cmp(&x.3).then_with(|| y.1.cmp(&x.1)));
+        let ranks: Vec<usize> = docs.iter().map(|r| r.2).collect();
+        assert_eq!(
+            ranks,
+            (1..=ranks.len()).collect::<Vec<_>>(),
+            "{q}: trec_eval's sort is not the rank column: {docs:?}"
+        );
+    }
+    assert!(printed.contains("RR         1.0000"), "{printed}");
+    let theirs = reference_values(&qrels, &separated, "1");
+    let (ours, _) = ferret_values(&qrels, &separated, "1");
+    for (q, rr) in &by_rank {
+        assert_eq!(theirs[q]["RR"], *rr, "trec_eval, {q}");
+        assert_eq!(ours[q]["RR"], *rr, "ferret eval, {q}");
+    }
+    let card: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("separated.run.card.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(card["scores"], "separated");
+
+    // --raw-scores writes the exact ties, and trec_eval evaluates another order than the rank
+    // column's: the reason for the default.
+    let (raw, _) = run_with("raw.run", &["--raw-scores"]);
+    let raw_rows = run_rows(&raw);
+    assert_eq!(rr_by_rank_column(&raw_rows, &relevant), by_rank);
+    let theirs = reference_values(&qrels, &raw, "1");
+    assert_eq!(theirs["q1"]["RR"], 1.0 / 3.0, "{raw_rows:?}");
+    assert_eq!(theirs["q2"]["RR"], 0.5, "{raw_rows:?}");
+    let card: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("raw.run.card.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(card["scores"], "raw");
+}

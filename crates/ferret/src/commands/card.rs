@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use ferret_eval::RunScores;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -30,6 +31,9 @@ pub struct RunCard {
     pub k: usize,
     pub threads: usize,
     pub tag: String,
+    /// How the run file's scores were written (cards from before this field: raw).
+    #[serde(default = "raw_scores")]
+    pub scores: RunScores,
     pub run: FileCard,
     pub timings: Timings,
     /// Mean of each measure over the judged queries (empty without qrels).
@@ -48,6 +52,10 @@ pub struct LlmUsage {
     pub completion_tokens: u64,
     pub calls_per_query: f64,
     pub tokens_per_query: f64,
+}
+
+fn raw_scores() -> RunScores {
+    RunScores::Raw
 }
 
 /// Every LLM used in this process, with its cost per query.
@@ -112,6 +120,7 @@ impl RunCard {
     pub fn new(
         set: &super::QuerySetArgs,
         tag: &str,
+        scores: RunScores,
         run_path: &Path,
         outcome: &Outcome,
     ) -> anyhow::Result<Self> {
@@ -136,6 +145,7 @@ impl RunCard {
             k: set.k,
             threads: outcome.prepared.threads,
             tag: tag.to_string(),
+            scores,
             run: file_card(run_path)?,
             timings: Timings {
                 queries: n,

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use ferret_eval::{evaluate, EvalOptions, Measure, Qrels};
+use ferret_eval::{evaluate, EvalOptions, Measure, Qrels, RunScores};
 use ferret_index::{IndexOptions, IndexWriter};
 
 #[derive(clap::Args)]
@@ -306,7 +306,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             1000,
             super::default_threads(),
             "ferret",
-            &|_| {},
+            RunScores::Separated,
         )?;
         let run_secs = start.elapsed().as_secs_f64();
         let file_name: String = r
@@ -438,7 +438,7 @@ fn flickr(model: &str, dir: &Path, work: &Path) -> anyhow::Result<()> {
             100,
             super::default_threads(),
             "ferret",
-            &|_| {},
+            RunScores::Separated,
         )?;
         let e = evaluate(qrels, &run, &measures, EvalOptions::default());
         println!(

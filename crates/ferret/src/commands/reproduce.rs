@@ -77,7 +77,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     drop(index);
     let names: Vec<&str> = card.metrics.iter().map(|m| m.measure.as_str()).collect();
     let measures = Measure::parse_all(&names)?;
-    let outcome = super::run::execute(&set, &card.tag, &measures, false)?;
+    let outcome = super::run::execute(&set, &card.tag, card.scores, &measures, false)?;
 
     let mut trec = Vec::new();
     outcome.run.write_trec(&mut trec)?;

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use ferret_eval::{evaluate, EvalOptions, Measure};
+use ferret_eval::{evaluate, EvalOptions, Measure, RunScores};
 
 use crate::progress::count_bar;
 
@@ -17,6 +17,12 @@ pub struct Args {
     /// Run tag (6th column)
     #[arg(long, default_value = "ferret")]
     tag: String,
+    /// Write the scores as computed. By default exactly tied scores are separated as Anserini
+    /// does (rounded to 4 decimals, the n-th tie in a row 1e-6 × n lower, 6 decimals written),
+    /// because trec_eval re-sorts ties by document id and would evaluate an order ferret did
+    /// not rank; the run card records which
+    #[arg(long)]
+    raw_scores: bool,
     /// Measures printed (and recorded in the run card) when --qrels is given
     #[arg(short, long, num_args = 1.., default_values_t = ["nDCG@10".to_string(), "R@100".to_string(), "R@1000".to_string(), "AP".to_string(), "RR@10".to_string()])]
     measures: Vec<String>,
@@ -30,7 +36,12 @@ pub struct Args {
 
 pub fn main(a: Args) -> anyhow::Result<()> {
     let measures = Measure::parse_all(&a.measures)?;
-    let outcome = execute(&a.set, &a.tag, &measures, a.explain.is_some())?;
+    let scores = if a.raw_scores {
+        RunScores::Raw
+    } else {
+        RunScores::Separated
+    };
+    let outcome = execute(&a.set, &a.tag, scores, &measures, a.explain.is_some())?;
     let file = std::fs::File::create(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
     let mut out = std::io::BufWriter::new(file);
@@ -49,7 +60,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     if let Some(path) = &a.explain {
         write_explain(path, &outcome, a.explain_depth)?;
     }
-    let card = super::card::RunCard::new(&a.set, &a.tag, &a.output, &outcome)?;
+    let card = super::card::RunCard::new(&a.set, &a.tag, scores, &a.output, &outcome)?;
     let card_path = super::card::path_beside(&a.output);
     card.write(&card_path)?;
     eprintln!("run card -> {}", card_path.display());
@@ -85,6 +96,7 @@ pub struct Outcome {
 pub fn execute(
     set: &super::QuerySetArgs,
     tag: &str,
+    scores: RunScores,
     measures: &[Measure],
     explain: bool,
 ) -> anyhow::Result<Outcome> {
@@ -103,7 +115,7 @@ pub fn execute(
     bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let rankings = traces.iter().map(|(hits, _)| hits.clone()).collect();
-    let run = ferret_search::batch::to_run(&prepared.index, &queries, rankings, tag);
+    let run = ferret_search::batch::to_run(&prepared.index, &queries, rankings, tag, scores);
     let metrics = match &prepared.qrels {
         Some(qrels) => {
             let e = evaluate(qrels, &run, measures, EvalOptions::default());

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use ferret_eval::{evaluate, EvalOptions, Measure, Qrels};
+use ferret_eval::{evaluate, EvalOptions, Measure, Qrels, RunScores};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -188,7 +188,13 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             threads,
             &|_| {},
         )?;
-        let run = ferret_search::batch::to_run(&index, &train_queries, rankings, "tune");
+        let run = ferret_search::batch::to_run(
+            &index,
+            &train_queries,
+            rankings,
+            "tune",
+            RunScores::Separated,
+        );
         let e = evaluate(&train, &run, &measures, EvalOptions::default());
         let shown: Vec<String> = setting.iter().map(|(n, v)| format!("{n}={v}")).collect();
         println!(
@@ -217,7 +223,8 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         let stage = ferret_search::prepare(&pipelines[b], &index)?;
         let rankings =
             ferret_search::batch::search_queries(stage.as_ref(), &queries, a.k, threads, &|_| {})?;
-        let run = ferret_search::batch::to_run(&index, &queries, rankings, "tuned");
+        let run =
+            ferret_search::batch::to_run(&index, &queries, rankings, "tuned", RunScores::Separated);
         let e = evaluate(report, &run, &measures, EvalOptions::default());
         println!(
             "held-out {} ({} queries): {}",
