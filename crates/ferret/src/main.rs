@@ -36,6 +36,9 @@ enum Command {
     Reproduce(commands::reproduce::Args),
     /// Grid-search pipeline parameters on a training query set
     Tune(commands::tune::Args),
+    /// The terms an analyzer makes of a text (positions, dropped stop words; with --index, the
+    /// index's analyzer and each term's document frequency)
+    Analyze(commands::analyze::Args),
     /// Evaluate TREC runs against qrels (trec_eval-identical), comparing several runs
     Eval(commands::eval::Args),
     /// Measure query throughput of a pipeline (queries/s, in-process)
@@ -77,6 +80,7 @@ fn main() {
         Command::Search(a) => commands::search::main(a),
         Command::Run(a) => commands::run::main(a),
         Command::Eval(a) => commands::eval::main(a),
+        Command::Analyze(a) => commands::analyze::main(a),
         Command::Reproduce(a) => commands::reproduce::main(a),
         Command::Rerank(a) => commands::rerank::main(a),
         Command::Tune(a) => commands::tune::main(a),

@@ -161,3 +161,103 @@ fn scifact_analysis_matches_anserini_on_every_document() {
         &differing[..differing.len().min(5)]
     );
 }
+
+#[test]
+fn analyze_shows_terms_dropped_words_and_document_frequencies() {
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["analyze", "--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&ferret_ok(&all)).unwrap()
+    };
+    let terms = |v: &serde_json::Value| -> Vec<(String, u64, String)> {
+        v["terms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["term"].as_str().unwrap().to_string(),
+                    t["position"].as_u64().unwrap(),
+                    t["text"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let owned = |v: &[(&str, u64, &str)]| -> Vec<(String, u64, String)> {
+        v.iter()
+            .map(|(a, p, b)| (a.to_string(), *p, b.to_string()))
+            .collect()
+    };
+    // English: possessive, stop words (positions kept, as Lucene counts them), Porter stems.
+    let en = json(&["The irons of John's stem cells"]);
+    assert_eq!(en["analyzer"], "en");
+    assert_eq!(
+        terms(&en),
+        owned(&[
+            ("iron", 1, "irons"),
+            ("john", 3, "John"),
+            ("stem", 4, "stem"),
+            ("cell", 5, "cells")
+        ])
+    );
+    let dropped: Vec<(&str, u64)> = en["dropped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["word"].as_str().unwrap(), d["position"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(dropped, [("The", 0), ("of", 2)]);
+    let none = json(&["--analyzer", "none", "The irons of John's"]);
+    assert_eq!(
+        terms(&none),
+        owned(&[
+            ("the", 0, "The"),
+            ("irons", 1, "irons"),
+            ("of", 2, "of"),
+            ("john's", 3, "John's")
+        ])
+    );
+    let zh = json(&["--analyzer", "zh", "我爱北京天安门"]);
+    let words: Vec<String> = terms(&zh).into_iter().map(|t| t.0).collect();
+    assert_eq!(words, ["我", "爱", "北京", "天安门"]);
+
+    // With an index: its analyzer, and document frequencies equal to the documents a
+    // one-term BM25 search finds.
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("scifact");
+    index(&idx, "beir-scifact", &[]);
+    let v = json(&["--index", s(&idx), "Iron uptake in zyxwvut"]);
+    assert_eq!(v["analyzer"], "en");
+    assert_eq!(v["documents"], 5183);
+    assert_eq!(v["fields"], serde_json::json!(["contents"]));
+    for t in v["terms"].as_array().unwrap() {
+        let term = t["term"].as_str().unwrap();
+        let found = search_hits(&ferret_ok(&[
+            "search",
+            "--index",
+            s(&idx),
+            term,
+            "-k",
+            "10000",
+            "--json",
+        ]))
+        .len() as u64;
+        assert_eq!(t["doc_freq"][0].as_u64(), Some(found), "{term}");
+    }
+    assert_eq!(v["terms"][2]["term"], "zyxwvut");
+    assert_eq!(v["terms"][2]["doc_freq"][0], 0);
+    let table = ferret_ok(&["analyze", "--index", s(&idx), "Iron uptake in zyxwvut"]);
+    assert!(
+        table.contains("df contents") && table.contains("(stop word)"),
+        "{table}"
+    );
+
+    // Bad input: an unknown analyzer, one that contradicts the index's.
+    let err = ferret_err(&["analyze", "--analyzer", "klingon", "x"]);
+    assert!(err.contains("unknown analyzer 'klingon'"), "{err}");
+    let err = ferret_err(&["analyze", "--index", s(&idx), "--analyzer", "zh", "x"]);
+    assert!(
+        err.contains("differs from the index's analyzer en"),
+        "{err}"
+    );
+}

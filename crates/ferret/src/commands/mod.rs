@@ -1,3 +1,4 @@
+pub mod analyze;
 pub mod bench;
 pub mod bench_ann;
 pub mod bench_llm;
