@@ -6,6 +6,7 @@
 //! on tokio's blocking pool under a per-request timeout.
 
 mod error;
+pub mod judgements;
 mod metrics;
 mod openapi;
 mod routes;
@@ -63,6 +64,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/index", get(routes::index::index_info))
         .route("/v1/search", post(routes::search::search))
+        .route("/v1/qrels", get(routes::judgements::list))
+        .route("/v1/qrels/{name}/queries", get(routes::judgements::queries))
+        .route("/compare", get(routes::judgements::compare))
         .route("/v1/pipeline", post(routes::pipeline::check))
         .route("/v1/rerank", post(routes::rerank::rerank))
         .route("/v1/documents", post(routes::documents::add_documents))
@@ -137,9 +141,14 @@ fn route_label(path: &str) -> &'static str {
         "/v1/pipeline",
         "/v1/rerank",
         "/v1/documents",
+        "/v1/qrels",
+        "/compare",
     ];
     if let Some(r) = EXACT.iter().find(|r| **r == path) {
         return r;
+    }
+    if path.starts_with("/v1/qrels/") && path.ends_with("/queries") {
+        return "/v1/qrels/{name}/queries";
     }
     match path.strip_prefix("/v1/documents/") {
         Some(rest) if rest.ends_with("/image") => "/v1/documents/{id}/image",

@@ -16,6 +16,8 @@ use crate::routes;
         routes::index::health,
         routes::index::index_info,
         routes::search::search,
+        routes::judgements::list,
+        routes::judgements::queries,
         routes::pipeline::check,
         routes::rerank::rerank,
         routes::documents::get_document,
@@ -28,6 +30,7 @@ use crate::routes;
     modifiers(&ApiKey, &PipelineNode),
     tags(
         (name = "search", description = "Pipelines and reranking"),
+        (name = "evaluation", description = "Relevance judgements the server was started with"),
         (name = "documents", description = "Reading and changing the index"),
         (name = "server", description = "Health and the served index"),
     )

@@ -65,6 +65,8 @@ pub struct ServerOptions {
     pub threads: usize,
     /// Searches and reranks running at once; more wait their turn (writes take no slot).
     pub workers: usize,
+    /// Relevance judgements for the page and `/v1/search` (`qrels`), by name.
+    pub judgements: Vec<Arc<crate::judgements::JudgementSet>>,
 }
 
 /// One committed generation of the index, with what is derived from it.
@@ -163,6 +165,34 @@ impl AppState {
 
     pub fn limits(&self) -> &Limits {
         &self.options.limits
+    }
+
+    /// A judgement set by name, or `unknown_qrels` (404) naming the ones there are.
+    pub fn judgement_set(
+        &self,
+        name: &str,
+    ) -> Result<Arc<crate::judgements::JudgementSet>, ApiError> {
+        let sets = &self.options.judgements;
+        sets.iter()
+            .find(|s| s.name == name)
+            .cloned()
+            .ok_or_else(|| {
+                let known: Vec<&str> = sets.iter().map(|s| s.name.as_str()).collect();
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "unknown_qrels",
+                    if known.is_empty() {
+                        format!(
+                            "no judgements named '{name}': the server was started without --qrels"
+                        )
+                    } else {
+                        format!(
+                            "no judgements named '{name}' (there are: {})",
+                            known.join(", ")
+                        )
+                    },
+                )
+            })
     }
 
     pub fn cached_reranker(&self, key: &str) -> Option<Arc<dyn Reranker>> {

@@ -38,7 +38,7 @@ function fillPresets(presets) {
     for (const p of presets) side.preset.append(el("option", { value: p.pipeline, text: p.name }));
     side.preset.value = [...side.preset.options].some((o) => o.value === side.text.value) ? side.text.value : "";
     side.preset.addEventListener("change", () => {
-      if (side.preset.value) { side.text.value = side.preset.value; validate(side); }
+      if (side.preset.value) { side.text.value = side.preset.value; validate(side); updateCompareLink(); }
     });
   }
 }
@@ -84,6 +84,127 @@ for (const side of sides) {
 
 $("compare").addEventListener("change", () => {
   $("pipeline-b").hidden = !$("compare").checked;
+  updateCompareLink();
+  if ($("q").value.trim()) search();
+});
+
+// ---- judgements: judged queries, grades on hits, per-query measures ---------------------------
+
+let judged = null; // { set, id, text }: the judged query being searched
+let measureOrder = []; // as the server lists them (nDCG@10, R@100, AP)
+
+function showJudged() {
+  const current = $("judged-current");
+  current.replaceChildren();
+  if (!judged) return;
+  const clear = el("button", { type: "button", text: "not this query" });
+  clear.addEventListener("click", () => { judged = null; showJudged(); });
+  current.append(`judged query ${judged.id} (${judged.set}) `, clear);
+}
+
+let findSeq = 0;
+async function findJudged() {
+  const set = $("qrels-set").value;
+  const list = $("judged-query");
+  if (!set) { list.replaceChildren(); return; }
+  const seq = ++findSeq;
+  const words = encodeURIComponent($("judged-search").value);
+  const found = await api(`/v1/qrels/${encodeURIComponent(set)}/queries?search=${words}&limit=200`);
+  if (seq !== findSeq) return;
+  list.replaceChildren(el("option", { value: "", text: `${found.total} judged queries${found.total > found.queries.length ? ` (first ${found.queries.length})` : ""}: pick one` }));
+  for (const q of found.queries) {
+    const option = el("option", { value: q.id, text: `${q.id}: ${q.text ?? "(no text: type it)"} · ${q.relevant} relevant` });
+    option.dataset.text = q.text ?? "";
+    list.append(option);
+  }
+}
+
+$("qrels-set").addEventListener("change", () => { judged = null; showJudged(); updateCompareLink(); findJudged(); });
+{
+  let timer;
+  $("judged-search").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(findJudged, 200); });
+}
+$("judged-query").addEventListener("change", () => {
+  const option = $("judged-query").selectedOptions[0];
+  if (!option || !option.value) return;
+  if (option.dataset.text) $("q").value = option.dataset.text;
+  judged = { set: $("qrels-set").value, id: option.value, text: $("q").value };
+  showJudged();
+  if ($("q").value.trim()) search();
+});
+// Editing the text makes it another query: its hits are no longer judged.
+$("q").addEventListener("input", () => {
+  if (judged && $("q").value !== judged.text) { judged = null; showJudged(); }
+});
+
+function updateCompareLink() {
+  const link = $("compare-all");
+  const set = $("qrels-set").value;
+  link.hidden = !(set && $("compare").checked);
+  const params = new URLSearchParams({ qrels: set, a: sides[0].text.value, b: sides[1].text.value });
+  link.href = "/compare?" + params;
+}
+for (const side of sides) side.text.addEventListener("input", updateCompareLink);
+
+function gradeNode(hit) {
+  if (hit.relevance === undefined) return null;
+  if (hit.relevance === null) return el("span", { class: "grade unjudged", text: "unjudged" });
+  return el("span", { class: "grade " + (hit.relevance > 0 ? "rel" : "nonrel"), text: `grade ${hit.relevance}` });
+}
+
+const f4 = (v) => (Math.abs(v) < 5e-5 ? 0 : v).toFixed(4);
+
+function showEvaluation(results) {
+  const box = $("evaluation");
+  const evals = results.map((r) => r.evaluation);
+  if (!evals[0]) { box.hidden = true; box.replaceChildren(); return; }
+  const names = Object.keys(evals[0].measures)
+    .sort((a, b) => measureOrder.indexOf(a) - measureOrder.indexOf(b));
+  const cells = results.map((r, i) => el("div", { class: "measures", "data-pipeline": r.pipeline },
+    `query ${evals[i].query_id} (${evals[i].relevant} relevant) · `,
+    ...names.flatMap((m, j) => [j ? " · " : "", el("span", { "data-measure": m, text: `${m} ${f4(evals[i].measures[m])}` })]),
+    i === 1 ? el("div", {}, "second − first: ", ...names.flatMap((m, j) => {
+      const d = evals[1].measures[m] - evals[0].measures[m];
+      const kind = Math.abs(d) < 1e-9 ? "" : d > 0 ? " up" : " down";
+      return [j ? " · " : "", el("span", { class: "delta" + kind, "data-delta": m, text: `${m} ${d > 0 ? "+" : ""}${f4(d)}` })];
+    })) : null));
+  box.replaceChildren(...cells);
+  box.hidden = false;
+}
+
+// ---- the URL: query, pipelines, k, compare mode and judged query, so a search can be shared ----
+
+function urlOfState() {
+  const p = new URLSearchParams();
+  p.set("q", $("q").value);
+  p.set("p", sides[0].text.value);
+  if ($("compare").checked) { p.set("compare", "1"); p.set("p2", sides[1].text.value); }
+  p.set("k", $("k").value);
+  if (judged) { p.set("qrels", judged.set); p.set("qid", judged.id); }
+  return "?" + p;
+}
+
+function restoreState(params) {
+  if (params.has("q")) $("q").value = params.get("q");
+  if (params.has("p")) sides[0].text.value = params.get("p");
+  if (params.has("p2")) sides[1].text.value = params.get("p2");
+  if (params.has("k")) $("k").value = params.get("k");
+  $("compare").checked = params.get("compare") === "1";
+  $("pipeline-b").hidden = !$("compare").checked;
+  judged = null;
+  if (params.has("qrels") && params.has("qid") && [...$("qrels-set").options].some((o) => o.value === params.get("qrels"))) {
+    $("qrels-set").value = params.get("qrels");
+    judged = { set: params.get("qrels"), id: params.get("qid"), text: $("q").value };
+  }
+  for (const side of sides) {
+    side.preset.value = [...side.preset.options].some((o) => o.value === side.text.value) ? side.text.value : "";
+  }
+  showJudged();
+  updateCompareLink();
+}
+
+window.addEventListener("popstate", () => {
+  restoreState(new URLSearchParams(location.search));
   if ($("q").value.trim()) search();
 });
 
@@ -155,6 +276,7 @@ function column(result, other) {
     const li = el("li", { class: "hit" + (thumb ? " with-image" : ""), tabindex: "0", "data-id": hit.id }, thumb,
       el("div", { class: "head" },
         el("span", { class: "rank", text: String(hit.rank) }),
+        gradeNode(hit),
         el("span", { class: "title", text: hit.title || hit.id }),
         move,
         el("span", { class: "meta", text: `${hit.id} · ${hit.score.toFixed(4)}` })),
@@ -218,7 +340,8 @@ async function search() {
   try {
     const results = await Promise.all(active.map((side) =>
       api("/v1/search", { query, pipeline: side.text.value, k, explain: true,
-        ...(queryImage ? { image: queryImage.base64 } : {}) }).catch((err) => {
+        ...(queryImage ? { image: queryImage.base64 } : {}),
+        ...(judged ? { qrels: { set: judged.set, query_id: judged.id } } : {}) }).catch((err) => {
         if (err.code === "invalid_pipeline") showPipelineError(side, err);
         throw err;
       })));
@@ -226,7 +349,10 @@ async function search() {
     active.forEach((side) => showPipelineError(side, null));
     const cols = results.map((r, i) => column(r, results.length > 1 ? results[1 - i] : null));
     $("results").replaceChildren(...cols);
+    showEvaluation(results);
     status.textContent = `${results[0].hits.length} results`;
+    const url = urlOfState();
+    if (url !== location.search) history.pushState(null, "", url);
   } catch (err) {
     if (seq !== searchSeq) return;
     status.className = "error";
@@ -240,7 +366,8 @@ $("search-form").addEventListener("submit", (e) => { e.preventDefault(); search(
 
 document.addEventListener("keydown", (e) => {
   const typing = ["INPUT", "SELECT", "TEXTAREA"].includes(document.activeElement.tagName);
-  if (e.key === "Escape") { $("q").focus(); $("q").select(); return; }
+  // Escape leaves a text box, so that the keys below act on the results.
+  if (e.key === "Escape") { if (typing) document.activeElement.blur(); return; }
   if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
   const hits = [...document.querySelectorAll(".hit")];
   const i = hits.indexOf(document.activeElement.closest(".hit"));
@@ -253,9 +380,19 @@ document.addEventListener("keydown", (e) => {
 
 // ---- start -----------------------------------------------------------------------------------
 
-api("/v1/index").then((info) => {
+Promise.all([api("/v1/index"), api("/v1/qrels")]).then(([info, sets]) => {
   $("index-info").textContent = `${info.name}: ${info.documents} documents · ${info.representations.join(", ")}`;
+  if (sets.length) {
+    measureOrder = sets[0].measures;
+    $("qrels-set").replaceChildren(el("option", { value: "", text: "no judgements" }),
+      ...sets.map((s) => el("option", { value: s.name, text: `${s.name}: ${s.queries} judged queries` })));
+    $("judgements").hidden = false;
+  }
+  const params = new URLSearchParams(location.search);
+  restoreState(params);
   fillPresets(info.presets);
+  if ($("qrels-set").value) findJudged();
+  if ($("q").value.trim()) search();
 }).catch((err) => {
   $("status").className = "error";
   $("status").textContent = `cannot read the index: ${err.message}`;

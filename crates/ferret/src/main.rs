@@ -41,6 +41,9 @@ enum Command {
     Analyze(commands::analyze::Args),
     /// Evaluate TREC runs against qrels (trec_eval-identical), comparing several runs
     Eval(commands::eval::Args),
+    /// Compare two runs query by query: a self-contained HTML report with the per-query
+    /// difference chart, wins/ties/losses, significance tests and both rankings per query
+    Compare(commands::compare::Args),
     /// Measure query throughput of a pipeline (queries/s, in-process)
     Bench(commands::bench::Args),
     /// HNSW against exact search on synthetic vectors: build time, memory, recall, queries/s
@@ -80,6 +83,7 @@ fn main() {
         Command::Search(a) => commands::search::main(a),
         Command::Run(a) => commands::run::main(a),
         Command::Eval(a) => commands::eval::main(a),
+        Command::Compare(a) => commands::compare::main(a),
         Command::Analyze(a) => commands::analyze::main(a),
         Command::Reproduce(a) => commands::reproduce::main(a),
         Command::Rerank(a) => commands::rerank::main(a),

@@ -2,6 +2,7 @@
 
 pub mod documents;
 pub mod index;
+pub mod judgements;
 pub mod pipeline;
 pub mod rerank;
 pub mod search;

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 
 use super::pipeline::{self, pipeline_schema};
 use crate::error::{ApiError, ErrorBody};
+use crate::judgements::{QueryEvaluation, EVAL_DEPTH};
 use crate::snippet::{Highlighter, Segment};
 use crate::state::AppState;
 
@@ -45,6 +46,19 @@ pub struct SearchRequest {
     #[serde(default)]
     #[schema(max_length = 20000000)]
     pub image: Option<String>,
+    /// Judge the hits: each gets its grade in the named judgement set (`ferret serve
+    /// --qrels`), and the response the query's measures over the first 1000 results.
+    #[serde(default)]
+    pub qrels: Option<QrelsRef>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QrelsRef {
+    /// The judgement set's name (`GET /v1/qrels`).
+    pub set: String,
+    /// The judged query's id.
+    pub query_id: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -60,6 +74,10 @@ pub struct SearchResponse {
     /// The stages the query went through, in the order they ran (with `explain`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stages: Option<Vec<StageRun>>,
+    /// With `qrels`: the query's measures, as `ferret eval` computes them on a run of this
+    /// pipeline (its first 1000 results, ties in ranked order).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<QueryEvaluation>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -70,6 +88,10 @@ pub struct SearchHit {
     pub title: String,
     /// Whether the document has an image (`/v1/documents/{id}/image`, `…/thumbnail`).
     pub has_image: bool,
+    /// With `qrels`: the document's relevance grade for the query, `null` when unjudged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i32>)]
+    pub relevance: Option<Option<i32>>,
     /// Text around the query's matches; `hit` pieces matched a query term.
     pub snippet: Vec<Segment>,
     /// With `explain`: this hit's rank and score in every stage that ranked it (`stage`
@@ -111,6 +133,7 @@ pub struct StageRun {
         (status = 200, description = "The ranking", body = SearchResponse),
         (status = 400, description = "Bad request: empty or too long query, k out of range, invalid pipeline", body = ErrorBody),
         (status = 403, description = "The pipeline names a model the server does not allow", body = ErrorBody),
+        (status = 404, description = "No judgement set of that name (`qrels`)", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 503, description = "Timed out", body = ErrorBody),
@@ -147,6 +170,25 @@ fn run(
     cancel: &Cancel,
 ) -> Result<SearchResponse, ApiError> {
     let start = Instant::now();
+    let judged = match &req.qrels {
+        Some(r) => {
+            let set = state.judgement_set(&r.set)?;
+            if !set.is_judged(&r.query_id) {
+                return Err(ApiError::bad_request(
+                    "unjudged_query",
+                    format!("query '{}' has no judgements in '{}'", r.query_id, set.name),
+                ));
+            }
+            Some((set, r.query_id.clone()))
+        }
+        None => None,
+    };
+    // Judged, the ranking is evaluated as deep as `ferret run` ranks by default.
+    let depth = if judged.is_some() {
+        req.k.max(EVAL_DEPTH)
+    } else {
+        req.k
+    };
     let snapshot = state.snapshot();
     let stage = pipeline::prepare(state, &snapshot, &parsed)?;
     let index = &snapshot.index;
@@ -162,8 +204,8 @@ fn run(
         Trace::off()
     };
     let mut trace = trace.with_cancel(cancel.clone());
-    let found = trace
-        .run(stage.as_ref(), &query, None, req.k)
+    let mut found = trace
+        .run(stage.as_ref(), &query, None, depth)
         .map_err(|e| match e {
             // A stage used where it cannot work (e.g. feedback with no ranking before it).
             SearchError::Pipeline(_) | SearchError::Invalid(_) => {
@@ -172,6 +214,14 @@ fn run(
             SearchError::Cancelled => ApiError::timeout(state.limits().timeout),
             other => ApiError::internal(format!("the search failed: {other}")),
         })?;
+    let evaluation = judged.as_ref().map(|(set, qid)| {
+        let ranking = found
+            .iter()
+            .map(|h| (index.external_id(h.doc).to_string(), h.score as f64))
+            .collect();
+        set.evaluate(qid, ranking)
+    });
+    found.truncate(req.k);
     let analyzer = index
         .manifest()
         .lexical()
@@ -198,6 +248,7 @@ fn run(
                 .collect()
         });
         hits.push(SearchHit {
+            relevance: judged.as_ref().map(|(set, qid)| set.grade(qid, &doc.id)),
             rank: i + 1,
             snippet: highlighter.snippet(&doc.text, SNIPPET_CHARS),
             id: doc.id,
@@ -228,6 +279,7 @@ fn run(
         took_ms: start.elapsed().as_secs_f64() * 1000.0,
         hits,
         stages,
+        evaluation,
     })
 }
 

@@ -1,7 +1,8 @@
 use std::path::PathBuf;
 
-use ferret_eval::significance::{holm_bonferroni, paired_randomization_test, paired_t_test};
-use ferret_eval::{evaluate, EvalOptions, Evaluation, Measure, Qrels, Run};
+use ferret_eval::{
+    compare_with_first, evaluate, Comparison, EvalOptions, Evaluation, Measure, Qrels, Run,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,13 +45,6 @@ const DEFAULT_MEASURES: [&str; 7] = [
     "recall.100,1000",
 ];
 
-struct Comparison {
-    t_p: Vec<f64>,
-    t_adj: Vec<f64>,
-    rand_p: Vec<f64>,
-    rand_adj: Vec<f64>,
-}
-
 pub fn main(a: Args) -> anyhow::Result<()> {
     let measures = Measure::parse_all(&a.measures)?;
     let qrels = Qrels::read(&a.qrels)?;
@@ -74,7 +68,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         evals.push(evaluate(&qrels, &run, &measures, opts));
     }
     let names: Vec<String> = a.runs.iter().map(|p| p.display().to_string()).collect();
-    let comparisons = compare(&evals, measures.len(), a.trials);
+    let comparisons = compare_with_first(&evals, a.trials);
     if a.json {
         print_json(&names, &evals, &comparisons, a.per_query)?;
     } else {
@@ -99,47 +93,6 @@ fn examples<'a>(n: usize, ids: impl Iterator<Item = &'a str>) -> String {
     format!("{n} queries: {}{more}", first.join(", "))
 }
 
-/// Per run after the first, per measure: p-values against the first run over the union of
-/// evaluated queries (a query missing from one side scores 0 there), Holm-corrected over the
-/// comparisons made for each measure.
-fn compare(evals: &[Evaluation], num_measures: usize, trials: usize) -> Vec<Comparison> {
-    if evals.len() < 2 {
-        return Vec::new();
-    }
-    let mut queries: Vec<&str> = evals
-        .iter()
-        .flat_map(|e| e.per_query.keys().map(String::as_str))
-        .collect();
-    queries.sort_unstable();
-    queries.dedup();
-    let mut out: Vec<Comparison> = (1..evals.len())
-        .map(|_| Comparison {
-            t_p: vec![],
-            t_adj: vec![],
-            rand_p: vec![],
-            rand_adj: vec![],
-        })
-        .collect();
-    for m in 0..num_measures {
-        let base = evals[0].column(m, queries.iter().copied());
-        let mut t = Vec::new();
-        let mut r = Vec::new();
-        for e in &evals[1..] {
-            let other = e.column(m, queries.iter().copied());
-            t.push(paired_t_test(&other, &base));
-            r.push(paired_randomization_test(&other, &base, trials, 42));
-        }
-        let (t_adj, r_adj) = (holm_bonferroni(&t), holm_bonferroni(&r));
-        for (i, c) in out.iter_mut().enumerate() {
-            c.t_p.push(t[i]);
-            c.t_adj.push(t_adj[i]);
-            c.rand_p.push(r[i]);
-            c.rand_adj.push(r_adj[i]);
-        }
-    }
-    out
-}
-
 fn print_table(names: &[String], evals: &[Evaluation], comparisons: &[Comparison]) {
     let measures = &evals[0].measures;
     let width = names.iter().map(|n| n.len()).max().unwrap_or(3).max(3);
@@ -156,10 +109,10 @@ fn print_table(names: &[String], evals: &[Evaluation], comparisons: &[Comparison
             } else {
                 let c = &comparisons[i - 1];
                 let mut s = String::new();
-                if c.t_adj[j] < 0.05 {
+                if c.t_test_p_holm[j] < 0.05 {
                     s.push('†');
                 }
-                if c.rand_adj[j] < 0.05 {
+                if c.randomization_p_holm[j] < 0.05 {
                     s.push('‡');
                 }
                 s
@@ -170,6 +123,17 @@ fn print_table(names: &[String], evals: &[Evaluation], comparisons: &[Comparison
     }
     if evals.len() > 1 {
         println!("† paired t-test, ‡ paired randomisation test: p < 0.05 against the first run (Holm–Bonferroni corrected)");
+        println!("queries won / tied / lost against the first run:");
+        for (name, c) in names[1..].iter().zip(comparisons) {
+            print!("{name:<width$}  {:>7}", "");
+            for j in 0..measures.len() {
+                print!(
+                    "  {:>10}",
+                    format!("{}/{}/{}", c.wins[j], c.ties[j], c.losses[j])
+                );
+            }
+            println!();
+        }
     }
 }
 
@@ -199,10 +163,15 @@ fn print_json(
                     .iter()
                     .enumerate()
                     .map(|(j, m)| {
-                        (m.to_string(), serde_json::json!({
-                            "t_test_p": c.t_p[j], "t_test_p_holm": c.t_adj[j],
-                            "randomization_p": c.rand_p[j], "randomization_p_holm": c.rand_adj[j],
-                        }))
+                        (
+                            m.to_string(),
+                            serde_json::json!({
+                                "t_test_p": c.t_test_p[j], "t_test_p_holm": c.t_test_p_holm[j],
+                                "randomization_p": c.randomization_p[j],
+                                "randomization_p_holm": c.randomization_p_holm[j],
+                                "wins": c.wins[j], "ties": c.ties[j], "losses": c.losses[j],
+                            }),
+                        )
                     })
                     .collect();
                 obj["vs_first"] = sig.into();

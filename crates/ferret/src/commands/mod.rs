@@ -6,6 +6,7 @@ pub mod bench_tokens;
 pub mod card;
 pub mod check;
 pub mod classify;
+pub mod compare;
 pub mod encode;
 pub mod eval;
 pub mod index;

@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use ferret_server::judgements::JudgementSet;
 use ferret_server::{Limits, ServerOptions};
 
 #[derive(clap::Args)]
@@ -52,6 +55,15 @@ pub struct Args {
     /// cores)
     #[arg(long)]
     workers: Option<usize>,
+    /// Relevance judgements (TREC or BEIR TSV qrels) for the page and the API: hits of a
+    /// judged query show their grades, rankings their nDCG@10, R@100 and AP; repeatable,
+    /// named NAME= or after the file
+    #[arg(long, value_name = "[NAME=]FILE")]
+    qrels: Vec<String>,
+    /// The texts of judged queries (BEIR JSONL or TSV), so the page can offer them and
+    /// /compare run them; NAME= picks the qrels they belong to (needed with several)
+    #[arg(long, value_name = "[NAME=]FILE")]
+    queries: Vec<String>,
 }
 
 pub fn main(a: Args) -> anyhow::Result<()> {
@@ -84,6 +96,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             .workers
             .unwrap_or_else(|| 2 * super::default_threads())
             .max(1),
+        judgements: judgement_sets(&a.qrels, &a.queries)?,
     };
     let index = a.index.display().to_string();
     ferret_server::run(options, a.addr, |local| {
@@ -93,4 +106,59 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     })?;
     println!("ferret: shut down");
     Ok(())
+}
+
+/// `NAME=FILE`, or `FILE` named after its file stem.
+fn named(arg: &str) -> (Option<String>, PathBuf) {
+    match arg.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !name.contains('/') => {
+            (Some(name.to_string()), PathBuf::from(path))
+        }
+        _ => (None, PathBuf::from(arg)),
+    }
+}
+
+/// Reads the judgement sets of `--qrels` and attaches the texts of `--queries` to them.
+fn judgement_sets(qrels: &[String], queries: &[String]) -> anyhow::Result<Vec<Arc<JudgementSet>>> {
+    let mut sets: Vec<JudgementSet> = Vec::new();
+    for arg in qrels {
+        let (name, path) = named(arg);
+        let name = name.unwrap_or_else(|| {
+            path.file_stem()
+                .map_or_else(|| "qrels".into(), |s| s.to_string_lossy().into_owned())
+        });
+        anyhow::ensure!(
+            !sets.iter().any(|s| s.name == name),
+            "two --qrels named '{name}': name them, e.g. --qrels dev={}",
+            path.display()
+        );
+        sets.push(JudgementSet {
+            qrels: ferret_eval::Qrels::read(&path)?,
+            source: path.display().to_string(),
+            name,
+            queries: Vec::new(),
+        });
+    }
+    for arg in queries {
+        let (name, path) = named(arg);
+        let set = match &name {
+            Some(n) => sets
+                .iter_mut()
+                .find(|s| &s.name == n)
+                .ok_or_else(|| anyhow::anyhow!("--queries {arg}: no --qrels named '{n}'"))?,
+            None if sets.len() == 1 => &mut sets[0],
+            None => anyhow::bail!(
+                "--queries {arg}: with {} judgement sets, say which it belongs to (NAME=FILE)",
+                sets.len()
+            ),
+        };
+        anyhow::ensure!(
+            set.queries.is_empty(),
+            "--queries {arg}: the judgements '{}' have their queries already",
+            set.name
+        );
+        let qs = super::load_queries(&path, Some(&set.qrels))?;
+        set.queries = qs.into_iter().map(|q| (q.id, q.text)).collect();
+    }
+    Ok(sets.into_iter().map(Arc::new).collect())
 }
