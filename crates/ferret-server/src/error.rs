@@ -2,7 +2,7 @@
 //! `{"error": {"code": "...", "message": "...", "position": N?}}`. The codes are stable;
 //! clients branch on them, never on the message.
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ferret_search::SearchError;
@@ -116,5 +116,11 @@ impl From<JsonRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(r: PathRejection) -> Self {
         ApiError::bad_request("invalid_path", r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query_string", r.body_text())
     }
 }

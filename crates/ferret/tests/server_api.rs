@@ -708,3 +708,112 @@ fn timed_out_llm_searches_are_cancelled_and_cannot_starve_bm25() {
         "the cancelled work ran {overrun:.1} s past its deadline"
     );
 }
+
+/// `ferret serve --qrels`: on all 300 SciFact test queries, each judged search's measures equal
+/// `ferret eval`'s on `ferret run`'s run of the same pipeline, and each hit carries its grade;
+/// unknown sets, unjudged queries and sets without texts get their errors.
+#[test]
+fn judged_searches_carry_grades_and_the_measures_of_ferret_eval() {
+    let index = scifact();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = dataset("beir-scifact");
+    let (qrels, queries) = (dir.join("qrels/test.tsv"), dir.join("queries.jsonl"));
+    let run = tmp.path().join("bm25.run");
+    ferret_ok(&[
+        "run",
+        "--index",
+        s(index),
+        "--queries",
+        s(&queries),
+        "--qrels",
+        s(&qrels),
+        "-o",
+        s(&run),
+    ]);
+    let eval: Value = serde_json::from_str(&ferret_ok(&[
+        "eval",
+        "--qrels",
+        s(&qrels),
+        s(&run),
+        "-q",
+        "--json",
+        "-m",
+        "nDCG@10",
+        "R@100",
+        "AP",
+    ]))
+    .unwrap();
+    let per_query = &eval["runs"][0]["per_query"];
+    let judged: HashMap<(String, String), i64> = std::fs::read_to_string(&qrels)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            ((f[0].to_string(), f[1].to_string()), f[2].parse().unwrap())
+        })
+        .collect();
+    let test = format!("test={}", s(&qrels));
+    let bare = format!("bare={}", s(&qrels));
+    let server = Server::start(
+        index,
+        &[
+            "--qrels",
+            &test,
+            "--qrels",
+            &bare,
+            "--queries",
+            &format!("test={}", s(&queries)),
+        ],
+    );
+    let (status, sets) = server.get("/v1/qrels");
+    assert_eq!(status, 200, "{sets}");
+    assert_eq!(sets[0]["queries_with_text"], 300, "{sets}");
+    assert_eq!(sets[1]["queries_with_text"], 0, "{sets}");
+    let mut graded = 0;
+    for (qid, text) in test_queries() {
+        let (status, v) = server.post(
+            "/v1/search",
+            &json!({"query": text, "k": 20, "qrels": {"set": "test", "query_id": qid}}),
+        );
+        assert_eq!(status, 200, "{v}");
+        for m in ["nDCG@10", "R@100", "AP"] {
+            let (page, cli) = (&v["evaluation"]["measures"][m], &per_query[&qid][m]);
+            assert!(
+                (page.as_f64().unwrap() - cli.as_f64().unwrap()).abs() < 1e-12,
+                "query {qid} {m}: {page} on the server, {cli} from ferret eval"
+            );
+        }
+        for h in v["hits"].as_array().unwrap() {
+            let want = judged.get(&(qid.clone(), h["id"].as_str().unwrap().to_string()));
+            assert_eq!(h["relevance"].as_i64(), want.copied(), "query {qid}: {h}");
+            graded += usize::from(want.is_some());
+        }
+    }
+    // SciFact judges ~1.1 documents per query, most of them found in the top 20.
+    assert!(graded > 250, "{graded} judged hits in the top 20s");
+    let search = |set: &str, qid: &str| {
+        server.post(
+            "/v1/search",
+            &json!({"query": "x", "qrels": {"set": set, "query_id": qid}}),
+        )
+    };
+    let (status, v) = search("nope", "1");
+    assert_eq!((status, code(&v)), (404, "unknown_qrels"), "{v}");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("there are: test, bare"));
+    let (status, v) = search("test", "2");
+    assert_eq!((status, code(&v)), (400, "unjudged_query"), "{v}");
+    let (status, text) = server.get_text("/compare?qrels=bare&a=bm25&b=bm25");
+    assert!(
+        status == 400 && text.contains("no_query_texts"),
+        "{status} {text}"
+    );
+    let (status, text) = server.get_text("/compare?qrels=test&a=bm25&b=bm25(k1=");
+    assert!(
+        status == 400 && text.contains("pipeline b"),
+        "{status} {text}"
+    );
+}

@@ -1,5 +1,5 @@
 //! schemathesis (from the test virtualenv) fuzzes `ferret serve` from its own `/openapi.json`
-//! on a SciFact index: every operation, examples + coverage + fuzzing + stateful phases, with a
+//! on a SciFact index (with its test judgements): every operation, examples + coverage + fuzzing + stateful phases, with a
 //! fixed seed so CI is repeatable. Every response must be a non-5xx, documented status with a
 //! body matching the declared schema and content type. Not checked here:
 //! `positive_data_acceptance` — a pipeline can be schema-valid yet name arguments a stage does
@@ -25,7 +25,16 @@ fn schemathesis_finds_no_server_errors_or_schema_violations() {
     let tmp = tempfile::tempdir().unwrap();
     let index = tmp.path().join("idx");
     common::index(&index, "beir-scifact", &[]);
-    let server = Server::start(&index, &[]);
+    let scifact = common::dataset("beir-scifact");
+    let qrels = format!(
+        "test={}",
+        common::s(&scifact.join("qrels").join("test.tsv"))
+    );
+    let queries = scifact.join("queries.jsonl");
+    let server = Server::start(
+        &index,
+        &["--qrels", &qrels, "--queries", common::s(&queries)],
+    );
     let out = Command::new(&python)
         .args(["-m", "schemathesis.cli", "--no-color", "run"])
         .arg(format!("{}/openapi.json", server.url))

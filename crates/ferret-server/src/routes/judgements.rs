@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -62,8 +63,9 @@ pub struct QueriesParams {
     /// without it.
     #[serde(default)]
     pub search: String,
-    /// At most this many queries (default 50, at most 1000).
+    /// At most this many queries (default 50; more than 1000 counts as 1000).
     #[serde(default)]
+    #[param(minimum = 0)]
     pub limit: Option<usize>,
 }
 
@@ -87,13 +89,15 @@ pub struct JudgedQueries {
     params(("name" = String, Path, description = "The judgement set"), QueriesParams),
     responses(
         (status = 200, description = "Matching judged queries", body = JudgedQueries),
+        (status = 400, description = "A malformed query string", body = ErrorBody),
         (status = 404, description = "No such judgement set", body = ErrorBody),
     ))]
 pub async fn queries(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    Query(params): Query<QueriesParams>,
+    params: Result<Query<QueriesParams>, QueryRejection>,
 ) -> Result<Json<JudgedQueries>, ApiError> {
+    let Query(params) = params?;
     let set = state.judgement_set(&name)?;
     let limit = params.limit.unwrap_or(50).clamp(1, 1000);
     let words: Vec<String> = params
@@ -150,8 +154,9 @@ pub struct CompareParams {
 /// offline).
 pub async fn compare(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<CompareParams>,
+    params: Result<Query<CompareParams>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let Query(params) = params?;
     let set = state.judgement_set(&params.qrels)?;
     if set.queries.is_empty() {
         return Err(ApiError::bad_request(
