@@ -2,6 +2,7 @@
 
 mod commands;
 mod datasets;
+mod plot;
 mod progress;
 
 use clap::{Parser, Subcommand};

@@ -164,11 +164,47 @@ fn tune_picks_on_train_and_reports_on_test() {
     ];
     let train = d.join("qrels/train.tsv");
     let test = d.join("qrels/test.tsv");
+    let chart = tmp.path().join("tune.svg");
     let mut args = base.to_vec();
-    args.extend(["--qrels", s(&train), "--report-qrels", s(&test)]);
+    args.extend([
+        "--qrels",
+        s(&train),
+        "--report-qrels",
+        s(&test),
+        "--plot",
+        s(&chart),
+    ]);
     let out = ferret_ok(&args);
     assert!(out.contains("k1=0.6") && out.contains("k1=0.9"), "{out}");
     assert!(out.contains("best on") && out.contains("held-out"), "{out}");
+    // The chart: both splits over k1's two settings, the chosen one marked.
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    for text in [
+        "nDCG@10 over the tuning grid",
+        "training split",
+        "held-out split",
+        "chosen on the training split",
+        "\nk1\n",
+    ] {
+        assert!(svg.contains(text), "{text} in {svg}");
+    }
+    for color in ["#0000FF", "#D95F02"] {
+        let line = svg
+            .lines()
+            .find(|l| {
+                l.starts_with("<polyline")
+                    && l.contains(&format!("stroke=\"{color}\" stroke-width=\"2\""))
+            })
+            .unwrap_or_else(|| panic!("a {color} line in {svg}"));
+        let points = line
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert_eq!(points.split_whitespace().count(), 2, "{line}");
+    }
     // Tuning on the split that is reported is refused.
     let mut args = base.to_vec();
     args.extend(["--qrels", s(&test), "--report-qrels", s(&test)]);

@@ -202,6 +202,31 @@ fn judgements_on_the_page_the_compare_view_and_the_report() {
     ]))
     .unwrap();
     let versus = &json["runs"][1]["vs_first"]["nDCG@10"];
+    // The same as a chart: one bar per query, coloured by the sign of its difference.
+    let chart = Path::new(env!("CARGO_TARGET_TMPDIR")).join("eval-deltas.svg");
+    common::ferret_ok(&[
+        "eval",
+        "--qrels",
+        s(&qrels),
+        s(&runs[0]),
+        s(&runs[1]),
+        "-m",
+        "nDCG@10",
+        "--plot",
+        s(&chart),
+    ]);
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    let bars = |fill: &str| {
+        svg.lines()
+            .filter(|l| l.starts_with("<rect") && l.contains(&format!("fill=\"#{fill}\"")))
+            .count() as u64
+    };
+    assert_eq!(
+        [bars("137333"), bars("999999"), bars("B00020")],
+        [&versus["wins"], &versus["ties"], &versus["losses"]].map(|v| v.as_u64().unwrap()),
+        "{}",
+        chart.display()
+    );
     let (wins, ties, losses) = (
         versus["wins"].clone(),
         versus["ties"].clone(),

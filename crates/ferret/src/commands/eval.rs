@@ -32,6 +32,10 @@ pub struct Args {
     /// Randomisation test trials
     #[arg(long, default_value_t = 10_000)]
     trials: usize,
+    /// Write the per-query differences of each run against the first, in the first measure,
+    /// as an SVG chart (one bar per query, sorted by gain)
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
 }
 
 /// trec_eval's default measures that ferret computes, with BEIR's nDCG@10 and recall.
@@ -69,6 +73,28 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     }
     let names: Vec<String> = a.runs.iter().map(|p| p.display().to_string()).collect();
     let comparisons = compare_with_first(&evals, a.trials);
+    if let Some(path) = &a.plot {
+        anyhow::ensure!(
+            evals.len() >= 2,
+            "--plot draws each run against the first: give at least two runs"
+        );
+        let queries = ferret_eval::compare::union_of_queries(&evals);
+        let base = evals[0].column(0, queries.iter().copied());
+        let runs: Vec<crate::plot::Deltas> = names[1..]
+            .iter()
+            .zip(&evals[1..])
+            .map(|(name, e)| crate::plot::Deltas {
+                run: name.clone(),
+                deltas: e
+                    .column(0, queries.iter().copied())
+                    .iter()
+                    .zip(&base)
+                    .map(|(x, y)| x - y)
+                    .collect(),
+            })
+            .collect();
+        crate::plot::query_deltas(path, &names[0], &measures[0].to_string(), &runs)?;
+    }
     if a.json {
         print_json(&names, &evals, &comparisons, a.per_query)?;
     } else {

@@ -41,6 +41,11 @@ pub struct Args {
     /// Threads over queries (default: all cores)
     #[arg(long)]
     threads: Option<usize>,
+    /// Chart the first measure over the grid as SVG: the training split and, with
+    /// --report-qrels, the held-out split too (every setting is then also run on it; the
+    /// choice is still made on the training split alone)
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
 }
 
 /// One parameter's name and the values to try.
@@ -178,24 +183,30 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             .map(|h| format!("{h:>10}"))
             .collect::<String>()
     );
+    // The held-out split's queries, run for every setting only to chart them.
+    let charted_held_out = match (&a.plot, &report) {
+        (Some(_), Some(report)) => Some((super::load_queries(&a.queries, Some(report))?, report)),
+        _ => None,
+    };
     let mut best: Option<(usize, f64)> = None;
+    let mut train_scores = Vec::new();
+    let mut held_out_scores = Vec::new();
+    let measure_of = |stage: &dyn ferret_search::Stage,
+                      queries: &[ferret_search::Query],
+                      qrels: &Qrels|
+     -> anyhow::Result<ferret_eval::Evaluation> {
+        let rankings = ferret_search::batch::search_queries(stage, queries, a.k, threads, &|_| {})?;
+        let run =
+            ferret_search::batch::to_run(&index, queries, rankings, "tune", RunScores::Separated);
+        Ok(evaluate(qrels, &run, &measures, EvalOptions::default()))
+    };
     for (i, (setting, text)) in all.iter().zip(&pipelines).enumerate() {
         let stage = ferret_search::prepare(text, &index)?;
-        let rankings = ferret_search::batch::search_queries(
-            stage.as_ref(),
-            &train_queries,
-            a.k,
-            threads,
-            &|_| {},
-        )?;
-        let run = ferret_search::batch::to_run(
-            &index,
-            &train_queries,
-            rankings,
-            "tune",
-            RunScores::Separated,
-        );
-        let e = evaluate(&train, &run, &measures, EvalOptions::default());
+        let e = measure_of(stage.as_ref(), &train_queries, &train)?;
+        train_scores.push(e.mean[0]);
+        if let Some((queries, qrels)) = &charted_held_out {
+            held_out_scores.push(measure_of(stage.as_ref(), queries, qrels)?.mean[0]);
+        }
         let shown: Vec<String> = setting.iter().map(|(n, v)| format!("{n}={v}")).collect();
         println!(
             "{:<40} {}",
@@ -218,6 +229,31 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         measures[0]
     );
     println!("pipeline: {}", pipelines[b]);
+    if let Some(path) = &a.plot {
+        let numeric: Option<Vec<f64>> = match &axes[..] {
+            [one] => one.values.iter().map(|v| v.parse().ok()).collect(),
+            _ => None,
+        };
+        let axis = match numeric {
+            Some(values) => crate::plot::GridAxis::Numeric {
+                name: axes[0].name.clone(),
+                values,
+            },
+            None => crate::plot::GridAxis::Ordinal { count: all.len() },
+        };
+        let held_out = charted_held_out
+            .as_ref()
+            .map(|_| held_out_scores.as_slice());
+        crate::plot::tuning(
+            path,
+            &measures[0].to_string(),
+            &axis,
+            &train_scores,
+            held_out,
+            b,
+        )?;
+        eprintln!("chart: {}", path.display());
+    }
     if let (Some(report), Some(path)) = (&report, &a.report_qrels) {
         let queries = super::load_queries(&a.queries, Some(report))?;
         let stage = ferret_search::prepare(&pipelines[b], &index)?;
