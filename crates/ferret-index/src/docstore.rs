@@ -232,7 +232,8 @@ impl Docstore {
                 }
             }
         }
-        let mut ids = IdTable::new();
+        let id_bytes = id_lines.iter().map(String::len).sum();
+        let mut ids = IdTable::with_capacity(slots, slots - num_deleted, id_bytes);
         let mut d = 0;
         for text in id_lines {
             for id in text.lines() {

@@ -29,6 +29,18 @@ impl IdTable {
         IdTable::default()
     }
 
+    /// A table with room for `ids` ids (`live` of them live) of `text_bytes` bytes in all: no
+    /// rehashing as it fills. Rehashing reads every id back from the buffer, at random: growing
+    /// to 10M ids that way was 4 of the 5 seconds of opening a 10M-document index.
+    pub fn with_capacity(ids: usize, live: usize, text_bytes: usize) -> Self {
+        IdTable {
+            text: String::with_capacity(text_bytes),
+            ends: Vec::with_capacity(ids),
+            live: HashTable::with_capacity(live),
+            hasher: FxBuildHasher,
+        }
+    }
+
     /// Number of internal numbers assigned (live and deleted).
     pub fn len(&self) -> usize {
         self.ends.len()

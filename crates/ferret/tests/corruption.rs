@@ -231,3 +231,55 @@ fn every_damaged_file_is_named_and_never_changes_results_silently() {
     );
     assert!(detected >= 30, "only {detected} damaged copies detected");
 }
+
+/// Past `FERRET_VERIFY_BYTES` (default 1 GiB; here 0) opening checks sizes only, as Lucene and
+/// tantivy do, and `ferret check` still reads every byte: a flipped bit is found by the check,
+/// a cut file at open. Under the limit the same flip stops the open.
+#[test]
+fn large_indexes_check_sizes_at_open_and_checksums_in_ferret_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("docs.jsonl");
+    std::fs::write(&corpus, scifact_lines()[..40].join("\n") + "\n").unwrap();
+    let idx = tmp.path().join("idx");
+    common::ferret_ok(&["index", "--corpus", s(&corpus), "--index", s(&idx)]);
+    let run = |limit: Option<&str>, args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ferret"));
+        c.args(args).env_remove("FERRET_VERIFY_BYTES");
+        if let Some(l) = limit {
+            c.env("FERRET_VERIFY_BYTES", l);
+        }
+        c.output().unwrap()
+    };
+    let search = ["search", "--index", s(&idx), "iron deficiency"];
+    let chunk = idx.join("docs/chunk-000001.jsonl");
+    let intact = std::fs::read(&chunk).expect("the first docstore chunk");
+    let mut flipped = intact.clone();
+    flipped[intact.len() / 2] ^= 0x01;
+    std::fs::write(&chunk, &flipped).unwrap();
+
+    let err = String::from_utf8_lossy(&run(None, &search).stderr).into_owned();
+    assert!(
+        err.contains("chunk-000001.jsonl") && err.contains("checksum mismatch"),
+        "{err}"
+    );
+    let opened = run(Some("0"), &search);
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    let check = run(Some("0"), &["check", "--index", s(&idx)]);
+    let report = String::from_utf8_lossy(&check.stdout).into_owned()
+        + &String::from_utf8_lossy(&check.stderr);
+    assert!(
+        !check.status.success() && report.contains("chunk-000001.jsonl"),
+        "{report}"
+    );
+
+    std::fs::write(&chunk, &intact[..intact.len() - 10]).unwrap();
+    let err = String::from_utf8_lossy(&run(Some("0"), &search).stderr).into_owned();
+    assert!(
+        err.contains("chunk-000001.jsonl") && err.contains("truncated"),
+        "{err}"
+    );
+}

@@ -502,3 +502,36 @@ fn promptreps_dense_sparse_and_hybrid_on_smollm2() {
         "{err}"
     );
 }
+
+/// The documents' SPLADE vectors count against `--memory-budget` as they are encoded: at the
+/// smallest budget (188 MB: 13 MB left after the base and the lexical indexer) 3,000 SciFact
+/// abstracts' vectors (~15 MB as held) stop indexing with the budget's error, and the index is
+/// as it was.
+#[test]
+fn splade_vectors_count_against_the_memory_budget() {
+    let home = ferret_home();
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs.jsonl");
+    head_of_corpus(&docs, 3000);
+    let idx = tmp.path().join("idx");
+    ok_in(&home, &["index", "--corpus", s(&docs), "--index", s(&idx)]);
+    let err = err_in(
+        &home,
+        &[
+            "index",
+            "--index",
+            s(&idx),
+            "--sparse",
+            "splade-tiny",
+            "--memory-budget",
+            "188M",
+        ],
+    );
+    assert!(
+        err.contains("more than the memory budget of 188 MB")
+            && err.contains("splade-tiny vectors of 3000 documents"),
+        "{err}"
+    );
+    let info = ok_in(&home, &["info", "--index", s(&idx)]);
+    assert!(!info.contains("sparse"), "{info}");
+}

@@ -113,11 +113,23 @@ impl Builder for SparseBuilder {
             let path = ctx.dir.join(&file);
             tracing::info!("encoding {} documents with {}", c.count, model.id);
             let mut vectors = Vec::with_capacity(c.count as usize);
+            // The chunk's vectors are held until its forward file is written: counted against
+            // the budget as they arrive, so indexing stops before it outgrows it.
+            let mut held = c.count as usize * std::mem::size_of::<Vec<(String, f32)>>();
             ctx.pool.install(|| {
                 for_each_text_batch(ctx.docstore, c, |texts| {
                     let found = encoder
                         .encode(texts)
                         .map_err(crate::representation::encode_error(&path))?;
+                    held += found
+                        .iter()
+                        .flatten()
+                        .map(|(term, _)| std::mem::size_of::<(String, f32)>() + term.len())
+                        .sum::<usize>();
+                    ctx.check_memory(
+                        &format!("{} vectors of {} documents", model.id, c.count),
+                        held,
+                    )?;
                     vectors.extend(found);
                     Ok(())
                 })
