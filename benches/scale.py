@@ -181,7 +181,7 @@ def main():
         print(json.dumps(row), flush=True)
     with open(os.path.join(a.out, "scale.json"), "w") as f:
         json.dump({"machine": machine(), "rows": rows}, f, indent=1)
-    print("\n| documents | ferret docs/s | bm25s docs/s | ferret peak RSS MB indexing: all / anonymous [budget] (serving: all / anonymous) | bm25s peak RSS MB | ferret folder MB (BM25 index) | bm25s index MB | ferret p50 / p99 ms k=10 | bm25s p50 / p99 ms k=10 | ferret p50 / p99 ms k=1000 | bm25s p50 / p99 ms k=1000 |")
+    print("\n| documents | ferret docs/s | bm25s docs/s | ferret peak RSS MiB indexing: all / anonymous [budget] (serving: all / anonymous) | bm25s peak RSS MiB | ferret folder MiB (BM25 index) | bm25s index MiB | ferret p50 / p99 ms k=10 | bm25s p50 / p99 ms k=10 | ferret p50 / p99 ms k=1000 | bm25s p50 / p99 ms k=1000 |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         g = lambda key, f="{:.0f}": f.format(r[key]) if key in r else "–"
@@ -222,7 +222,7 @@ def plot(rows, path):
     if len(budgets) == 1:
         middle.axhline(parse_size(budgets.pop()) / 2**20, color="grey", linestyle="--", label="ferret --memory-budget")
     left.set(xscale="log", yscale="log", xlabel="documents", ylabel="indexing documents/s", title="BM25 indexing")
-    middle.set(xscale="log", yscale="log", xlabel="documents", ylabel="peak RSS, MB", title="memory")
+    middle.set(xscale="log", yscale="log", xlabel="documents", ylabel="peak RSS, MiB", title="memory")
     right.set(xscale="log", yscale="log", xlabel="documents", ylabel="ms per query (k = 1000)", title="BM25 query latency, one at a time")
     for ax in (left, middle, right):
         ax.grid(True, which="both", alpha=0.3)
