@@ -233,14 +233,11 @@ impl Docstore {
             }
         }
         let id_bytes = id_lines.iter().map(String::len).sum();
-        let mut ids = IdTable::with_capacity(slots, slots - num_deleted, id_bytes);
-        let mut d = 0;
-        for text in id_lines {
-            for id in text.lines() {
-                ids.push(id, !deleted[d]);
-                d += 1;
-            }
-        }
+        let ids = IdTable::read(
+            id_lines.iter().flat_map(|text| text.lines()),
+            deleted.clone(),
+            id_bytes,
+        );
         Ok(Docstore {
             chunks: readers,
             ids,
