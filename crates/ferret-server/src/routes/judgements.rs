@@ -13,7 +13,7 @@ use axum::Json;
 use ferret_eval::report::{Report, ReportInput};
 use ferret_eval::{EvalOptions, Run};
 use ferret_models::Cancel;
-use ferret_search::{SearchError, Trace};
+use ferret_search::Trace;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -216,13 +216,7 @@ fn report(
             let mut trace = Trace::off().with_cancel(cancel.clone());
             let hits = trace
                 .run(stage.as_ref(), &query, None, EVAL_DEPTH)
-                .map_err(|e| match e {
-                    SearchError::Pipeline(_) | SearchError::Invalid(_) => {
-                        ApiError::pipeline(e, parsed.text.as_deref())
-                    }
-                    SearchError::Cancelled => ApiError::timeout(state.limits().timeout),
-                    other => ApiError::internal(format!("the search failed: {other}")),
-                })?;
+                .map_err(pipeline::search_failed(state, parsed.text.as_deref()))?;
             run.set_ranking(
                 id,
                 hits.iter()

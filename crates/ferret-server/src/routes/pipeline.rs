@@ -195,3 +195,18 @@ pub async fn check(
     })
     .await
 }
+
+/// A search's error as the API answers it: a stage used where it cannot work (e.g. feedback
+/// with no ranking before it) is the pipeline's error, a cancelled one a timeout.
+pub fn search_failed<'a>(
+    state: &'a AppState,
+    text: Option<&'a str>,
+) -> impl Fn(ferret_search::SearchError) -> ApiError + 'a {
+    move |e| match e {
+        ferret_search::SearchError::Pipeline(_) | ferret_search::SearchError::Invalid(_) => {
+            ApiError::pipeline(e, text)
+        }
+        ferret_search::SearchError::Cancelled => ApiError::timeout(state.limits().timeout),
+        other => ApiError::internal(format!("the search failed: {other}")),
+    }
+}

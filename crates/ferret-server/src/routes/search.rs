@@ -8,7 +8,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::Json;
 use ferret_models::Cancel;
-use ferret_search::{Query, SearchError, Trace};
+use ferret_search::{Query, Trace};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -206,14 +206,7 @@ fn run(
     let mut trace = trace.with_cancel(cancel.clone());
     let mut found = trace
         .run(stage.as_ref(), &query, None, depth)
-        .map_err(|e| match e {
-            // A stage used where it cannot work (e.g. feedback with no ranking before it).
-            SearchError::Pipeline(_) | SearchError::Invalid(_) => {
-                ApiError::pipeline(e, parsed.text.as_deref())
-            }
-            SearchError::Cancelled => ApiError::timeout(state.limits().timeout),
-            other => ApiError::internal(format!("the search failed: {other}")),
-        })?;
+        .map_err(pipeline::search_failed(state, parsed.text.as_deref()))?;
     let evaluation = judged.as_ref().map(|(set, qid)| {
         let ranking = found
             .iter()
