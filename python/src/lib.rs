@@ -5,6 +5,7 @@
 //! PyTerrier live in Python. Every call that indexes, searches, evaluates or encodes releases
 //! the GIL, and every ferret error becomes a `ferret.FerretError` with ferret's message.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -14,7 +15,9 @@ use pyo3::types::PyBytes;
 
 use ferret_eval::{EvalOptions, Measure, Qrels, Run};
 use ferret_index::{Document, IndexOptions, IndexWriter};
-use ferret_search::Query;
+use ferret_search::{Hit, Query, Trace};
+
+mod shard;
 
 pyo3::create_exception!(
     _ferret,
@@ -142,6 +145,17 @@ impl Index {
         })
     }
 
+    /// The contents (title and text, as encoders and feedback read them) of the documents
+    /// with these internal numbers.
+    fn contents(&self, py: Python<'_>, docnos: Vec<u32>) -> PyResult<Vec<String>> {
+        py.detach(|| {
+            docnos
+                .into_iter()
+                .map(|d| Ok(self.inner.document(d).map_err(error)?.contents()))
+                .collect()
+        })
+    }
+
     fn __repr__(&self) -> String {
         let m = self.inner.manifest();
         let kinds: Vec<String> = self
@@ -209,13 +223,65 @@ struct Prepared {
 
 #[pymethods]
 impl Prepared {
+    /// `fed`: prepare the pipeline as the right side of `>>`, run with an incoming ranking
+    /// (`run_one(candidates=…)`; how a shard runs its part of a router's pipeline).
     #[new]
-    fn new(py: Python<'_>, index: &Index, pipeline: &str) -> PyResult<Self> {
+    #[pyo3(signature = (index, pipeline, fed=false))]
+    fn new(py: Python<'_>, index: &Index, pipeline: &str, fed: bool) -> PyResult<Self> {
         let index = index.inner.clone();
         let stage = py
-            .detach(|| ferret_search::prepare(pipeline, &index))
+            .detach(|| {
+                if fed {
+                    let expr = ferret_search::pipeline::parse_any(pipeline)?;
+                    ferret_search::registry::prepare_fed(&expr, &index)
+                } else {
+                    ferret_search::prepare(pipeline, &index)
+                }
+            })
             .map_err(error)?;
         Ok(Prepared { index, stage })
+    }
+
+    /// Runs one query: rows of (internal number, docno, score), best first. `candidates`
+    /// ((internal number, score) best first) is the incoming ranking of a stage that follows
+    /// `>>`; `feedback` the contents of feedback documents by the numbers `candidates` gives
+    /// them, when they live in other shards (see `feedback_positions`).
+    #[pyo3(signature = (qid, text, k, candidates=None, feedback=None))]
+    fn run_one(
+        &self,
+        py: Python<'_>,
+        qid: String,
+        text: String,
+        k: usize,
+        candidates: Option<Vec<(u32, f32)>>,
+        feedback: Option<HashMap<u32, String>>,
+    ) -> PyResult<Vec<(u32, String, f32)>> {
+        if text.trim().is_empty() {
+            return Err(error(format!("query '{qid}' is empty")));
+        }
+        py.detach(|| {
+            let mut query = Query::new(qid, text);
+            query.feedback_contents = feedback.map(Arc::new);
+            let candidates: Option<Vec<Hit>> = candidates.map(|c| {
+                c.into_iter()
+                    .map(|(doc, score)| Hit { doc, score })
+                    .collect()
+            });
+            let hits = self
+                .stage
+                .run(&query, candidates.as_deref(), k, &mut Trace::off())
+                .map_err(error)?;
+            Ok(hits
+                .into_iter()
+                .map(|h| (h.doc, self.index.external_id(h.doc).to_string(), h.score))
+                .collect())
+        })
+    }
+
+    /// For a feedback stage: the positions in an incoming ranking of `ranking_len` documents
+    /// whose contents it reads; None for other stages.
+    fn feedback_positions(&self, ranking_len: usize) -> Option<Vec<usize>> {
+        self.stage.feedback_positions(ranking_len)
     }
 
     /// Every stage with every parameter, defaults included.
@@ -429,5 +495,12 @@ fn _ferret(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_queries, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(encode, m)?)?;
+    m.add_function(wrap_pyfunction!(shard::build_shard, m)?)?;
+    m.add_function(wrap_pyfunction!(shard::sum_statistics, m)?)?;
+    m.add_function(wrap_pyfunction!(shard::document_text, m)?)?;
+    m.add_function(wrap_pyfunction!(shard::open_shard, m)?)?;
+    m.add_function(wrap_pyfunction!(shard::parse_pipeline, m)?)?;
+    m.add_function(wrap_pyfunction!(shard::stage_info, m)?)?;
+    m.add_function(wrap_pyfunction!(shard::fuse, m)?)?;
     Ok(())
 }

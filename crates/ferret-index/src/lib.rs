@@ -41,7 +41,7 @@ pub mod writer;
 pub use dense::{DenseOptions, VectorType};
 pub use document::{DocImage, Document};
 pub use error::IndexError;
-pub use lexical::{FieldMode, LexicalReader};
+pub use lexical::{FieldMode, LexicalReader, LexicalStatistics};
 pub use manifest::Manifest;
 pub use reader::Index;
 pub use representation::{

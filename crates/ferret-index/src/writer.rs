@@ -136,6 +136,8 @@ pub struct IndexWriter {
     requested: Vec<Request>,
     /// Where document encoders come from (needed when a representation encodes documents).
     encoders: Option<Arc<dyn EncoderSource>>,
+    /// Which shard of a collection this index is, when set by [`IndexWriter::set_shard`].
+    shard: Option<Shard>,
 }
 
 impl IndexWriter {
@@ -207,6 +209,7 @@ impl IndexWriter {
             representations: Vec::new(),
             requested: Vec::new(),
             encoders: None,
+            shard: None,
         })
     }
 
@@ -262,6 +265,7 @@ impl IndexWriter {
             representations: derived,
             requested: Vec::new(),
             encoders: None,
+            shard: None,
         })
     }
 
@@ -470,6 +474,18 @@ impl IndexWriter {
         self.encoders = Some(encoders);
     }
 
+    /// Records in the manifest that this index is shard `id` of `count` of a collection.
+    pub fn set_shard(&mut self, id: u32, count: u32) -> Result<(), IndexError> {
+        if id >= count {
+            return Err(IndexError::Invalid {
+                path: self.dir.clone(),
+                message: format!("shard {id} of {count}: the id must be below the count"),
+            });
+        }
+        self.shard = Some(Shard { id, count });
+        Ok(())
+    }
+
     /// Asks for a representation (e.g. [`crate::dense::DenseOptions::request`]): every
     /// document, existing or added by this writer, gets it at commit. Asking again for one the
     /// index has may change what its kind allows (a dense graph).
@@ -612,10 +628,11 @@ impl IndexWriter {
             )
             .chain(derived)
             .collect(),
-            shard: self
-                .previous
-                .as_ref()
-                .map_or(Shard { id: 0, count: 1 }, |m| m.shard),
+            shard: self.shard.unwrap_or_else(|| {
+                self.previous
+                    .as_ref()
+                    .map_or(Shard { id: 0, count: 1 }, |m| m.shard)
+            }),
             files: Default::default(),
             crc32: None,
         };

@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
+use ferret_index::DocNo;
 use serde::Deserialize;
 
 use crate::SearchError;
@@ -18,6 +19,11 @@ pub struct Query {
     /// An image to search with (image stages; text stages use `text`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<QueryImage>,
+    /// The contents of feedback documents that live elsewhere (other shards of a collection),
+    /// by the numbers the incoming ranking gives them: the feedback stages read these instead
+    /// of this index's documents.
+    #[serde(skip)]
+    pub feedback_contents: Option<std::sync::Arc<std::collections::HashMap<DocNo, String>>>,
 }
 
 /// A query's image: a file, or bytes sent to the server.
@@ -57,6 +63,7 @@ impl Query {
             id: id.into(),
             text: text.into(),
             sparse: None,
+            feedback_contents: None,
             image: None,
         }
     }

@@ -8,7 +8,7 @@ use ferret_index::Index;
 use crate::args::{nearest, Args, Build, StageSpec};
 use crate::pipeline::Expr;
 use crate::reranker::{RerankStage, Reranker};
-use crate::stage::{Cutoff, Stage, Then};
+use crate::stage::{Cutoff, Given, Stage, Then};
 use crate::stages;
 use crate::SearchError;
 
@@ -105,6 +105,63 @@ pub fn prepare_reranker(expr: &Expr) -> Result<Box<dyn Reranker>, SearchError> {
 /// Turns a parsed expression into a prepared stage tree.
 pub fn prepare(expr: &Expr, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
     prepare_in(expr, index, false)
+}
+
+/// Prepares `expr` as the right side of `>>`, fed an incoming ranking by its caller (a shard
+/// running the part of a pipeline a router hands it).
+pub fn prepare_fed(expr: &Expr, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
+    prepare_in(expr, index, true)
+}
+
+/// Prepares the combining stage `expr` (a fusion: `rrf(a, b)`) with `rankings` standing for its
+/// input pipelines, in order: how a sharded search fuses the rankings it merged from shards.
+pub fn prepare_combination(
+    expr: &Expr,
+    index: &Arc<Index>,
+    rankings: Vec<Vec<crate::Hit>>,
+) -> Result<Box<dyn Stage>, SearchError> {
+    let Expr::Stage {
+        name,
+        inputs,
+        args,
+        position,
+    } = expr
+    else {
+        return Err(SearchError::Invalid(format!("'{expr}' combines no inputs")));
+    };
+    let spec = spec(name).filter(|s| s.min_inputs > 0).ok_or_else(|| {
+        SearchError::Invalid(format!("'{name}' is not a stage that combines inputs"))
+    })?;
+    if inputs.len() != rankings.len() {
+        return Err(SearchError::Invalid(format!(
+            "{name} has {} inputs but {} rankings were given",
+            inputs.len(),
+            rankings.len()
+        )));
+    }
+    let Build::Stage(build) = spec.build else {
+        return Err(SearchError::Invalid(format!("'{name}' combines no inputs")));
+    };
+    let given = std::sync::Mutex::new(rankings.into_iter());
+    let prepare_input = |_: &Expr| -> Result<Box<dyn Stage>, SearchError> {
+        let ranking = given
+            .lock()
+            .expect("not poisoned")
+            .next()
+            .unwrap_or_default();
+        Ok(Box::new(Given(ranking)))
+    };
+    let mut a = Args::new(
+        name,
+        *position,
+        args,
+        inputs,
+        spec.min_inputs,
+        Some(&prepare_input),
+    );
+    let stage = build(&mut a, index)?;
+    a.finish()?;
+    Ok(stage)
 }
 
 /// `fed`: whether this expression receives an incoming ranking (it is the right side of

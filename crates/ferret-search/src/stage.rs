@@ -39,6 +39,13 @@ pub trait Stage: Send + Sync {
         None
     }
 
+    /// For a feedback stage (`rm3`, `rocchio`): the positions in an incoming ranking of
+    /// `ranking_len` documents whose contents it reads. A sharded search fetches those from the
+    /// shards that hold them and hands them over in [`Query::feedback_contents`].
+    fn feedback_positions(&self, _ranking_len: usize) -> Option<Vec<usize>> {
+        None
+    }
+
     /// How this stage combines its inputs' scores, for explain output (fusion stages).
     fn formula(&self) -> Option<String> {
         None
@@ -62,6 +69,26 @@ pub fn rescore(
     out.sort_by(|a, b| b.score.total_cmp(&a.score));
     out.truncate(k);
     out
+}
+
+/// A ranking computed elsewhere (merged from the shards of a collection), standing for an
+/// input of a fusion stage.
+pub struct Given(pub Vec<Hit>);
+
+impl Stage for Given {
+    fn describe(&self) -> String {
+        "given".to_string()
+    }
+
+    fn run(
+        &self,
+        _: &Query,
+        _: Option<&[Hit]>,
+        k: usize,
+        _: &mut Trace,
+    ) -> Result<Vec<Hit>, SearchError> {
+        Ok(self.0.iter().take(k).copied().collect())
+    }
 }
 
 /// `input % k`: caps the depth of its input.

@@ -159,9 +159,10 @@ impl LexicalReader {
                         .iter()
                         .map(|seg| seg.inverted[clause.field].get_term_info(&t))
                         .collect::<Result<Vec<_>, _>>()?;
-                    let df = match external_stats {
-                        Some(st) => st.doc_freq(clause.field, term)?,
-                        None => self.live_doc_freq(clause.field, &infos)?,
+                    let df = match (external_stats, self.collection_statistics()) {
+                        (Some(st), _) => st.doc_freq(clause.field, term)?,
+                        (None, Some(st)) => st.doc_freq(clause.field, term)?,
+                        (None, None) => self.live_doc_freq(clause.field, &infos)?,
                     };
                     if df == 0 {
                         continue;

@@ -12,9 +12,11 @@
 
 pub mod bm25;
 mod reader;
+mod statistics;
 mod writer;
 
 pub use reader::{FieldStats, LexicalReader};
+pub use statistics::LexicalStatistics;
 pub use writer::LexicalWriter;
 
 use ferret_text::AnalyzerKind;

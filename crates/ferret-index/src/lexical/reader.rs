@@ -1,5 +1,5 @@
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use ferret_text::AnalyzerKind;
 use tantivy::fieldnorm::FieldNormReader;
@@ -7,6 +7,8 @@ use tantivy::postings::TermInfo;
 use tantivy::schema::{IndexRecordOption, Term};
 use tantivy::{DocSet, Index, InvertedIndexReader, ReloadPolicy, Searcher, SegmentReader};
 
+use super::bm25::CollectionStats;
+use super::statistics::LexicalStatistics;
 use super::{FieldMode, LexicalSchema};
 use crate::{DocNo, IndexError};
 
@@ -47,6 +49,8 @@ pub struct LexicalReader {
     pub(crate) segments: Vec<SegmentView>,
     stats: Vec<FieldStats>,
     slots: usize,
+    /// The whole collection's statistics when this index is one shard of it.
+    collection: OnceLock<Arc<LexicalStatistics>>,
     // Keeps the segment files open for as long as the views above are used.
     _searcher: Searcher,
 }
@@ -119,6 +123,7 @@ impl LexicalReader {
             segments,
             stats,
             slots,
+            collection: OnceLock::new(),
             _searcher: searcher,
         })
     }
@@ -141,12 +146,48 @@ impl LexicalReader {
         self.mode.field_names().iter().position(|n| *n == name)
     }
 
+    /// The field's statistics: the collection's when set, this index's own otherwise.
     pub fn field_stats(&self, field: usize) -> FieldStats {
+        match self.collection.get() {
+            Some(c) => c.field_stats[field],
+            None => self.stats[field],
+        }
+    }
+
+    /// This index's own statistics of the field, whatever collection it belongs to.
+    pub fn own_field_stats(&self, field: usize) -> FieldStats {
         self.stats[field]
     }
 
-    /// Number of live documents containing `term` in text field `field`.
+    /// Makes BM25 and the feedback stages use `stats` (the statistics of a whole collection
+    /// this index is one shard of) instead of the index's own. Set once.
+    pub fn use_collection_statistics(&self, stats: Arc<LexicalStatistics>) -> Result<(), String> {
+        if stats.analyzer != self.analyzer || stats.fields != self.mode {
+            return Err(format!(
+                "the collection statistics are for analyzer {:?} and fields {:?}, this index has {:?} and {:?}",
+                stats.analyzer, stats.fields, self.analyzer, self.mode
+            ));
+        }
+        self.collection
+            .set(stats)
+            .map_err(|_| "collection statistics are already set on this index".to_string())
+    }
+
+    pub(crate) fn collection_statistics(&self) -> Option<&LexicalStatistics> {
+        self.collection.get().map(|c| c.as_ref())
+    }
+
+    /// Live documents of the collection when collection statistics are set.
+    pub fn collection_docs(&self) -> Option<u64> {
+        self.collection.get().map(|c| c.num_docs)
+    }
+
+    /// Number of live documents containing `term` in text field `field` (in the collection
+    /// when collection statistics are set).
     pub fn doc_freq(&self, field: usize, term: &str) -> Result<u64, IndexError> {
+        if let Some(c) = self.collection.get() {
+            return c.doc_freq(field, term);
+        }
         let t = Term::from_field_text(self.schema.text[field].0, term);
         let infos = self
             .segments
@@ -156,9 +197,8 @@ impl LexicalReader {
         self.live_doc_freq(field, &infos)
     }
 
-    /// Live document frequency from a term's per-segment dictionary entries: the stored
-    /// document frequency where a segment has no deletes, a count of live postings where it
-    /// has.
+    /// This index's own live document frequency of a term, from its per-segment dictionary
+    /// entries.
     pub(crate) fn live_doc_freq(
         &self,
         field: usize,
@@ -166,21 +206,30 @@ impl LexicalReader {
     ) -> Result<u64, IndexError> {
         let mut df = 0u64;
         for (seg, info) in self.segments.iter().zip(infos) {
-            let Some(info) = info else {
-                continue;
-            };
-            match seg.reader.alive_bitset() {
-                None => df += u64::from(info.doc_freq),
-                Some(alive) => {
-                    let mut postings = seg.inverted[field]
-                        .read_postings_from_terminfo(info, IndexRecordOption::Basic)?;
-                    while postings.doc() != tantivy::TERMINATED {
-                        df += u64::from(alive.is_alive(postings.doc()));
-                        postings.advance();
-                    }
-                }
+            if let Some(info) = info {
+                df += seg.live_postings(field, info)?;
             }
         }
         Ok(df)
+    }
+}
+
+impl SegmentView {
+    /// The term's document frequency over this segment's live documents: the stored one
+    /// where the segment has no deletes, a count of live postings where it has.
+    pub(crate) fn live_postings(&self, field: usize, info: &TermInfo) -> Result<u64, IndexError> {
+        Ok(match self.reader.alive_bitset() {
+            None => u64::from(info.doc_freq),
+            Some(alive) => {
+                let mut postings = self.inverted[field]
+                    .read_postings_from_terminfo(info, IndexRecordOption::Basic)?;
+                let mut df = 0;
+                while postings.doc() != tantivy::TERMINATED {
+                    df += u64::from(alive.is_alive(postings.doc()));
+                    postings.advance();
+                }
+                df
+            }
+        })
     }
 }

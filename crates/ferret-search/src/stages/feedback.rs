@@ -16,7 +16,7 @@ use ferret_text::Analyzer;
 
 use super::bm25::Bm25Settings;
 use crate::trace::Trace;
-use crate::{Hit, SearchError};
+use crate::{Hit, Query, SearchError};
 
 /// Terms with weights, sorted by term.
 pub type FeatureVector = Vec<(String, f32)>;
@@ -30,21 +30,27 @@ pub struct TermFilter {
     pub max_df_ratio: f32,
 }
 
-/// Reads and analyzes feedback documents.
+/// Reads and analyzes feedback documents: this index's, or the contents the query carries for
+/// documents of other shards ([`Query::feedback_contents`]).
 pub struct FeedbackDocs<'a> {
     index: &'a Index,
+    given: Option<&'a HashMap<DocNo, String>>,
     analyzer: Analyzer,
     num_docs: f32,
     df: HashMap<String, u64>,
 }
 
 impl<'a> FeedbackDocs<'a> {
-    pub fn new(index: &'a Index) -> Result<Self, SearchError> {
+    pub fn new(index: &'a Index, query: &'a Query) -> Result<Self, SearchError> {
         let lexical = index.lexical()?;
+        let num_docs = lexical
+            .collection_docs()
+            .unwrap_or(index.docstore().num_live() as u64);
         Ok(FeedbackDocs {
             index,
+            given: query.feedback_contents.as_deref(),
             analyzer: Analyzer::new(lexical.analyzer()),
-            num_docs: index.docstore().num_live() as f32,
+            num_docs: num_docs as f32,
             df: HashMap::new(),
         })
     }
@@ -68,9 +74,16 @@ impl<'a> FeedbackDocs<'a> {
         doc: DocNo,
         filter: TermFilter,
     ) -> Result<FeatureVector, SearchError> {
-        let document = self.index.document(doc)?;
+        let contents = match self.given {
+            Some(given) => given.get(&doc).cloned().ok_or_else(|| {
+                SearchError::Invalid(format!(
+                    "feedback document {doc} of the incoming ranking came without its contents"
+                ))
+            })?,
+            None => self.index.document(doc)?.contents(),
+        };
         let mut tf: BTreeMap<String, f32> = BTreeMap::new();
-        self.analyzer.analyze(&document.contents(), &mut |t| {
+        self.analyzer.analyze(&contents, &mut |t| {
             *tf.entry(t.text.to_string()).or_insert(0.0) += 1.0;
         });
         let mut out = Vec::with_capacity(tf.len());

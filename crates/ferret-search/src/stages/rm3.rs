@@ -64,7 +64,7 @@ pub fn build(args: &mut Args<'_>, index: &Arc<Index>) -> Result<Box<dyn Stage>, 
 impl Rm3 {
     /// The expanded query's terms and weights w(t), sorted by term.
     pub fn expand(&self, query: &Query, feedback: &[Hit]) -> Result<FeatureVector, SearchError> {
-        let mut docs = FeedbackDocs::new(&self.index)?;
+        let mut docs = FeedbackDocs::new(&self.index, query)?;
         let filter = TermFilter {
             ascii_only: self.filter,
             max_df_ratio: 0.1,
@@ -121,6 +121,10 @@ impl Stage for Rm3 {
             u8::from(self.filter),
             self.bm25.describe_args()
         )
+    }
+
+    fn feedback_positions(&self, ranking_len: usize) -> Option<Vec<usize>> {
+        Some((0..self.fb_docs.min(ranking_len)).collect())
     }
 
     fn run(

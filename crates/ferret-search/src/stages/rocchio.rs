@@ -109,7 +109,7 @@ fn mean_vector<'h>(
 impl Rocchio {
     /// The new query's terms and weights w(t), sorted by term.
     pub fn expand(&self, query: &Query, ranking: &[Hit]) -> Result<FeatureVector, SearchError> {
-        let mut feedback = FeedbackDocs::new(&self.index)?;
+        let mut feedback = FeedbackDocs::new(&self.index, query)?;
         let mut q = feedback.query_counts(&query.text);
         q.sort_by(|a, b| a.0.cmp(&b.0));
         let norm = l2_norm(&q);
@@ -146,6 +146,16 @@ impl Stage for Rocchio {
             ));
         }
         format!("{s}, {})", self.bm25.describe_args())
+    }
+
+    fn feedback_positions(&self, ranking_len: usize) -> Option<Vec<usize>> {
+        let mut positions: Vec<usize> = (0..self.top.0.min(ranking_len)).collect();
+        if let Some((docs, _)) = self.bottom {
+            positions.extend(ranking_len.saturating_sub(docs)..ranking_len);
+        }
+        positions.sort_unstable();
+        positions.dedup();
+        Some(positions)
     }
 
     fn run(
