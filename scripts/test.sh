@@ -38,6 +38,10 @@ if ! "$venv/bin/python" -c "import pandas, pytest, pyterrier" 2>/dev/null; then
   echo "== installing pandas, pytest and PyTerrier (the Python package's tests)"
   "$venv/bin/pip" install --quiet --disable-pip-version-check pandas==3.1.1 pytest==9.2.0 pyterrier==1.1.2
 fi
+if ! "$venv/bin/python" -c "import ray.data, ray.serve" 2>/dev/null; then
+  echo "== installing Ray (Data and Serve: the sharded build and serving tests)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'ray[data,serve]==2.60.0'
+fi
 export FERRET_PYTHON="$venv/bin/python"
 
 # The web page's browser test: Debian's Chromium, driven by playwright-core from npm.

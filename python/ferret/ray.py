@@ -7,8 +7,8 @@ served with Ray Serve, answering exactly as one index over all its documents wou
 >>> ferret.ray.serve("scifact-3", replicas=2)            # HTTP on Serve's proxy, port 8000
 >>> # POST /v1/search {"query": "...", "pipeline": "bm25 % 1000 >> rm3", "k": 10}
 
-**Build.** Ray Data reads the corpus (BEIR JSONL), routes each document to shard
-``crc32(id) mod N``, computes dense vectors in a pool of encoder actors (batches; GPU actors
+**Build.** The corpus (BEIR JSONL) is read in order and handed to Ray Data in chunks;
+each document goes to shard ``crc32(id) mod N``, computes dense vectors in a pool of encoder actors (batches; GPU actors
 when ``num_gpus`` is given), and writes each shard as a complete ferret index (every
 representation, the vectors as computed). A shard is written to ``shard-NNN.partial`` and
 renamed when committed, so a crash leaves no half shard visible; building again into the same
@@ -65,6 +65,10 @@ def _shard_dir(out: Path, i: int) -> Path:
     return out / f"shard-{i:03d}"
 
 
+def _ordinals_file(shard_dir: Path) -> Path:
+    return shard_dir.with_name(shard_dir.name + ".ordinals.npy")
+
+
 def _write_json_atomically(path: Path, value) -> None:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w") as f:
@@ -106,30 +110,44 @@ class Collection:
 # Build (Ray Data)
 
 
-def _parse_lines(batch, shards: int, todo: Sequence[int]):
-    """BEIR JSONL lines → rows (id, title, text, shard) of the shards still to write."""
+def _corpus_chunks(corpus: Path, shards: int, todo: set, rows: int = 20000):
+    """The corpus (BEIR JSONL, optionally gzipped) as DataFrames of `rows` documents:
+    (id, title, text, shard, ordinal) of the shards still to write. `ordinal` is the
+    document's position in the corpus, by which the router orders equal scores as one index
+    over the corpus would (by its internal numbers): read here, in order, once."""
+    import gzip
+
     import pandas as pd
 
-    ids, titles, texts, owners = [], [], [], []
-    for line in batch["text"]:
-        if not line.strip():
-            continue
-        try:
-            doc = json.loads(line)
-            docid = str(doc["_id"])
-            text = doc.get("text") or ""
-            title = doc.get("title") or ""
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise FerretError(f"corpus line {line[:80]!r}: not a BEIR document ({e})") from None
-        if not isinstance(text, str) or not isinstance(title, str):
-            raise FerretError(f"corpus document '{docid}': title and text must be strings")
-        s = shard_of(docid, shards)
-        if s in todo:
-            ids.append(docid)
-            titles.append(title)
-            texts.append(text)
-            owners.append(s)
-    return pd.DataFrame({"id": ids, "title": titles, "text": texts, "shard": owners})
+    columns = {"id": [], "title": [], "text": [], "shard": [], "ordinal": []}
+    ordinal = 0
+    opener = gzip.open if corpus.name.endswith(".gz") else open
+    with opener(corpus, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise FerretError(f"{corpus}:{number}: not UTF-8 ({e})") from None
+            if not line.strip():
+                continue
+            try:
+                doc = json.loads(line)
+                docid = str(doc["_id"])
+                title, text = doc.get("title") or "", doc.get("text") or ""
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                raise FerretError(f"{corpus}:{number}: not a BEIR document ({e})") from None
+            if not isinstance(text, str) or not isinstance(title, str):
+                raise FerretError(f"{corpus}:{number}: document '{docid}': title and text must be strings")
+            shard = shard_of(docid, shards)
+            if shard in todo:
+                for key, value in zip(columns, (docid, title, text, shard, ordinal)):
+                    columns[key].append(value)
+            ordinal += 1
+            if len(columns["id"]) >= rows:
+                yield pd.DataFrame(columns)
+                columns = {key: [] for key in columns}
+    if columns["id"]:
+        yield pd.DataFrame(columns)
 
 
 class _Encoder:
@@ -151,11 +169,18 @@ def _write_shard(group, out: str, shards: int, analyzer: str, fields: str, repre
     """A Ray Data group (one shard's documents) → a committed shard folder."""
     import pandas as pd
 
+    group = group.sort_values("ordinal")
     shard = int(group["shard"].iloc[0])
     final = _shard_dir(Path(out), shard)
     partial = final.with_name(final.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
+    # The shard's internal numbers follow corpus order; their corpus positions are kept
+    # beside it (written before the shard becomes visible).
+    with open(_ordinals_file(final), "wb") as f:
+        np.save(f, group["ordinal"].to_numpy(dtype=np.int64))
+        f.flush()
+        os.fsync(f.fileno())
     rows = list(zip(group["id"], group["title"], group["text"]))
     vectors, dim = None, 0
     if "vector" in group:
@@ -220,14 +245,17 @@ def build(
         "tokens_nbits": 2,
     }
     if todo:
-        ds = ray.data.read_text(os.fspath(corpus)).map_batches(
-            _parse_lines, fn_kwargs={"shards": shards, "todo": todo}, batch_format="pandas"
-        )
+        # The corpus is read here, in order (a gzipped file is read sequentially anyway); the
+        # chunks go to the object store, and Ray does the rest.
+        refs = [ray.put(chunk) for chunk in _corpus_chunks(Path(corpus), shards, set(todo))]
+        if not refs:
+            raise FerretError(f"{corpus}: no documents")
+        ds = ray.data.from_pandas_refs(refs)
         if dense:
             ds = ds.map_batches(
                 _Encoder,
                 fn_constructor_kwargs={"model": dense, "threads": threads},
-                concurrency=encoders,
+                compute=ray.data.ActorPoolStrategy(size=encoders),
                 batch_size=batch_size,
                 num_gpus=num_gpus,
                 batch_format="pandas",
@@ -275,11 +303,33 @@ def build(
 # Serve (Ray Serve)
 
 
+class _Failure:
+    """A shard's ferret error, returned rather than raised: it reaches the router as ferret's
+    message whatever the transport does with exceptions."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _answers(method):
+    def guarded(self, *args):
+        try:
+            return method(self, *args)
+        except FerretError as e:
+            return _Failure(str(e))
+
+    guarded.__name__, guarded.__doc__ = method.__name__, method.__doc__
+    return guarded
+
+
 class ShardServer:
     """One shard, opened with the collection's statistics; its pipelines prepared once."""
 
     def __init__(self, path: str, statistics: str):
         self.index = _ferret.open_shard(path, statistics)
+        self.ordinals = np.load(_ordinals_file(Path(path)))
+        if len(self.ordinals) != len(self.index):
+            raise FerretError(f"{path}: {len(self.index)} documents but {len(self.ordinals)} corpus positions")
         self.prepared = {}
 
     def _stage(self, pipeline: str, fed: bool):
@@ -288,24 +338,30 @@ class ShardServer:
             self.prepared[key] = _ferret.Prepared(self.index, pipeline, fed)
         return self.prepared[key]
 
+    @_answers
     def search(self, pipeline, qid, text, k, candidates=None, feedback=None):
+        """(internal number, id, score, corpus position) per hit, best first."""
         fed = candidates is not None
-        return self._stage(pipeline, fed).run_one(qid, text, k, candidates, feedback)
+        hits = self._stage(pipeline, fed).run_one(qid, text, k, candidates, feedback)
+        return [(d, i, s, int(self.ordinals[d])) for d, i, s in hits]
 
+    @_answers
     def feedback_positions(self, pipeline, ranking_len):
         return self._stage(pipeline, True).feedback_positions(ranking_len)
 
+    @_answers
     def contents(self, docnos):
         return self.index.contents(docnos)
 
-    def titles(self, docnos):
-        return [c.split("\n", 1)[0] if "\n" in c else "" for c in self.index.contents(docnos)]
-
+    @_answers
     def fuse(self, pipeline, rankings, qid, text, k):
         return _ferret.fuse(self.index, pipeline, rankings, qid, text, k)
 
-    def pid(self):
-        return os.getpid()
+    def where(self):
+        """(process id, Ray node id) of this replica."""
+        import ray
+
+        return os.getpid(), ray.get_runtime_context().get_node_id()
 
 
 class PipelineError(Exception):
@@ -313,10 +369,10 @@ class PipelineError(Exception):
 
 
 class _Doc:
-    __slots__ = ("shard", "docno", "id", "score")
+    __slots__ = ("shard", "docno", "id", "score", "ordinal")
 
-    def __init__(self, shard, docno, id, score):
-        self.shard, self.docno, self.id, self.score = shard, docno, id, score
+    def __init__(self, shard, docno, id, score, ordinal):
+        self.shard, self.docno, self.id, self.score, self.ordinal = shard, docno, id, score, ordinal
 
 
 class Router:
@@ -337,15 +393,17 @@ class Router:
                 missing.add(shard)
                 return None
             try:
-                return await asyncio.wait_for(self.call(shard, method, *args), left)
+                answer = await asyncio.wait_for(self.call(shard, method, *args), left)
             except asyncio.TimeoutError:
                 missing.add(shard)
                 return None
-            except Exception as e:
-                if _is_ferret_error(e):
-                    raise FerretError(_ferret_message(e)) from None
+            except Exception:
                 # A replica died or is unreachable: ask again (another replica may answer).
                 await asyncio.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+                continue
+            if isinstance(answer, _Failure):
+                raise FerretError(answer.message)
+            return answer
 
     async def _all(self, method, args_of, deadline, missing, shards=None):
         shards = range(self.shards) if shards is None else shards
@@ -366,6 +424,23 @@ class Router:
         deadline = time.monotonic() + self.timeout_s
         hits = await self._run(tree, qid, text, k, None, deadline, missing)
         return hits, sorted(missing)
+
+    async def respond(self, query: str, pipeline: str, k: int):
+        """(HTTP status, body) of ferret's `/v1/search` for one query."""
+        started = time.perf_counter()
+        try:
+            hits, missing = await self.search(pipeline, "q", query, k)
+        except (PipelineError, FerretError) as e:
+            return 400, {"error": {"code": "invalid_pipeline", "message": str(e)}}
+        return 200, {
+            "query": query,
+            "pipeline": pipeline,
+            "k": k,
+            "took_ms": (time.perf_counter() - started) * 1000,
+            "hits": [{"rank": r + 1, "id": d.id, "score": d.score, "shard": d.shard} for r, d in enumerate(hits)],
+            "partial": bool(missing),
+            "missing_shards": missing,
+        }
 
     async def _run(self, node, qid, text, k, candidates, deadline, missing):
         op = node["op"]
@@ -442,12 +517,7 @@ class Router:
             missing,
             shards=sorted(by_shard),
         )
-        docs = [
-            _Doc(s, docno, id, score)
-            for s, hits in answers.items()
-            if hits is not None
-            for docno, id, score in hits
-        ]
+        docs = [_Doc(s, *hit) for s, hits in answers.items() if hits is not None for hit in hits]
         # A stage that rescored candidates keeps equal scores in the incoming order.
         docs.sort(key=lambda d: (-d.score, order[(d.shard, d.docno)]))
         return docs[:k]
@@ -474,35 +544,15 @@ class Router:
                 continue
             fused = await self._ask(s, "fuse", text_form, keyed, qid, text, k, deadline=deadline, missing=missing)
             if fused is not None:
-                return [_Doc(table[key].shard, table[key].docno, table[key].id, score) for key, score in fused]
+                return [_Doc(t.shard, t.docno, t.id, score, t.ordinal) for t, score in ((table[key], s) for key, s in fused)]
         return []
 
 
 def _merge(answers: dict, k: int):
-    docs = [
-        _Doc(s, docno, id, score)
-        for s, hits in answers.items()
-        if hits is not None
-        for docno, id, score in hits
-    ]
-    # Equal scores: by shard, then each shard's order (one index would order them by its
-    # internal numbers, which a sharded collection does not have).
-    docs.sort(key=lambda d: -d.score)
+    docs = [_Doc(s, *hit) for s, hits in answers.items() if hits is not None for hit in hits]
+    # Equal scores by corpus position: the order of one index's internal numbers.
+    docs.sort(key=lambda d: (-d.score, d.ordinal))
     return docs[:k]
-
-
-def _is_ferret_error(e: BaseException) -> bool:
-    """Whether `e` is ferret's error, raised here or in a shard (Ray wraps it)."""
-    return isinstance(e, FerretError) or isinstance(getattr(e, "cause", None), FerretError)
-
-
-def _ferret_message(e: BaseException) -> str:
-    cause = getattr(e, "cause", None)
-    if isinstance(cause, FerretError):
-        return str(cause)
-    text = str(e)
-    marker = "FerretError: "
-    return text.split(marker, 1)[1].strip() if marker in text else text
 
 
 def _deployments(collection: Collection, replicas: int, timeout_s: float, shard_cpus: float):
@@ -558,23 +608,8 @@ def _deployments(collection: Collection, replicas: int, timeout_s: float, shard_
 
         @app.post("/v1/search", response_model=SearchResponse)
         async def search(self, request: SearchRequest):
-            started = time.perf_counter()
-            pipeline = request.pipeline or "bm25"
-            try:
-                hits, missing = await self.router.search(pipeline, "q", request.query, request.k)
-            except (PipelineError, FerretError) as e:
-                return JSONResponse(status_code=400, content={"error": {"code": "invalid_pipeline", "message": str(e)}})
-            return {
-                "query": request.query,
-                "pipeline": pipeline,
-                "k": request.k,
-                "took_ms": (time.perf_counter() - started) * 1000,
-                "hits": [
-                    {"rank": r + 1, "id": d.id, "score": d.score, "shard": d.shard} for r, d in enumerate(hits)
-                ],
-                "partial": bool(missing),
-                "missing_shards": missing,
-            }
+            status, body = await self.router.respond(request.query, request.pipeline or "bm25", request.k)
+            return body if status == 200 else JSONResponse(status_code=status, content=body)
 
     paths, stats = collection.shard_paths(), os.fspath(collection.statistics)
     shard_apps = [
@@ -590,11 +625,18 @@ def serve(
     name: str = "ferret",
     route_prefix: str = "/",
     shard_cpus: float = 0.5,
+    http_host: Optional[str] = None,
+    http_port: Optional[int] = None,
 ):
-    """Deploys ``collection`` on the connected Ray cluster's Serve: one deployment per shard
-    (``replicas`` each, spread over the nodes by Ray) behind a router that speaks ferret's
-    HTTP API on Serve's proxy. Returns the router's handle."""
+    """Deploys ``collection`` on the connected Ray cluster's Serve as application ``name``:
+    one deployment per shard (``replicas`` each, spread over the nodes by Ray) behind a router
+    that speaks ferret's HTTP API on Serve's proxy under ``route_prefix`` (Serve's proxy is
+    started on ``http_host:http_port`` when given). Deploying the same name again updates it
+    (e.g. another replica count). Returns the router's handle."""
     from ray import serve as ray_serve
 
+    if http_host is not None or http_port is not None:
+        options = {"host": http_host or "127.0.0.1", "port": http_port or 8000}
+        ray_serve.start(http_options=options)
     app = _deployments(Collection(collection), replicas, timeout_s, shard_cpus)
     return ray_serve.run(app, name=name, route_prefix=route_prefix)
