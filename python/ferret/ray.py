@@ -325,12 +325,16 @@ def _answers(method):
 class ShardServer:
     """One shard, opened with the collection's statistics; its pipelines prepared once."""
 
-    def __init__(self, path: str, statistics: str):
+    def __init__(self, path: str, statistics: str, warm: Sequence[str] = ()):
         self.index = _ferret.open_shard(path, statistics)
         self.ordinals = np.load(_ordinals_file(Path(path)))
         if len(self.ordinals) != len(self.index):
             raise FerretError(f"{path}: {len(self.index)} documents but {len(self.ordinals)} corpus positions")
         self.prepared = {}
+        # Pipelines prepared (models loaded) before the replica takes requests: a first query
+        # would otherwise wait for the model to load, and may miss the router's deadline.
+        for pipeline in warm:
+            self._stage(json.dumps(json.loads(_ferret.parse_pipeline(pipeline))), False)
 
     def _stage(self, pipeline: str, fed: bool):
         key = (pipeline, fed)
@@ -555,7 +559,7 @@ def _merge(answers: dict, k: int):
     return docs[:k]
 
 
-def _deployments(collection: Collection, replicas: int, timeout_s: float, shard_cpus: float):
+def _deployments(collection: Collection, replicas: int, timeout_s: float, shard_cpus: float, warm: Sequence[str]):
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel, Field
@@ -613,7 +617,7 @@ def _deployments(collection: Collection, replicas: int, timeout_s: float, shard_
 
     paths, stats = collection.shard_paths(), os.fspath(collection.statistics)
     shard_apps = [
-        shard_deployment.options(name=f"shard-{i}").bind(os.fspath(paths[i]), stats) for i in range(n)
+        shard_deployment.options(name=f"shard-{i}").bind(os.fspath(paths[i]), stats, list(warm)) for i in range(n)
     ]
     return FerretRouter.bind(*shard_apps)
 
@@ -627,16 +631,19 @@ def serve(
     shard_cpus: float = 0.5,
     http_host: Optional[str] = None,
     http_port: Optional[int] = None,
+    warm: Sequence[str] = (),
 ):
     """Deploys ``collection`` on the connected Ray cluster's Serve as application ``name``:
     one deployment per shard (``replicas`` each, spread over the nodes by Ray) behind a router
     that speaks ferret's HTTP API on Serve's proxy under ``route_prefix`` (Serve's proxy is
     started on ``http_host:http_port`` when given). Deploying the same name again updates it
-    (e.g. another replica count). Returns the router's handle."""
+    (e.g. another replica count). Every replica prepares the retriever stages in ``warm`` (e.g.
+    ``["dense"]``, as the router sends them) before it takes requests, so that no first query waits for a
+    model to load. Returns the router's handle."""
     from ray import serve as ray_serve
 
     if http_host is not None or http_port is not None:
         options = {"host": http_host or "127.0.0.1", "port": http_port or 8000}
         ray_serve.start(http_options=options)
-    app = _deployments(Collection(collection), replicas, timeout_s, shard_cpus)
+    app = _deployments(Collection(collection), replicas, timeout_s, shard_cpus, warm)
     return ray_serve.run(app, name=name, route_prefix=route_prefix)

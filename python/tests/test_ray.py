@@ -179,7 +179,7 @@ def test_dense_fusion_and_a_killed_replica(cluster):
     fray.build(corpus, out, shards=3, dense=MODEL, encoders=1, batch_size=512)
     print(f"\nsubset ({sum(1 for _ in open(corpus))} documents) with {MODEL}, 3 shards, 1 encoder actor: {time.perf_counter() - start:.1f} s")
     one = ferret.Index.build(corpus, cluster / "subset-1", dense=MODEL)
-    fray.serve(out, replicas=2, name="subset", route_prefix="/subset", timeout_s=3, shard_cpus=0.25)
+    fray.serve(out, replicas=2, name="subset", route_prefix="/subset", timeout_s=30, shard_cpus=0.25, warm=["dense"])
 
     from ray import serve
 
@@ -244,6 +244,12 @@ def test_dense_fusion_and_a_killed_replica(cluster):
     # One replica per shard: the killed shard's answers are missing (partial, naming it)
     # until Serve has restarted it; then whole again.
     fray.serve(out, replicas=1, name="subset", route_prefix="/subset", timeout_s=2, shard_cpus=0.25)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        states = serve.status().applications["subset"].deployments["shard-1"].replica_states
+        if dict(states) == {"RUNNING": 1}:
+            break
+        time.sleep(0.5)
     victim = next(iter(replicas(1, 1)))
     answers = under_load(6, kill=victim)
     failed = [a for a in answers if a[1] != 200]
