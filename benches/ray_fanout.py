@@ -3,7 +3,8 @@
 Ray cluster (Ray Data build, Ray Serve router, 1 replica per shard), the 300 test queries one
 at a time, latency per query for
 
-  * one index, in process (ferret's Python package: parse, BM25, top k);
+  * one index, in process (the extension's prepared pipeline: analysis, BM25, top k; the same
+    call a shard makes);
   * each shard alone, in process (with the collection's statistics): the work a shard does;
   * the router over HTTP (Serve's proxy → router → 3 shards in parallel → merge → JSON).
 
@@ -28,6 +29,7 @@ from ray import serve
 
 import ferret
 import ferret.ray as fray
+from ferret import _ferret
 
 
 def cpu():
@@ -73,12 +75,12 @@ def main():
     print("\n| pipeline | k | one index p50 / p99 ms | slowest shard p50 / p99 ms | router over HTTP p50 / p99 ms | router overhead p50 ms |")
     print("|---|---:|---:|---:|---:|---:|")
     for pipeline in ["bm25", "bm25 % 1000 >> rm3"]:
-        single = one.pipeline(pipeline)
+        single = _ferret.Prepared(one._index, pipeline)
         for k in [int(x) for x in args.k.split(",")]:
             t_one, t_shard, t_router, overhead = [], [], [], []
             for q in queries["query"]:
                 t = time.perf_counter()
-                single.search(q, k=k)
+                single.run_one("q", q, k)
                 t_one.append(time.perf_counter() - t)
                 slowest = 0.0
                 if pipeline == "bm25":

@@ -50,6 +50,7 @@ COLLECTION = "collection.json"
 STATISTICS = "lexical-statistics.json"
 FEED_DEPTH = 1000
 FORMAT = 1
+_NO_SHARD = object()  # no shard answered
 
 # Stages that need the whole incoming ranking in one place (vectors or texts of many documents
 # at once, or an LLM comparing passages): not run across shards.
@@ -387,6 +388,7 @@ class Router:
         self.call = call
         self.shards = shards
         self.timeout_s = timeout_s
+        self.positions = {}
 
     async def _ask(self, shard, method, *args, deadline, missing):
         """One shard's answer, retried until the deadline (another replica may take it);
@@ -471,18 +473,26 @@ class Router:
                 f"{name} needs the whole incoming ranking in one place; it does not run across shards"
             )
         positions = await self._feedback_positions(text_form, len(candidates), deadline, missing)
+        if positions is _NO_SHARD:
+            return []
         if positions is not None:
             return await self._feedback(text_form, qid, text, k, candidates, positions, deadline, missing)
         return await self._rescore(text_form, qid, text, k, candidates, deadline, missing)
 
     async def _feedback_positions(self, text_form, n, deadline, missing):
-        for s in range(self.shards):
-            if s in missing:
-                continue
-            answer = await self._ask(s, "feedback_positions", text_form, n, deadline=deadline, missing=missing)
-            if s not in missing:
-                return answer
-        return None
+        # They depend on the stage and the ranking's length only: asked once, then known.
+        key = (text_form, n)
+        if key not in self.positions:
+            for s in range(self.shards):
+                if s in missing:
+                    continue
+                answer = await self._ask(s, "feedback_positions", text_form, n, deadline=deadline, missing=missing)
+                if s not in missing:
+                    self.positions[key] = answer
+                    break
+            else:
+                return _NO_SHARD
+        return self.positions[key]
 
     async def _feedback(self, text_form, qid, text, k, candidates, positions, deadline, missing):
         by_shard = {}
