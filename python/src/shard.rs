@@ -19,6 +19,7 @@ use crate::{error, request_representations, threads, Index, Representations};
 /// ([`ferret_index::dense::document_text`]). A text without one is an error, never encoded here.
 struct Precomputed {
     model: String,
+    model_ref: ModelRef,
     dim: usize,
     vectors: HashMap<String, Vec<f32>>,
     /// Every other representation's encoders.
@@ -59,9 +60,12 @@ impl EncoderSource for PrecomputedSource {
         model: &str,
         params: &serde_json::Value,
     ) -> Result<(ModelRef, DocumentEncoder), String> {
-        if kind == "dense" && model == self.0.model {
+        // The writer may name the model as the user did or by its canonical id.
+        if kind == "dense" {
             let r = self.0.models.model_ref(kind, model)?;
-            return Ok((r, DocumentEncoder::Dense(self.0.clone())));
+            if r.id == self.0.model_ref.id {
+                return Ok((r, DocumentEncoder::Dense(self.0.clone())));
+            }
         }
         self.0.models.document_encoder(kind, model, params)
     }
@@ -126,8 +130,10 @@ pub fn build_shard(
                         (ferret_index::dense::document_text(d), v)
                     })
                     .collect();
+                let model_ref = models.model_ref("dense", model).map_err(error)?;
                 let pre = Precomputed {
                     model: model.clone(),
+                    model_ref,
                     dim,
                     vectors,
                     models,

@@ -3,6 +3,7 @@ worker nodes started on loopback addresses), built with Ray Data, served with Ra
 checked against one index over the same documents: same documents, same scores."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,10 +46,14 @@ def cluster(tmp_path_factory):
     ray_cli("stop", "--force", env=env)
     ray_cli(
         "start", "--head", f"--node-ip-address={HEAD}", f"--port={GCS_PORT}", "--num-cpus=2",
-        "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}", env=env,
+        "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}",
+        "--object-store-memory=400000000", env=env,
     )
     for ip in WORKERS:
-        ray_cli("start", f"--address={HEAD}:{GCS_PORT}", f"--node-ip-address={ip}", "--num-cpus=1", env=env)
+        ray_cli(
+            "start", f"--address={HEAD}:{GCS_PORT}", f"--node-ip-address={ip}", "--num-cpus=1",
+            "--object-store-memory=400000000", env=env,
+        )
     ray.init(address=f"{HEAD}:{GCS_PORT}", log_to_driver=False)
     from ray import serve
 
@@ -63,6 +68,7 @@ def cluster(tmp_path_factory):
         serve.shutdown()
         ray.shutdown()
         ray_cli("stop", "--force", env=env)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def topics():
