@@ -195,6 +195,15 @@ def _write_shard(group, out: str, shards: int, analyzer: str, fields: str, repre
     return pd.DataFrame({"shard": [shard], "documents": [added]})
 
 
+def _models_of(manifest: dict) -> list:
+    """[kind, model id, weights hash] of each representation made with a model."""
+    return [
+        [e["kind"], e["model"]["id"], e["model"]["weights_sha256"]]
+        for e in manifest["representations"]
+        if e.get("model")
+    ]
+
+
 def _committed_shards(out: Path, shards: int) -> set:
     done = set()
     for i in range(shards):
@@ -281,6 +290,9 @@ def build(
         if missing:
             raise FerretError(f"no documents went to shard(s) {sorted(missing)}: use fewer shards")
     paths = [_shard_dir(out, i).name for i in range(shards)]
+    models = [_models_of(json.loads((out / p / "manifest.json").read_text())) for p in paths]
+    if any(m != models[0] for m in models):
+        raise FerretError(f"{out}: the shards were built with different models: {models}")
     docs = _ferret.sum_statistics([os.fspath(out / p) for p in paths], os.fspath(out / STATISTICS))
     _write_json_atomically(
         out / COLLECTION,
@@ -295,6 +307,7 @@ def build(
             "fields": fields,
             "dense": dense,
             "sparse": list(sparse),
+            "models": models[0],
         },
     )
     return Collection(out)
@@ -326,8 +339,18 @@ def _answers(method):
 class ShardServer:
     """One shard, opened with the collection's statistics; its pipelines prepared once."""
 
-    def __init__(self, path: str, statistics: str, warm: Sequence[str] = ()):
+    def __init__(self, path: str, statistics: str, warm: Sequence[str] = (), shard=None, models=None):
+        """`shard` (id, count) and `models` (the collection's models, `_models_of`) are checked
+        against the shard's manifest: a folder of another collection is refused."""
         self.index = _ferret.open_shard(path, statistics)
+        manifest = json.loads(self.index.manifest_json())
+        found = (manifest["shard"]["id"], manifest["shard"]["count"])
+        if shard is not None and found != tuple(shard):
+            raise FerretError(f"{path}: shard {found[0]} of {found[1]}, but the collection expects shard {shard[0]} of {shard[1]}")
+        if _models_of(manifest) != (models or []):
+            raise FerretError(
+                f"{path}: built with the models {_models_of(manifest)}, the collection with {models or []}"
+            )
         self.ordinals = np.load(_ordinals_file(Path(path)))
         if len(self.ordinals) != len(self.index):
             raise FerretError(f"{path}: {len(self.index)} documents but {len(self.ordinals)} corpus positions")
@@ -438,6 +461,9 @@ class Router:
             hits, missing = await self.search(pipeline, "q", query, k)
         except (PipelineError, FerretError) as e:
             return 400, {"error": {"code": "invalid_pipeline", "message": str(e)}}
+        if len(missing) == self.shards:
+            message = f"no shard answered within {self.timeout_s} s"
+            return 503, {"error": {"code": "shards_unavailable", "message": message}}
         return 200, {
             "query": query,
             "pipeline": pipeline,
@@ -627,7 +653,10 @@ def _deployments(collection: Collection, replicas: int, timeout_s: float, shard_
 
     paths, stats = collection.shard_paths(), os.fspath(collection.statistics)
     shard_apps = [
-        shard_deployment.options(name=f"shard-{i}").bind(os.fspath(paths[i]), stats, list(warm)) for i in range(n)
+        shard_deployment.options(name=f"shard-{i}").bind(
+            os.fspath(paths[i]), stats, list(warm), (i, n), collection.manifest["models"]
+        )
+        for i in range(n)
     ]
     return FerretRouter.bind(*shard_apps)
 

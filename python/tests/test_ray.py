@@ -71,6 +71,16 @@ def cluster(tmp_path_factory):
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def wait_routed(app: str):
+    """Serve's HTTP proxy learns a new application's route shortly after `serve.run` returns."""
+    deadline = time.monotonic() + 60
+    while True:
+        r = requests.get(f"{BASE}/{app}/health", timeout=30)
+        if r.status_code == 200 or time.monotonic() > deadline:
+            return r
+        time.sleep(0.5)
+
+
 def topics():
     qrels = ferret.read_qrels(DATA / "qrels" / "test.tsv")
     queries = ferret.read_queries(DATA / "queries.jsonl")
@@ -131,7 +141,7 @@ def test_scifact_in_three_shards_answers_as_one_index(cluster):
 
     one = ferret.Index.build(DATA / "corpus.jsonl.gz", cluster / "scifact-1")
     fray.serve(out, replicas=1, name="scifact", route_prefix="/scifact", shard_cpus=0.25)
-    assert requests.get(f"{BASE}/scifact/health").json()["documents"] == 5183
+    assert wait_routed("scifact").json()["documents"] == 5183
     spec = requests.get(f"{BASE}/scifact/openapi.json").json()
     assert "/v1/search" in spec["paths"] and "/health" in spec["paths"]
 
@@ -186,6 +196,7 @@ def test_dense_fusion_and_a_killed_replica(cluster):
     print(f"\nsubset ({sum(1 for _ in open(corpus))} documents) with {MODEL}, 3 shards, 1 encoder actor: {time.perf_counter() - start:.1f} s")
     one = ferret.Index.build(corpus, cluster / "subset-1", dense=MODEL)
     fray.serve(out, replicas=2, name="subset", route_prefix="/subset", timeout_s=30, shard_cpus=0.25, warm=["dense"])
+    assert wait_routed("subset").status_code == 200
 
     from ray import serve
 
@@ -272,3 +283,54 @@ def test_dense_fusion_and_a_killed_replica(cluster):
         time.sleep(1)
     assert healed is not None, "shard 1 was not restarted within 120 s"
     print(f"R=1: {len(partial)} of {len(answers)} responses partial (missing shard 1), whole again {healed - partial[0][0]:.1f} s after the first partial one")
+
+
+def test_bad_input(cluster):
+    """Bad corpora, shard folders of another collection, mixed analyzers, and a router whose
+    shards are all down."""
+    import asyncio
+    import gzip
+
+    from ferret import _ferret
+
+    with gzip.open(DATA / "corpus.jsonl.gz", "rb") as f:
+        lines = [next(f) for _ in range(60)]
+    corpus = cluster / "small.jsonl"
+    corpus.write_bytes(b"".join(lines))
+    small = fray.build(corpus, cluster / "small-2", shards=2)
+    paths = [str(p) for p in small.shard_paths()]
+    stats = str(small.statistics)
+
+    for name, content, message in [
+        ("utf8.jsonl", b"".join(lines[:3]) + b'{"_id": "x", "text": "caf\xe9"}\n', r"utf8.jsonl:4: not UTF-8"),
+        ("json.jsonl", b"".join(lines[:2]) + b'{"_id": "x", "text": \n', r"json.jsonl:3: not a BEIR document"),
+        ("types.jsonl", b'{"_id": "x", "text": 5}\n', r"types.jsonl:1: document 'x': title and text must be strings"),
+    ]:
+        (cluster / name).write_bytes(content)
+        with pytest.raises(ferret.FerretError, match=message):
+            fray.build(cluster / name, cluster / f"bad-{name}", shards=2)
+
+    assert fray.ShardServer(paths[1], stats, (), (1, 2), []).index is not None
+    with pytest.raises(ferret.FerretError, match="shard 1 of 2, but the collection expects shard 0 of 2"):
+        fray.ShardServer(paths[1], stats, (), (0, 2), [])
+    with pytest.raises(ferret.FerretError, match="built with the models"):
+        fray.ShardServer(paths[1], stats, (), (1, 2), [["dense", "some/model", "0" * 64]])
+    with pytest.raises(ferret.FerretError, match="not a ferret index"):
+        fray.ShardServer(str(cluster / "missing"), stats)
+    with pytest.raises(ferret.FerretError, match="no collection.json"):
+        fray.Collection(cluster / "missing")
+
+    zh = ferret.Index.build([{"docno": "x", "text": "你好"}], cluster / "zh", analyzer="zh")
+    _ferret.sum_statistics([str(zh.path)], str(cluster / "zh-stats.json"))
+    with pytest.raises(ferret.FerretError, match="statistics are for analyzer Zh"):
+        fray.ShardServer(paths[0], str(cluster / "zh-stats.json"))
+    with pytest.raises(ferret.FerretError, match="part 1 was indexed with analyzer Zh"):
+        _ferret.sum_statistics([paths[0], str(zh.path)], str(cluster / "mixed.json"))
+
+    async def down(shard, method, *args):
+        raise ConnectionError("replica unreachable")
+
+    started = time.monotonic()
+    status, body = asyncio.run(fray.Router(down, 2, 0.5).respond("cells", "bm25", 10))
+    assert status == 503 and body["error"]["code"] == "shards_unavailable", body
+    assert time.monotonic() - started < 5
