@@ -15,7 +15,6 @@ pointing at a folder holding it) and ``ray[data,serve]``.
 usage: python benches/ray_fanout.py [--data DIR] [--k 10,1000]
 """
 import argparse
-import asyncio
 import os
 import platform
 import statistics
