@@ -347,10 +347,8 @@ class ShardServer:
         found = (manifest["shard"]["id"], manifest["shard"]["count"])
         if shard is not None and found != tuple(shard):
             raise FerretError(f"{path}: shard {found[0]} of {found[1]}, but the collection expects shard {shard[0]} of {shard[1]}")
-        if _models_of(manifest) != (models or []):
-            raise FerretError(
-                f"{path}: built with the models {_models_of(manifest)}, the collection with {models or []}"
-            )
+        if models is not None and _models_of(manifest) != models:
+            raise FerretError(f"{path}: built with the models {_models_of(manifest)}, the collection with {models}")
         self.ordinals = np.load(_ordinals_file(Path(path)))
         if len(self.ordinals) != len(self.index):
             raise FerretError(f"{path}: {len(self.index)} documents but {len(self.ordinals)} corpus positions")
@@ -568,23 +566,23 @@ class Router:
             if a["name"] == "depth":
                 depth = int(a["value"])
         depth = max(depth, k)
-        rankings = [await self._run(i, qid, text, depth, None, deadline, missing) for i in node["inputs"]]
-        table, keys = [], {}
-        keyed = []
+        rankings = await asyncio.gather(
+            *[self._run(i, qid, text, depth, None, deadline, missing) for i in node["inputs"]]
+        )
+        # The fusion stage sees each document under one number, the same in every input.
+        keys, table, keyed = {}, [], []
         for ranking in rankings:
-            row = []
             for d in ranking:
-                key = keys.setdefault((d.shard, d.docno), len(table))
-                if key == len(table):
+                if (d.shard, d.docno) not in keys:
+                    keys[(d.shard, d.docno)] = len(table)
                     table.append(d)
-                row.append((key, d.score))
-            keyed.append(row)
-        for s in range(self.shards):
-            if s in missing:
+            keyed.append([(keys[(d.shard, d.docno)], d.score) for d in ranking])
+        for shard in range(self.shards):
+            if shard in missing:
                 continue
-            fused = await self._ask(s, "fuse", text_form, keyed, qid, text, k, deadline=deadline, missing=missing)
+            fused = await self._ask(shard, "fuse", text_form, keyed, qid, text, k, deadline=deadline, missing=missing)
             if fused is not None:
-                return [_Doc(t.shard, t.docno, t.id, score, t.ordinal) for t, score in ((table[key], s) for key, s in fused)]
+                return [_Doc(table[key].shard, table[key].docno, table[key].id, score, table[key].ordinal) for key, score in fused]
         return []
 
 
