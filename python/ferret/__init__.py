@@ -33,12 +33,16 @@ __all__ = [
     "evaluate",
     "read_qrels",
     "read_queries",
+    "read_card",
     "read_run",
+    "reproduce",
     "write_run",
     "__version__",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
+#: The measures ``ferret run`` prints and records in run cards by default.
+RUN_MEASURES = ("nDCG@10", "R@100", "R@1000", "AP", "RR@10")
 Models = Union[None, str, Sequence[str]]
 
 
@@ -238,6 +242,41 @@ class Pipeline:
 
     __call__ = transform
 
+    def run(
+        self,
+        queries: PathLike,
+        output: PathLike,
+        *,
+        qrels: Optional[PathLike] = None,
+        measures: Sequence[str] = RUN_MEASURES,
+        k: Optional[int] = None,
+        tag: str = "ferret",
+        raw_scores: bool = False,
+        threads: Optional[int] = None,
+    ) -> dict:
+        """Runs a query file as ``ferret run`` does: the TREC run goes to ``output`` and its run
+        card beside it (``<output>.card.json``: the pipeline with every parameter, the index's
+        manifest, sha256 of the queries, qrels and run, timings, and with ``qrels`` the judged
+        queries only and the ``measures``' means). Returns the card as a dict;
+        :func:`reproduce` (or ``ferret reproduce``) re-runs it and checks the numbers.
+
+        Scores are written as ``ferret run`` writes them: exact ties separated so that
+        trec_eval evaluates the ranked order, unless ``raw_scores``.
+        """
+        import json
+        import sys
+
+        if self.index is None:
+            raise FerretError(f"pipeline {self.text!r} has no index: Index.pipeline(...) or Pipeline(text, index)")
+        if not isinstance(queries, (str, os.PathLike)):
+            raise FerretError("Pipeline.run takes the queries as a file (the run card records its sha256); use transform() for a DataFrame")
+        card = _ferret.run_query_set(
+            self.index.path, os.fspath(queries), self.text, int(k or self.k), os.fspath(output),
+            None if qrels is None else os.fspath(qrels), list(measures), tag, bool(raw_scores),
+            threads, [sys.executable, *sys.argv],
+        )
+        return json.loads(card)
+
     def to_pyterrier(self):
         """This pipeline as a ``pyterrier.Transformer`` (needs ``python-terrier``), so it composes
         with PyTerrier's operators and runs in ``pt.Experiment``."""
@@ -322,6 +361,44 @@ def evaluate(
     if per_query:
         return pd.DataFrame([[qid, *values] for qid, values in rows], columns=["qid", *names])
     return dict(zip(names, means))
+
+
+def read_card(path: PathLike) -> dict:
+    """A run card (``<run>.card.json``, from ``ferret run`` or :meth:`Pipeline.run`) as a dict,
+    after checking that it is one."""
+    import json
+
+    return json.loads(_ferret.read_card(os.fspath(path)))
+
+
+def reproduce(
+    card: PathLike,
+    *,
+    index: Optional[PathLike] = None,
+    queries: Optional[PathLike] = None,
+    qrels: Optional[PathLike] = None,
+    tolerance: float = 1e-9,
+    check: bool = True,
+    threads: Optional[int] = None,
+) -> pd.DataFrame:
+    """Re-runs a run card as ``ferret reproduce`` does: the queries and qrels must be the files the
+    card was made from (sha256) and the index must have its representations and documents;
+    ``index``, ``queries`` and ``qrels`` replace the card's paths (e.g. on another machine).
+
+    Returns one row per measure (``measure``, ``card``, ``now``, ``diff``, ``ok``);
+    ``attrs["same_run"]`` says whether the run file came out byte for byte the same. With
+    ``check`` a difference above ``tolerance`` raises :class:`FerretError`.
+    """
+    opt = lambda p: None if p is None else os.fspath(p)  # noqa: E731
+    rows, same_run = _ferret.reproduce(os.fspath(card), opt(index), opt(queries), opt(qrels), threads)
+    table = pd.DataFrame(rows, columns=["measure", "card", "now"])
+    table["diff"] = table["now"] - table["card"]
+    table["ok"] = table["diff"].abs() <= tolerance
+    table.attrs["same_run"] = same_run
+    if check and not table["ok"].all():
+        bad = ", ".join(f"{r.measure} {r.card:.4f} -> {r.now:.4f}" for r in table.itertuples() if not r.ok)
+        raise FerretError(f"{os.fspath(card)}: metrics differ from the card by more than {tolerance}: {bad}")
+    return table
 
 
 def encode(texts: Union[str, Sequence[str]], model: str, kind: str = "document", threads: Optional[int] = None) -> np.ndarray:

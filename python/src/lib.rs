@@ -17,6 +17,7 @@ use ferret_eval::{EvalOptions, Measure, Qrels, Run};
 use ferret_index::{Document, IndexOptions, IndexWriter};
 use ferret_search::{Hit, Query, Trace};
 
+mod card;
 mod shard;
 
 pyo3::create_exception!(
@@ -495,6 +496,9 @@ fn _ferret(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_queries, m)?)?;
     m.add_function(wrap_pyfunction!(evaluate, m)?)?;
     m.add_function(wrap_pyfunction!(encode, m)?)?;
+    m.add_function(wrap_pyfunction!(card::run_query_set, m)?)?;
+    m.add_function(wrap_pyfunction!(card::read_card, m)?)?;
+    m.add_function(wrap_pyfunction!(card::reproduce, m)?)?;
     m.add_function(wrap_pyfunction!(shard::build_shard, m)?)?;
     m.add_function(wrap_pyfunction!(shard::sum_statistics, m)?)?;
     m.add_function(wrap_pyfunction!(shard::document_text, m)?)?;

@@ -97,6 +97,52 @@ def test_bm25_equals_the_cli(bm25_index, topics, scifact, tmp_path):
     assert ferret.evaluate(written, qrels, "nDCG@10")["nDCG@10"] == pytest.approx(scores["nDCG@10"], abs=1e-9)
 
 
+def test_run_cards_from_python(bm25_index, topics, scifact, tmp_path):
+    """Pipeline.run writes the run and card `ferret run` writes; each side reproduces the
+    other's card."""
+    queries_file, qrels_file = scifact / "queries.jsonl", scifact / "qrels" / "test.tsv"
+    pipeline = bm25_index.pipeline("bm25(k1=0.9, b=0.4) % 1000")
+    card = pipeline.run(queries_file, tmp_path / "py.run", qrels=qrels_file, measures=["nDCG@10", "R@100"])
+    metrics = {m["measure"]: m["value"] for m in card["metrics"]}
+    assert round(metrics["nDCG@10"], 4) == 0.6789 and round(metrics["R@100"], 4) == 0.9253, metrics
+    assert card["pipeline_resolved"].startswith("bm25(k1=0.9, b=0.4"), card["pipeline_resolved"]
+    assert card["timings"]["queries"] == 300 and card["k"] == 1000 and card["scores"] == "separated"
+    assert card["index"]["manifest"]["doc_count"] == len(bm25_index)
+    assert ferret.read_card(tmp_path / "py.run.card.json") == card
+
+    cli("run", "--index", bm25_index.path, "--queries", queries_file, "--qrels", qrels_file,
+        "--pipeline", "bm25(k1=0.9, b=0.4) % 1000", "-o", tmp_path / "cli.run", "-m", "nDCG@10", "R@100")
+    cli_card = ferret.read_card(tmp_path / "cli.run.card.json")
+    # The same run, byte for byte, and the same numbers.
+    assert cli_card["run"]["sha256"] == card["run"]["sha256"]
+    assert cli_card["metrics"] == card["metrics"]
+
+    again = ferret.reproduce(tmp_path / "cli.run.card.json")
+    assert list(again["measure"]) == ["nDCG@10", "R@100"] and again["ok"].all(), again
+    assert again.attrs["same_run"]
+    assert "reproduced" in cli("reproduce", tmp_path / "py.run.card.json")
+
+    # Other qrels than the card's: refused before running.
+    changed = tmp_path / "qrels.tsv"
+    lines = qrels_file.read_text().splitlines()
+    changed.write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(ferret.FerretError, match="qrels file .* differs from the one the card was made with"):
+        ferret.reproduce(tmp_path / "py.run.card.json", qrels=changed)
+    # A card whose numbers no longer hold: the table says which, and check raises.
+    card["metrics"][0]["value"] += 0.01
+    (tmp_path / "edited.card.json").write_text(json.dumps(card))
+    table = ferret.reproduce(tmp_path / "edited.card.json", check=False)
+    assert list(table["ok"]) == [False, True], table
+    with pytest.raises(ferret.FerretError, match="nDCG@10 0.6889 -> 0.6789"):
+        ferret.reproduce(tmp_path / "edited.card.json")
+    # Not a card; queries not in a file.
+    (tmp_path / "other.json").write_text('{"pipeline": "bm25"}')
+    with pytest.raises(ferret.FerretError, match="other.json:1:.*not a ferret run card"):
+        ferret.read_card(tmp_path / "other.json")
+    with pytest.raises(ferret.FerretError, match="takes the queries as a file"):
+        pipeline.run(topics[0], tmp_path / "df.run")
+
+
 def test_pipelines_compose_and_evaluate(bm25_index, topics):
     queries, qrels = topics
     bm25 = bm25_index.pipeline("bm25(k1=0.9, b=0.4)")

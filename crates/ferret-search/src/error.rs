@@ -48,6 +48,14 @@ pub enum SearchError {
         line: usize,
         message: String,
     },
+    #[error(transparent)]
+    Eval(#[from] ferret_eval::EvalError),
+    #[error("{path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Invalid(String),
     /// The query's [`ferret_models::Cancel`] was set (its time ran out) before it finished.

@@ -16,12 +16,12 @@ pub struct Args {
 /// numbers): no index opening, no run writing, matching what in-process peers such as bm25s
 /// measure with `retrieve` (which returns document indices).
 pub fn main(a: Args) -> anyhow::Result<()> {
-    let super::Prepared {
+    let ferret_search::experiment::Prepared {
         stage,
         queries,
         threads,
         ..
-    } = a.set.prepare()?;
+    } = a.set.query_set().prepare()?;
     let k = a.set.k;
     let mut best = f64::INFINITY;
     for _ in 0..a.repeat.max(1) {

@@ -3,7 +3,6 @@ pub mod bench;
 pub mod bench_ann;
 pub mod bench_llm;
 pub mod bench_tokens;
-pub mod card;
 pub mod check;
 pub mod classify;
 pub mod compare;
@@ -54,67 +53,24 @@ pub struct QuerySetArgs {
     pub sparse_queries: Option<PathBuf>,
 }
 
-/// What a query-set command needs, loaded once.
-pub struct Prepared {
-    pub index: Arc<ferret_index::Index>,
-    pub stage: Box<dyn ferret_search::Stage>,
-    pub queries: Vec<ferret_search::Query>,
-    pub qrels: Option<ferret_eval::Qrels>,
-    pub threads: usize,
-}
-
 impl QuerySetArgs {
-    pub fn prepare(&self) -> anyhow::Result<Prepared> {
-        let qrels = self
-            .qrels
-            .as_deref()
-            .map(ferret_eval::Qrels::read)
-            .transpose()?;
-        let index = open_index(&self.index)?;
-        let stage = ferret_search::prepare(&self.pipeline, &index)?;
-        let mut queries = load_queries(&self.queries, qrels.as_ref())?;
-        if let Some(path) = &self.sparse_queries {
-            let mut vectors = ferret_search::queries::read_sparse_vectors(path)?;
-            for q in &mut queries {
-                q.sparse = Some(vectors.remove(&q.id).with_context(|| {
-                    format!("{}: no vector for query '{}'", path.display(), q.id)
-                })?);
-            }
+    pub fn query_set(&self) -> ferret_search::experiment::QuerySet {
+        ferret_search::experiment::QuerySet {
+            index: self.index.clone(),
+            queries: self.queries.clone(),
+            qrels: self.qrels.clone(),
+            pipeline: self.pipeline.clone(),
+            k: self.k,
+            threads: self.threads,
+            sparse_queries: self.sparse_queries.clone(),
         }
-        Ok(Prepared {
-            index,
-            stage,
-            queries,
-            qrels,
-            threads: self.threads.unwrap_or_else(default_threads),
-        })
     }
 }
 
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
+pub use ferret_search::experiment::{default_threads, load_queries};
 
 pub fn open_index(dir: &std::path::Path) -> anyhow::Result<Arc<ferret_index::Index>> {
     Ok(Arc::new(ferret_index::Index::open(dir)?))
-}
-
-/// Reads a query set, keeping only the queries judged in `qrels` when given.
-pub fn load_queries(
-    queries: &std::path::Path,
-    qrels: Option<&ferret_eval::Qrels>,
-) -> anyhow::Result<Vec<ferret_search::Query>> {
-    let qs = ferret_search::queries::read_queries_where(queries, &|id| {
-        qrels.is_none_or(|q| q.get(id).is_some())
-    })?;
-    if qrels.is_some() {
-        anyhow::ensure!(
-            !qs.is_empty(),
-            "{}: no query has judgements in the qrels file",
-            queries.display()
-        );
-    }
-    Ok(qs)
 }
 
 /// `$FERRET_HOME`, default `~/.cache/ferret`.

@@ -62,7 +62,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         .context("reranking the candidates")?;
     let seconds = start.elapsed().as_secs_f64();
     order.truncate(a.k.unwrap_or(docs.len()));
-    let usage = super::card::llm_usage(1);
+    let usage = ferret_search::run_card::llm_usage(1);
     if a.json {
         let rows: Vec<serde_json::Value> = order
             .iter()

@@ -1,9 +1,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::Context;
-use ferret_eval::{evaluate, EvalOptions, Measure, RunScores};
+use ferret_eval::{Measure, RunScores};
+use ferret_search::experiment::Outcome;
+use ferret_search::run_card::{self, RunCard};
 
 use crate::progress::count_bar;
 
@@ -60,8 +61,15 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     if let Some(path) = &a.explain {
         write_explain(path, &outcome, a.explain_depth)?;
     }
-    let card = super::card::RunCard::new(&a.set, &a.tag, scores, &a.output, &outcome)?;
-    let card_path = super::card::path_beside(&a.output);
+    let card = RunCard::new(
+        &a.set.query_set(),
+        &a.tag,
+        scores,
+        &a.output,
+        &outcome,
+        std::env::args().collect(),
+    )?;
+    let card_path = run_card::path_beside(&a.output);
     card.write(&card_path)?;
     eprintln!("run card -> {}", card_path.display());
     for u in &card.llm_usage {
@@ -83,16 +91,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A query set run through a pipeline, evaluated when qrels were given.
-pub struct Outcome {
-    pub prepared: super::Prepared,
-    pub queries: Vec<ferret_search::Query>,
-    pub run: ferret_eval::Run,
-    pub traces: Vec<(Vec<ferret_search::Hit>, ferret_search::Trace)>,
-    pub seconds: f64,
-    pub metrics: Vec<(String, f64)>,
-}
-
+/// A query set prepared and run, with a progress bar.
 pub fn execute(
     set: &super::QuerySetArgs,
     tag: &str,
@@ -100,41 +99,13 @@ pub fn execute(
     measures: &[Measure],
     explain: bool,
 ) -> anyhow::Result<Outcome> {
-    let mut prepared = set.prepare()?;
-    let queries = std::mem::take(&mut prepared.queries);
-    let bar = count_bar("queries", queries.len() as u64);
-    let start = Instant::now();
-    let traces = ferret_search::batch::search_queries_traced(
-        prepared.stage.as_ref(),
-        &queries,
-        set.k,
-        prepared.threads,
-        explain,
-        &|n| bar.set_position(n as u64),
-    )?;
+    let prepared = set.query_set().prepare()?;
+    let bar = count_bar("queries", prepared.queries.len() as u64);
+    let outcome = prepared.run(set.k, tag, scores, measures, explain, &|n| {
+        bar.set_position(n as u64)
+    })?;
     bar.finish_and_clear();
-    let seconds = start.elapsed().as_secs_f64();
-    let rankings = traces.iter().map(|(hits, _)| hits.clone()).collect();
-    let run = ferret_search::batch::to_run(&prepared.index, &queries, rankings, tag, scores);
-    let metrics = match &prepared.qrels {
-        Some(qrels) => {
-            let e = evaluate(qrels, &run, measures, EvalOptions::default());
-            e.measures
-                .iter()
-                .map(|m| m.to_string())
-                .zip(e.mean.iter().copied())
-                .collect()
-        }
-        None => Vec::new(),
-    };
-    Ok(Outcome {
-        prepared,
-        queries,
-        run,
-        traces,
-        seconds,
-        metrics,
-    })
+    Ok(outcome)
 }
 
 fn write_explain(path: &Path, outcome: &Outcome, depth: usize) -> anyhow::Result<()> {
