@@ -12,6 +12,7 @@ pub mod batch;
 pub mod encoders;
 pub mod error;
 pub mod experiment;
+pub mod memo;
 pub mod pipeline;
 pub mod queries;
 pub mod registry;

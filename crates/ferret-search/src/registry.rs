@@ -104,13 +104,22 @@ pub fn prepare_reranker(expr: &Expr) -> Result<Box<dyn Reranker>, SearchError> {
 
 /// Turns a parsed expression into a prepared stage tree.
 pub fn prepare(expr: &Expr, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
-    prepare_in(expr, index, false)
+    prepare_in(expr, index, false, None)
+}
+
+/// [`prepare`], the inputs of combining stages shared through `memo` when given.
+pub(crate) fn prepare_with(
+    expr: &Expr,
+    index: &Arc<Index>,
+    memo: Option<&crate::memo::Memo>,
+) -> Result<Box<dyn Stage>, SearchError> {
+    prepare_in(expr, index, false, memo)
 }
 
 /// Prepares `expr` as the right side of `>>`, fed an incoming ranking by its caller (a shard
 /// running the part of a pipeline a router hands it).
 pub fn prepare_fed(expr: &Expr, index: &Arc<Index>) -> Result<Box<dyn Stage>, SearchError> {
-    prepare_in(expr, index, true)
+    prepare_in(expr, index, true, None)
 }
 
 /// Prepares the combining stage `expr` (a fusion: `rrf(a, b)`) with `rankings` standing for its
@@ -165,8 +174,14 @@ pub fn prepare_combination(
 }
 
 /// `fed`: whether this expression receives an incoming ranking (it is the right side of
-/// `>>`), which stages that need one check here, before anything runs.
-fn prepare_in(expr: &Expr, index: &Arc<Index>, fed: bool) -> Result<Box<dyn Stage>, SearchError> {
+/// `>>`), which stages that need one check here, before anything runs. `memo`: where the
+/// inputs of combining stages are shared between preparations.
+fn prepare_in(
+    expr: &Expr,
+    index: &Arc<Index>,
+    fed: bool,
+    memo: Option<&crate::memo::Memo>,
+) -> Result<Box<dyn Stage>, SearchError> {
     match expr {
         Expr::Stage {
             name,
@@ -192,7 +207,16 @@ fn prepare_in(expr: &Expr, index: &Arc<Index>, fed: bool) -> Result<Box<dyn Stag
                     ),
                 ));
             }
-            let prepare_input = |e: &Expr| prepare_in(e, index, spec.feeds_inputs);
+            let prepare_input = |e: &Expr| {
+                let prepare = || prepare_in(e, index, spec.feeds_inputs, memo);
+                match memo {
+                    Some(memo) => memo.input(
+                        format!("{}{e}", if spec.feeds_inputs { ">> " } else { "" }),
+                        prepare,
+                    ),
+                    None => prepare(),
+                }
+            };
             let mut a = Args::new(
                 name,
                 *position,
@@ -212,12 +236,12 @@ fn prepare_in(expr: &Expr, index: &Arc<Index>, fed: bool) -> Result<Box<dyn Stag
             Ok(stage)
         }
         Expr::Cutoff { input, k } => Ok(Box::new(Cutoff {
-            input: prepare_in(input, index, fed)?,
+            input: prepare_in(input, index, fed, memo)?,
             k: *k,
         })),
         Expr::Then { first, then } => Ok(Box::new(Then {
-            first: prepare_in(first, index, fed)?,
-            then: prepare_in(then, index, true)?,
+            first: prepare_in(first, index, fed, memo)?,
+            then: prepare_in(then, index, true, memo)?,
         })),
     }
 }

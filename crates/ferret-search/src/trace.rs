@@ -79,6 +79,11 @@ impl Trace {
     /// Runs `stage`, recording it (entries are in pre-order: a stage before its inputs). A
     /// cancelled query stops before the stage, and a stage that ended early because of it
     /// (rerankers keep the incoming order for what they did not reach) gives no ranking.
+    /// Whether this trace records (explain is on).
+    pub fn is_on(&self) -> bool {
+        self.enabled
+    }
+
     pub fn run(
         &mut self,
         stage: &dyn Stage,

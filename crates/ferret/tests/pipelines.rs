@@ -213,6 +213,99 @@ fn tune_picks_on_train_and_reports_on_test() {
 }
 
 #[test]
+fn tune_searches_many_weights_and_saves_the_winner_as_a_run_card() {
+    let tmp = tempfile::tempdir().unwrap();
+    let idx = tmp.path().join("idx");
+    scifact_index(&idx);
+    let d = dataset("beir-scifact");
+    let queries = d.join("queries.jsonl");
+    let (train, test) = (d.join("qrels/train.tsv"), d.join("qrels/test.tsv"));
+    let run = tmp.path().join("tuned.run");
+    // Three fusion weights: BM25 with three settings of k1 and b, combined by CombSUM.
+    let pipeline = "combsum(bm25(k1=0.9, b=0.4) % 1000, bm25(k1=1.2, b=0.75) % 1000, \
+                    bm25(k1=0.5, b=0.2) % 1000, norm=zscore, weights=[{w1}, {w2}, {w3}]) % 100";
+    let base = [
+        "tune",
+        "--index",
+        s(&idx),
+        "--queries",
+        s(&queries),
+        "--qrels",
+        s(&train),
+        "--pipeline",
+        pipeline,
+        "--grid",
+        "w1=0,0.5,1",
+        "--grid",
+        "w2=0,0.5,1",
+        "--grid",
+        "w3=0,0.5,1",
+        "-m",
+        "nDCG@10",
+        "-k",
+        "100",
+    ];
+    let mut args = base.to_vec();
+    args.extend([
+        "--search",
+        "coordinate",
+        "--report-qrels",
+        s(&test),
+        "-o",
+        s(&run),
+    ]);
+    let out = ferret_ok(&args);
+    let tried = out.lines().filter(|l| l.starts_with("w1=")).count();
+    // From the middle (0.5, 0.5, 0.5): at least one pass of 2 + 2 + 2 other values, and never
+    // a setting twice — fewer than the grid's 27.
+    assert!((7..27).contains(&tried), "{tried} settings: {out}");
+    let best_line = out.lines().find(|l| l.starts_with("best on")).unwrap();
+    assert!(
+        best_line.contains(&format!("of {tried} settings tried")),
+        "{out}"
+    );
+    let held_out = out.lines().find(|l| l.starts_with("held-out")).unwrap();
+    // The run card records the chosen pipeline and the held-out numbers it printed.
+    let card: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("tuned.run.card.json")).unwrap(),
+    )
+    .unwrap();
+    let chosen = out
+        .lines()
+        .find_map(|l| l.strip_prefix("pipeline: "))
+        .unwrap();
+    assert_eq!(card["pipeline"], chosen);
+    assert!(!chosen.contains('{'), "{chosen}");
+    assert_eq!(card["timings"]["queries"], 300);
+    let ndcg = card["metrics"][0]["value"].as_f64().unwrap();
+    assert!(
+        held_out.contains(&format!("nDCG@10 {ndcg:.4}")),
+        "{held_out} vs {card}"
+    );
+    let out = ferret_ok(&["reproduce", s(&tmp.path().join("tuned.run.card.json"))]);
+    assert!(
+        out.contains("reproduced") && out.contains("identical"),
+        "{out}"
+    );
+
+    // Random search: the seed fixes the settings drawn.
+    let random = |seed: &'static str| {
+        let mut args = base.to_vec();
+        args.extend(["--search", "random", "--samples", "4", "--seed", seed]);
+        let out = ferret_ok(&args);
+        let lines: Vec<String> = out
+            .lines()
+            .filter(|l| l.starts_with("w1="))
+            .map(String::from)
+            .collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        lines
+    };
+    assert_eq!(random("11"), random("11"));
+    assert_ne!(random("11"), random("12"));
+}
+
+#[test]
 fn bad_pipelines_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let idx = tmp.path().join("idx");

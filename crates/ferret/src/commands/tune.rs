@@ -1,16 +1,33 @@
-//! `ferret tune`: grid search over named parameters of a pipeline on a training split.
+//! `ferret tune`: choosing named parameters of a pipeline on a training split.
 //!
 //! The pipeline text holds placeholders (`interp(bm25 % 1000, dense % 1000, alpha={alpha})`),
-//! each filled from a `--grid name=values`. Every setting is run over the training queries
-//! (those judged in `--qrels`) and scored by the first `-m` measure; the best is reported, and
-//! with `--report-qrels` evaluated once on that split — which must share no query with the
-//! training split, so the reported number is never tuned on.
+//! each with the values a `--grid name=values` gives. Settings are run over the training
+//! queries (those judged in `--qrels`) and scored by the first `-m` measure: every combination
+//! (`--search grid`), coordinate ascent — one parameter at a time over its values, the others
+//! held, pass after pass until a pass improves nothing, from the middle values and then from
+//! `--restarts` random starts (Metzler & Croft's linear feature-based models) — or `--samples`
+//! combinations drawn at random (`--search random`), reproducible from `--seed`. The best is
+//! reported, and with `--report-qrels` evaluated once on that split — which must share no query
+//! with the training split, so the reported number is never tuned on; `--output` writes that
+//! run with its run card.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use ferret_eval::{evaluate, EvalOptions, Measure, Qrels, RunScores};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Search {
+    /// Every combination of the grids' values
+    Grid,
+    /// One parameter at a time, the others held, until a pass over them improves nothing
+    Coordinate,
+    /// --samples combinations drawn at random
+    Random,
+}
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -41,7 +58,23 @@ pub struct Args {
     /// Threads over queries (default: all cores)
     #[arg(long)]
     threads: Option<usize>,
-    /// Chart the first measure over the grid as SVG: the training split and, with
+    /// How settings are chosen from the grids
+    #[arg(long, value_enum, default_value_t = Search::Grid)]
+    search: Search,
+    /// Random search: settings drawn (distinct; at most every combination)
+    #[arg(long, default_value_t = 20)]
+    samples: usize,
+    /// Coordinate ascent: random starts after the first one (from the middle values)
+    #[arg(long, default_value_t = 0)]
+    restarts: usize,
+    /// Seed of random search and of coordinate ascent's restarts
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the best setting's run (on the --report-qrels split, else the training split) to
+    /// this file, with its run card beside it
+    #[arg(short, long, value_name = "RUN")]
+    output: Option<PathBuf>,
+    /// Chart the first measure over the settings tried as SVG: the training split and, with
     /// --report-qrels, the held-out split too (every setting is then also run on it; the
     /// choice is still made on the training split alone)
     #[arg(long, value_name = "FILE.svg")]
@@ -98,22 +131,83 @@ fn parse_axis(spec: &str) -> anyhow::Result<Axis> {
     })
 }
 
-/// Every combination of the axes' values, as (name, value) lists.
-fn settings(axes: &[Axis]) -> Vec<Vec<(String, String)>> {
-    let mut out: Vec<Vec<(String, String)>> = vec![Vec::new()];
-    for axis in axes {
+/// A setting: an index into each axis's values.
+type Setting = Vec<usize>;
+
+/// Every combination of the axes' values, the last axis varying fastest.
+fn grid(sizes: &[usize]) -> Vec<Setting> {
+    let mut out: Vec<Setting> = vec![Vec::new()];
+    for &size in sizes {
         out = out
             .into_iter()
             .flat_map(|prefix| {
-                axis.values.iter().map(move |v| {
+                (0..size).map(move |v| {
                     let mut s = prefix.clone();
-                    s.push((axis.name.clone(), v.clone()));
+                    s.push(v);
                     s
                 })
             })
             .collect();
     }
     out
+}
+
+/// `samples` distinct settings drawn uniformly (every combination when there are no more).
+fn random_settings(sizes: &[usize], samples: usize, rng: &mut StdRng) -> Vec<Setting> {
+    let total = sizes
+        .iter()
+        .try_fold(1usize, |n, &s| n.checked_mul(s))
+        .unwrap_or(usize::MAX);
+    if samples >= total {
+        return grid(sizes);
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(samples);
+    while out.len() < samples {
+        let s: Setting = sizes.iter().map(|&n| rng.random_range(0..n)).collect();
+        if seen.insert(s.clone()) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Coordinate ascent from `start`: each axis in turn takes the value that scores best with the
+/// others held (the current one unless another is strictly better), until a whole pass changes
+/// nothing. Returns the final setting and its score.
+fn coordinate_ascent(
+    sizes: &[usize],
+    start: Setting,
+    score: &mut dyn FnMut(&Setting) -> anyhow::Result<f64>,
+) -> anyhow::Result<(Setting, f64)> {
+    let mut current = start;
+    let mut best = score(&current)?;
+    loop {
+        let mut changed = false;
+        for (axis, &size) in sizes.iter().enumerate() {
+            for v in 0..size {
+                if v == current[axis] {
+                    continue;
+                }
+                let mut candidate = current.clone();
+                candidate[axis] = v;
+                let s = score(&candidate)?;
+                if s > best {
+                    (current, best, changed) = (candidate, s, true);
+                }
+            }
+        }
+        if !changed {
+            return Ok((current, best));
+        }
+    }
+}
+
+fn named(axes: &[Axis], setting: &Setting) -> Vec<(String, String)> {
+    axes.iter()
+        .zip(setting)
+        .map(|(a, &v)| (a.name.clone(), a.values[v].clone()))
+        .collect()
 }
 
 /// The pipeline with every placeholder filled; errors on placeholders without a grid and on
@@ -146,6 +240,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         .iter()
         .map(|g| parse_axis(g))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let sizes: Vec<usize> = axes.iter().map(|x| x.values.len()).collect();
     let measures = Measure::parse_all(&a.measures)?;
     let train = Qrels::read(&a.qrels)?;
     let report = a.report_qrels.as_deref().map(Qrels::read).transpose()?;
@@ -159,20 +254,35 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             a.report_qrels.as_ref().unwrap().display()
         );
     }
+    // Placeholders without a grid (or grids without a placeholder) and pipelines that do not
+    // parse are refused before any time is spent.
+    let middle: Setting = sizes.iter().map(|&n| n / 2).collect();
+    ferret_search::pipeline::parse_any(&fill(&a.pipeline, &named(&axes, &middle))?)?;
     let index = super::open_index(&a.index)?;
     let train_queries = super::load_queries(&a.queries, Some(&train))?;
     let threads = a.threads.unwrap_or_else(super::default_threads);
-    let all = settings(&axes);
-    // Check every setting parses before spending time on any.
-    let pipelines = all
-        .iter()
-        .map(|s| fill(&a.pipeline, s))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut rng = StdRng::seed_from_u64(a.seed);
+    let planned = match a.search {
+        Search::Grid => grid(&sizes),
+        Search::Random => random_settings(&sizes, a.samples, &mut rng),
+        Search::Coordinate => Vec::new(),
+    };
     eprintln!(
-        "tuning {} settings on {} training queries ({})",
-        pipelines.len(),
+        "tuning on {} training queries ({}): {}",
         train_queries.len(),
-        a.qrels.display()
+        a.qrels.display(),
+        match a.search {
+            Search::Grid => format!("{} settings, every combination", planned.len()),
+            Search::Random => format!(
+                "{} settings drawn at random (seed {})",
+                planned.len(),
+                a.seed
+            ),
+            Search::Coordinate => format!(
+                "coordinate ascent from the middle values and {} random starts (seed {})",
+                a.restarts, a.seed
+            ),
+        }
     );
     let header: Vec<String> = measures.iter().map(|m| m.to_string()).collect();
     println!(
@@ -188,9 +298,6 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         (Some(_), Some(report)) => Some((super::load_queries(&a.queries, Some(report))?, report)),
         _ => None,
     };
-    let mut best: Option<(usize, f64)> = None;
-    let mut train_scores = Vec::new();
-    let mut held_out_scores = Vec::new();
     let measure_of = |stage: &dyn ferret_search::Stage,
                       queries: &[ferret_search::Query],
                       qrels: &Qrels|
@@ -200,14 +307,23 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             ferret_search::batch::to_run(&index, queries, rankings, "tune", RunScores::Separated);
         Ok(evaluate(qrels, &run, &measures, EvalOptions::default()))
     };
-    for (i, (setting, text)) in all.iter().zip(&pipelines).enumerate() {
-        let stage = ferret_search::prepare(text, &index)?;
-        let e = measure_of(stage.as_ref(), &train_queries, &train)?;
-        train_scores.push(e.mean[0]);
-        if let Some((queries, qrels)) = &charted_held_out {
-            held_out_scores.push(measure_of(stage.as_ref(), queries, qrels)?.mean[0]);
+    // Fusion inputs the settings have in common are prepared once and retrieve each query once.
+    let memo = ferret_search::memo::Memo::default();
+    // Each setting is run once: coordinate ascent comes back to settings it has scored.
+    let mut tried: Vec<(Setting, f64, Option<f64>)> = Vec::new();
+    let mut scored = std::collections::HashMap::<Setting, f64>::new();
+    let mut score = |setting: &Setting| -> anyhow::Result<f64> {
+        if let Some(&s) = scored.get(setting) {
+            return Ok(s);
         }
-        let shown: Vec<String> = setting.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let shown = named(&axes, setting);
+        let stage = ferret_search::memo::prepare(&fill(&a.pipeline, &shown)?, &index, &memo)?;
+        let e = measure_of(stage.as_ref(), &train_queries, &train)?;
+        let held_out = match &charted_held_out {
+            Some((queries, qrels)) => Some(measure_of(stage.as_ref(), queries, qrels)?.mean[0]),
+            None => None,
+        };
+        let shown: Vec<String> = shown.iter().map(|(n, v)| format!("{n}={v}")).collect();
         println!(
             "{:<40} {}",
             shown.join(" "),
@@ -216,22 +332,50 @@ pub fn main(a: Args) -> anyhow::Result<()> {
                 .map(|v| format!("{v:>10.4}"))
                 .collect::<String>()
         );
-        if best.is_none_or(|(_, b)| e.mean[0] > b) {
-            best = Some((i, e.mean[0]));
+        scored.insert(setting.clone(), e.mean[0]);
+        tried.push((setting.clone(), e.mean[0], held_out));
+        Ok(e.mean[0])
+    };
+    match a.search {
+        Search::Grid | Search::Random => {
+            for setting in &planned {
+                score(setting)?;
+            }
+        }
+        Search::Coordinate => {
+            let mut start = middle.clone();
+            for restart in 0..=a.restarts {
+                if restart > 0 {
+                    start = sizes.iter().map(|&n| rng.random_range(0..n)).collect();
+                }
+                let (end, s) = coordinate_ascent(&sizes, start.clone(), &mut score)?;
+                let shown: Vec<String> = named(&axes, &end)
+                    .iter()
+                    .map(|(n, v)| format!("{n}={v}"))
+                    .collect();
+                eprintln!("ascent {}: {} ({s:.4})", restart + 1, shown.join(" "));
+            }
         }
     }
-    let (b, score) = best.context("the grid is empty")?;
-    let shown: Vec<String> = all[b].iter().map(|(n, v)| format!("{n}={v}")).collect();
+    // The first of the best in the order tried.
+    let b = (0..tried.len())
+        .reduce(|b, i| if tried[i].1 > tried[b].1 { i } else { b })
+        .context("no setting was tried")?;
+    let best = named(&axes, &tried[b].0);
+    let pipeline = fill(&a.pipeline, &best)?;
+    let shown: Vec<String> = best.iter().map(|(n, v)| format!("{n}={v}")).collect();
     println!(
-        "best on {}: {} ({} = {score:.4})",
+        "best on {} of {} settings tried: {} ({} = {:.4})",
         a.qrels.display(),
+        tried.len(),
         shown.join(" "),
-        measures[0]
+        measures[0],
+        tried[b].1
     );
-    println!("pipeline: {}", pipelines[b]);
+    println!("pipeline: {pipeline}");
     if let Some(path) = &a.plot {
-        let numeric: Option<Vec<f64>> = match &axes[..] {
-            [one] => one.values.iter().map(|v| v.parse().ok()).collect(),
+        let numeric: Option<Vec<f64>> = match (&axes[..], a.search) {
+            ([one], Search::Grid) => one.values.iter().map(|v| v.parse().ok()).collect(),
             _ => None,
         };
         let axis = match numeric {
@@ -239,39 +383,83 @@ pub fn main(a: Args) -> anyhow::Result<()> {
                 name: axes[0].name.clone(),
                 values,
             },
-            None => crate::plot::GridAxis::Ordinal { count: all.len() },
+            None => crate::plot::GridAxis::Ordinal { count: tried.len() },
         };
-        let held_out = charted_held_out
-            .as_ref()
-            .map(|_| held_out_scores.as_slice());
+        let train_scores: Vec<f64> = tried.iter().map(|t| t.1).collect();
+        let held_out: Option<Vec<f64>> = tried.iter().map(|t| t.2).collect();
         crate::plot::tuning(
             path,
             &measures[0].to_string(),
             &axis,
             &train_scores,
-            held_out,
+            held_out.as_deref(),
             b,
         )?;
         eprintln!("chart: {}", path.display());
     }
-    if let (Some(report), Some(path)) = (&report, &a.report_qrels) {
-        let queries = super::load_queries(&a.queries, Some(report))?;
-        let stage = ferret_search::prepare(&pipelines[b], &index)?;
-        let rankings =
-            ferret_search::batch::search_queries(stage.as_ref(), &queries, a.k, threads, &|_| {})?;
-        let run =
-            ferret_search::batch::to_run(&index, &queries, rankings, "tuned", RunScores::Separated);
-        let e = evaluate(report, &run, &measures, EvalOptions::default());
-        println!(
-            "held-out {} ({} queries): {}",
+    if report.is_none() && a.output.is_none() {
+        return Ok(());
+    }
+    // The chosen pipeline once more, as `ferret run` would run it: on the held-out split when
+    // there is one (else the training split), with its run card when --output is given.
+    let set = ferret_search::experiment::QuerySet {
+        index: a.index.clone(),
+        queries: a.queries.clone(),
+        qrels: Some(a.report_qrels.clone().unwrap_or_else(|| a.qrels.clone())),
+        pipeline: pipeline.clone(),
+        k: a.k,
+        threads: Some(threads),
+        sparse_queries: None,
+    };
+    let outcome = set.prepare()?.run(
+        a.k,
+        "tuned",
+        RunScores::Separated,
+        &measures,
+        false,
+        &|_| {},
+    )?;
+    let split = set.qrels.as_ref().unwrap();
+    println!(
+        "{} {} ({} queries): {}",
+        if report.is_some() {
+            "held-out"
+        } else {
+            "training split"
+        },
+        split.display(),
+        outcome.queries.len(),
+        outcome
+            .metrics
+            .iter()
+            .map(|(m, v)| format!("{m} {v:.4}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if let Some(path) = &a.output {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        outcome
+            .run
+            .write_trec(&mut out)
+            .and_then(|_| std::io::Write::flush(&mut out))
+            .with_context(|| format!("writing {}", path.display()))?;
+        drop(out);
+        let card = ferret_search::run_card::RunCard::new(
+            &set,
+            "tuned",
+            RunScores::Separated,
+            path,
+            &outcome,
+            std::env::args().collect(),
+        )?;
+        let card_path = ferret_search::run_card::path_beside(path);
+        card.write(&card_path)?;
+        eprintln!(
+            "run -> {}, run card -> {}",
             path.display(),
-            queries.len(),
-            measures
-                .iter()
-                .zip(&e.mean)
-                .map(|(m, v)| format!("{m} {v:.4}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            card_path.display()
         );
     }
     Ok(())
@@ -286,20 +474,66 @@ mod tests {
         let a = parse_axis("alpha=0:0.3:0.1").unwrap();
         assert_eq!(a.values, ["0", "0.1", "0.2", "0.3"]);
         let b = parse_axis("fb_terms=5,10").unwrap();
-        let all = settings(&[a, b]);
+        let all = grid(&[a.values.len(), b.values.len()]);
         assert_eq!(all.len(), 8);
-        let text = fill("rm3(fb_terms={fb_terms}) >> x(alpha={alpha})", &all[3]).unwrap();
+        assert_eq!(all[3], [1, 1]);
+        let axes = [a, b];
+        let text = fill(
+            "rm3(fb_terms={fb_terms}) >> x(alpha={alpha})",
+            &named(&axes, &all[3]),
+        )
+        .unwrap();
         assert_eq!(text, "rm3(fb_terms=10) >> x(alpha=0.1)");
         assert!(fill("bm25(k1={k1})", &[])
             .unwrap_err()
             .to_string()
             .contains("{k1} has no --grid"));
-        assert!(fill("bm25", &all[0])
+        assert!(fill("bm25", &named(&axes, &all[0]))
             .unwrap_err()
             .to_string()
             .contains("no {alpha} placeholder"));
         assert!(parse_axis("alpha").is_err());
         assert!(parse_axis("alpha=1:0:0.1").is_err());
         assert!(parse_axis("alpha=0:1:x").is_err());
+    }
+
+    /// A score with one peak at (7, 2, 5) over 10 × 4 × 8 values, separable so that coordinate
+    /// ascent must find it, and how many settings each search evaluates.
+    fn peak(s: &Setting) -> f64 {
+        -((s[0] as f64 - 7.0).powi(2) + (s[1] as f64 - 2.0).powi(2) + (s[2] as f64 - 5.0).powi(2))
+    }
+
+    #[test]
+    fn coordinate_ascent_climbs_to_the_peak_scoring_each_setting_once() {
+        let sizes = [10, 4, 8];
+        let mut calls = Vec::new();
+        let mut score = |s: &Setting| {
+            calls.push(s.clone());
+            Ok(peak(s))
+        };
+        let (best, value) = coordinate_ascent(&sizes, vec![0, 0, 0], &mut score).unwrap();
+        assert_eq!((best, value), (vec![7, 2, 5], 0.0));
+        // Two passes (the second changes nothing) over 9 + 3 + 7 other values, plus the start.
+        assert_eq!(calls.len(), 1 + 2 * (9 + 3 + 7));
+        // Ties keep the current value: a flat score stops after one pass where it started.
+        let (flat, _) = coordinate_ascent(&sizes, vec![3, 1, 4], &mut |_| Ok(1.0)).unwrap();
+        assert_eq!(flat, [3, 1, 4]);
+    }
+
+    #[test]
+    fn random_search_draws_distinct_settings_reproducibly() {
+        let sizes = [10, 4, 8];
+        let draw = |seed| random_settings(&sizes, 50, &mut StdRng::seed_from_u64(seed));
+        let a = draw(7);
+        assert_eq!(a.len(), 50);
+        assert_eq!(a.iter().collect::<HashSet<_>>().len(), 50);
+        assert!(a.iter().all(|s| s.iter().zip(&sizes).all(|(v, n)| v < n)));
+        assert_eq!(a, draw(7));
+        assert_ne!(a, draw(8));
+        // Asking for more than there are gives every combination.
+        assert_eq!(
+            random_settings(&[2, 3], 10, &mut StdRng::seed_from_u64(0)),
+            grid(&[2, 3])
+        );
     }
 }
