@@ -145,6 +145,14 @@ pub(crate) struct LayerNorm {
 }
 
 impl LayerNorm {
+    pub(crate) fn new(g: Vec<f32>, b: Vec<f32>, eps: f64) -> Self {
+        LayerNorm {
+            g,
+            b,
+            eps: eps as f32,
+        }
+    }
+
     /// `name.weight` / `name.bias`, or the older `name.gamma` / `name.beta` (checkpoints saved
     /// by early versions of transformers, which its loader still renames).
     pub(crate) fn load(w: &Weights, name: &str, dim: usize, eps: f64) -> Result<Self, ModelError> {

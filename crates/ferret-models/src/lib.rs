@@ -6,6 +6,7 @@
 //! * [`bert`]: a lean BERT runtime (config.json + model.safetensors) over the `gemm` crate:
 //!   one sequence at a time, no padding, buffers reused, sequences spread over threads.
 //! * [`sentence`]: sentence-transformers models (tokenizer, pooling, normalisation, prefixes).
+//! * [`nomic`]: NomicBERT (nomic-embed-text) from a GGUF file, vocabulary included.
 //! * [`splade`]: SPLADE sparse encoders (`BertForMaskedLM`: term weights from the MLM head).
 //! * [`promptreps`]: PromptReps — a dense and a sparse representation from an instruction-tuned
 //!   LLM's last token (GGUF), with no training.
@@ -27,6 +28,7 @@ pub mod cross;
 pub mod error;
 pub mod llm;
 mod loaded;
+pub mod nomic;
 pub mod promptreps;
 pub mod sentence;
 pub mod source;

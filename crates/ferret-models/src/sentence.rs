@@ -9,6 +9,7 @@ use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::bert::Bert;
+use crate::nomic::NomicBert;
 use crate::ModelError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -47,10 +48,56 @@ struct StPrompts {
     prompts: std::collections::HashMap<String, String>,
 }
 
+/// The transformer under a sentence encoder.
+enum Backbone {
+    /// `config.json` + `model.safetensors`.
+    Bert(Box<Bert>),
+    /// A GGUF file (vocabulary included).
+    Nomic(Box<NomicBert>),
+}
+
+impl Backbone {
+    fn hidden_size(&self) -> usize {
+        match self {
+            Backbone::Bert(b) => b.config.hidden_size,
+            Backbone::Nomic(n) => n.hidden_size,
+        }
+    }
+
+    fn forward<R>(&self, ids: &[u32], type_ids: &[u32], f: impl FnOnce(&[f32]) -> R) -> R {
+        match self {
+            Backbone::Bert(b) => b.forward(ids, type_ids, f),
+            Backbone::Nomic(n) => n.forward(ids, f),
+        }
+    }
+}
+
+/// The one `.gguf` file of a model folder that has no `config.json`, if any.
+fn gguf_in(dir: &Path) -> Result<Option<PathBuf>, ModelError> {
+    if dir.join("config.json").exists() {
+        return Ok(None);
+    }
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(ModelError::io(dir))? {
+        let path = entry.map_err(ModelError::io(dir))?.path();
+        if path.extension().is_some_and(|e| e == "gguf") {
+            found.push(path);
+        }
+    }
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        n => Err(ModelError::invalid(
+            dir,
+            format!("{n} .gguf files: a model folder holds one"),
+        )),
+    }
+}
+
 /// A sentence encoder ready to embed text.
 pub struct SentenceEncoder {
     dir: PathBuf,
-    bert: Bert,
+    backbone: Backbone,
     tokenizer: Tokenizer,
     pub pooling: Pooling,
     pub normalize: bool,
@@ -106,11 +153,23 @@ fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
 
 impl SentenceEncoder {
     /// Loads a sentence-transformers folder. Without `modules.json` the model is treated as a
-    /// bare transformer with mean pooling and no normalisation.
+    /// bare transformer with mean pooling and no normalisation. A folder with one `.gguf` file
+    /// and no `config.json` is a GGUF encoder ([`NomicBert`]): its vocabulary, pooling and
+    /// context length come from the file, its output is normalised, and without a
+    /// `config_sentence_transformers.json` it gets nomic-embed's task prefixes.
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
-        let tok_path = dir.join("tokenizer.json");
-        let mut tokenizer = load_tokenizer(dir)?;
-        let bert = Bert::load(dir)?;
+        let (backbone, mut tokenizer, tok_path) = match gguf_in(dir)? {
+            Some(file) => {
+                let model = NomicBert::load(&file)?;
+                let tokenizer = model.tokenizer().clone();
+                (Backbone::Nomic(Box::new(model)), tokenizer, file)
+            }
+            None => (
+                Backbone::Bert(Box::new(Bert::load(dir)?)),
+                load_tokenizer(dir)?,
+                dir.join("tokenizer.json"),
+            ),
+        };
         let read_json = |p: PathBuf| -> Result<Option<serde_json::Value>, ModelError> {
             match std::fs::read_to_string(&p) {
                 Ok(t) => serde_json::from_str(&t)
@@ -152,10 +211,31 @@ impl SentenceEncoder {
         let st: StConfig = read_json(dir.join("sentence_bert_config.json"))?
             .map(|v| serde_json::from_value(v).unwrap_or_default())
             .unwrap_or_default();
-        let max_seq_length = st.max_seq_length.unwrap_or(512).min(bert.max_tokens());
-        let prompts: StPrompts = read_json(dir.join("config_sentence_transformers.json"))?
-            .map(|v| serde_json::from_value(v).unwrap_or_default())
-            .unwrap_or_default();
+        // (longest sequence, default length): sentence-transformers' default 512 for BERTs,
+        // the file's whole context for GGUF encoders, as llama.cpp embeds.
+        let (max_tokens, default_length) = match &backbone {
+            Backbone::Bert(b) => (b.max_tokens(), 512),
+            Backbone::Nomic(n) => {
+                if modules.is_empty() {
+                    pooling = n.pooling;
+                    normalize = true;
+                }
+                (n.context_length, n.context_length)
+            }
+        };
+        let max_seq_length = st.max_seq_length.unwrap_or(default_length).min(max_tokens);
+        let prompts: StPrompts = match read_json(dir.join("config_sentence_transformers.json"))? {
+            Some(v) => serde_json::from_value(v).unwrap_or_default(),
+            // nomic-embed's task prefixes (its model card: retrieval queries and documents).
+            None if matches!(backbone, Backbone::Nomic(_)) => StPrompts {
+                prompts: [
+                    ("query".to_string(), "search_query: ".to_string()),
+                    ("document".to_string(), "search_document: ".to_string()),
+                ]
+                .into(),
+            },
+            None => StPrompts::default(),
+        };
         // sentence-transformers truncates at max_seq_length and pads per batch; this runtime
         // runs sequences one by one, so no padding at all.
         tokenizer
@@ -167,7 +247,7 @@ impl SentenceEncoder {
         tokenizer.with_padding(None);
         Ok(SentenceEncoder {
             dir: dir.to_path_buf(),
-            bert,
+            backbone,
             tokenizer,
             pooling,
             normalize,
@@ -183,7 +263,7 @@ impl SentenceEncoder {
     }
 
     pub fn dim(&self) -> usize {
-        self.bert.config.hidden_size
+        self.backbone.hidden_size()
     }
 
     pub fn dir(&self) -> &Path {
@@ -193,6 +273,37 @@ impl SentenceEncoder {
     /// Embeds texts (each prefixed with `prefix`), spreading sequences over the current rayon
     /// pool, longest first so the threads finish together. Output order is input order.
     pub fn encode(&self, texts: &[&str], prefix: &str) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.encode_dims(texts, prefix, None)
+    }
+
+    /// Checks a Matryoshka size against the model's.
+    pub fn check_dims(&self, dims: usize) -> Result<(), ModelError> {
+        if dims == 0 || dims > self.dim() {
+            return Err(ModelError::invalid(
+                &self.dir,
+                format!(
+                    "dims {dims}: a Matryoshka size is between 1 and the model's {}",
+                    self.dim()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`encode`](Self::encode), keeping the first `dims` dimensions when given (Matryoshka
+    /// truncation, for models trained for it), the result scaled to unit length. For GGUF
+    /// (nomic-embed) models the pooled vector is layer-normed (no weights) before the cut, as
+    /// nomic-embed-text-v1.5's model card prescribes; other models are cut as they are
+    /// (sentence-transformers' `truncate_dim`).
+    pub fn encode_dims(
+        &self,
+        texts: &[&str],
+        prefix: &str,
+        dims: Option<usize>,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
+        if let Some(d) = dims {
+            self.check_dims(d)?;
+        }
         let inputs: Vec<String> = texts.iter().map(|t| format!("{prefix}{t}")).collect();
         let encodings = self
             .tokenizer
@@ -204,9 +315,15 @@ impl SentenceEncoder {
             .par_iter()
             .map(|&i| {
                 let e = &encodings[i];
-                let v = self.bert.forward(e.get_ids(), e.get_type_ids(), |hidden| {
-                    self.pool(hidden, e.get_ids().len())
-                });
+                let v = self
+                    .backbone
+                    .forward(e.get_ids(), e.get_type_ids(), |hidden| {
+                        self.pool(hidden, e.get_ids().len())
+                    });
+                let v = match dims {
+                    Some(d) => self.matryoshka(v, d),
+                    None => v,
+                };
                 (i, v)
             })
             .collect();
@@ -215,6 +332,19 @@ impl SentenceEncoder {
             out[i] = v;
         }
         Ok(out)
+    }
+
+    fn matryoshka(&self, mut v: Vec<f32>, dims: usize) -> Vec<f32> {
+        if matches!(self.backbone, Backbone::Nomic(_)) {
+            let n = v.len() as f32;
+            let mean = v.iter().sum::<f32>() / n;
+            let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
+            let scale = 1.0 / (var + 1e-5).sqrt();
+            v.iter_mut().for_each(|x| *x = (*x - mean) * scale);
+        }
+        v.truncate(dims);
+        unit(&mut v);
+        v
     }
 
     fn pool(&self, hidden: &[f32], len: usize) -> Vec<f32> {
@@ -242,9 +372,13 @@ impl SentenceEncoder {
             }
         };
         if self.normalize {
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-            v.iter_mut().for_each(|x| *x /= norm);
+            unit(&mut v);
         }
         v
     }
+}
+
+fn unit(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
 }

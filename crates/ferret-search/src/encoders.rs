@@ -71,20 +71,31 @@ impl EncoderSource for ModelEncoders {
     }
 }
 
-/// A sentence encoder with the document prefix its representation uses.
+/// A sentence encoder with the document prefix and Matryoshka size its representation uses.
 struct Sentences {
     encoder: Arc<SentenceEncoder>,
     prefix: String,
+    dims: Option<usize>,
 }
 
 impl DenseEncoder for Sentences {
     fn dim(&self) -> usize {
-        self.encoder.dim()
+        self.dims.unwrap_or(self.encoder.dim())
     }
     fn encode(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
         self.encoder
-            .encode(texts, &self.prefix)
+            .encode_dims(texts, &self.prefix, self.dims)
             .map_err(|e| e.to_string())
+    }
+}
+
+/// Refuses Matryoshka truncation for encoders other than sentence encoders.
+fn no_dims(options: &DenseOptions, what: &str) -> Result<(), String> {
+    match options.dims {
+        Some(d) => Err(format!(
+            "dims {d}: Matryoshka truncation applies to sentence encoders, not to {what}"
+        )),
+        None => Ok(()),
     }
 }
 
@@ -92,9 +103,11 @@ fn load_dense(r: &ResolvedModel, params: &serde_json::Value) -> Result<DocumentE
     let options: DenseOptions =
         serde_json::from_value(params.clone()).map_err(|e| e.to_string())?;
     if encoder_kind(options.encoder.as_deref())? == Encoder::Clip {
+        no_dims(&options, "CLIP")?;
         return Ok(DocumentEncoder::Dense(Arc::new(ClipTexts(clip(r)?))));
     }
     if is_promptreps(options.encoder.as_deref())? {
+        no_dims(&options, "PromptReps")?;
         let run = promptreps_run(Side::Passage, options.document_max_length, None);
         return Ok(DocumentEncoder::Dense(Arc::new(PromptRepsDense {
             model: promptreps(r)?,
@@ -102,12 +115,16 @@ fn load_dense(r: &ResolvedModel, params: &serde_json::Value) -> Result<DocumentE
         })));
     }
     let encoder = ferret_models::sentence::shared(&r.dir).map_err(|e| e.to_string())?;
+    if let Some(d) = options.dims {
+        encoder.check_dims(d).map_err(|e| e.to_string())?;
+    }
     let prefix = options
         .document_prefix
         .unwrap_or_else(|| encoder.document_prefix.clone());
     Ok(DocumentEncoder::Dense(Arc::new(Sentences {
         encoder,
         prefix,
+        dims: options.dims,
     })))
 }
 

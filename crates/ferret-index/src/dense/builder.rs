@@ -35,6 +35,10 @@ pub struct DenseOptions {
     pub document_max_length: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_max_length: Option<usize>,
+    /// Keep the first `dims` dimensions of each vector (Matryoshka truncation; sentence
+    /// encoders only), for documents and queries alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dims: Option<usize>,
 }
 
 impl DenseOptions {
@@ -55,6 +59,7 @@ fn encoder_options(params: &DenseParams) -> serde_json::Value {
         encoder: params.encoder.clone(),
         document_max_length: params.document_max_length,
         query_max_length: params.query_max_length,
+        dims: params.dims,
     };
     serde_json::to_value(options).expect("dense options serialise")
 }
@@ -107,6 +112,7 @@ impl Builder for DenseBuilder {
                     encoder: options.encoder,
                     document_max_length: options.document_max_length,
                     query_max_length: options.query_max_length,
+                    dims: options.dims,
                     vectors: Vec::new(),
                     hnsw: options.hnsw.map(|params| HnswInfo {
                         file: String::new(),

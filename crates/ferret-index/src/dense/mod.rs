@@ -48,6 +48,9 @@ pub struct DenseParams {
     pub document_max_length: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_max_length: Option<usize>,
+    /// Matryoshka truncation the vectors were made with ([`DenseOptions`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dims: Option<usize>,
     /// The vector file of each docstore chunk.
     #[serde(default)]
     pub vectors: Vec<ChunkFile>,

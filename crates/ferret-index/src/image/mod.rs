@@ -80,6 +80,7 @@ impl ImageReader {
                 encoder: None,
                 document_max_length: None,
                 query_max_length: None,
+                dims: None,
                 vectors: params.vectors.clone(),
                 hnsw: None,
             },

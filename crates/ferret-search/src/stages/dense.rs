@@ -25,6 +25,8 @@ pub(crate) enum QueryEncoder {
     Sentence {
         encoder: Arc<SentenceEncoder>,
         prefix: String,
+        /// Matryoshka size the index's vectors were cut to.
+        dims: Option<usize>,
     },
     PromptReps(crate::encoders::PromptRepsDense),
     /// CLIP's text tower (texts indexed with it; image queries go through `clip`).
@@ -35,8 +37,12 @@ impl QueryEncoder {
     /// Embeds query texts, spread over the current rayon pool.
     pub(crate) fn embed_all(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, SearchError> {
         match self {
-            QueryEncoder::Sentence { encoder, prefix } => encoder
-                .encode(texts, prefix)
+            QueryEncoder::Sentence {
+                encoder,
+                prefix,
+                dims,
+            } => encoder
+                .encode_dims(texts, prefix, *dims)
                 .map_err(|e| SearchError::Invalid(e.to_string())),
             QueryEncoder::PromptReps(p) => {
                 ferret_index::DenseEncoder::encode(p, texts).map_err(SearchError::Invalid)
@@ -104,12 +110,20 @@ pub(crate) fn bind_model(
         )
     } else {
         let encoder = ferret_models::sentence::shared(&resolved.dir).map_err(model_err)?;
-        let dim = encoder.dim();
+        let dim = params.dims.unwrap_or(encoder.dim());
         let prefix = params
             .query_prefix
             .clone()
             .unwrap_or_else(|| encoder.query_prefix.clone());
-        (QueryEncoder::Sentence { encoder, prefix }, dim)
+        let dims = params.dims;
+        (
+            QueryEncoder::Sentence {
+                encoder,
+                prefix,
+                dims,
+            },
+            dim,
+        )
     };
     if dim != params.dim {
         return Err(SearchError::at(

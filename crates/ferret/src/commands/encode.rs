@@ -44,6 +44,9 @@ pub struct Args {
     /// As --colbert, with a sentence encoder's zero-shot token vectors
     #[arg(long, conflicts_with_all = ["sparse", "images", "colbert"])]
     tokens: bool,
+    /// Keep the first N dimensions (Matryoshka truncation), scaled to unit length
+    #[arg(long, value_name = "N", conflicts_with_all = ["sparse", "images", "colbert", "tokens"])]
+    dims: Option<usize>,
     /// With --sparse: longest input in tokens (default 256 for documents, 64 for queries)
     #[arg(long)]
     max_length: Option<usize>,
@@ -71,7 +74,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         .build()?;
     let start = Instant::now();
     let prefix = a.prefix.as_deref().unwrap_or(prefix);
-    let vectors = pool.install(|| encoder.encode(&refs, prefix))?;
+    let vectors = pool.install(|| encoder.encode_dims(&refs, prefix, a.dims))?;
     let secs = start.elapsed().as_secs_f64();
     let file = std::fs::File::create(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
@@ -92,7 +95,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         ids.len(),
         secs,
         ids.len() as f64 / secs,
-        encoder.dim()
+        a.dims.unwrap_or(encoder.dim())
     );
     Ok(())
 }

@@ -50,6 +50,11 @@ pub struct Args {
     /// How --dense vectors are stored: f32, or f16 (half the size, scores computed in f32)
     #[arg(long, default_value = "f32")]
     dense_dtype: ferret_index::VectorType,
+    /// Keep the first N dimensions of each --dense vector (Matryoshka truncation, for models
+    /// trained for it such as nomic-embed-text-v1.5: 768, 512, 256, 128 or 64); queries are
+    /// cut the same way
+    #[arg(long, value_name = "N")]
+    dense_dims: Option<usize>,
     /// Text put before every query for --dense models, instead of the model's own prompt
     /// (e.g. "query: " for E5); recorded in the manifest and used by every search
     #[arg(long)]
@@ -173,6 +178,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             dtype: a.dense_dtype,
             query_prefix: a.query_prefix.clone(),
             document_prefix: a.document_prefix.clone(),
+            dims: a.dense_dims,
             ..Default::default()
         };
         writer.add_representation(options.request(model))?;
