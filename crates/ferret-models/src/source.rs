@@ -661,3 +661,101 @@ pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A zip of two deflated entries (an earlier one, then the model), split into 1 kB parts
+    /// as GPT4All's installer archive is split into wheels.
+    fn split_zip(model: &[u8]) -> Vec<Vec<u8>> {
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let deflated = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        let noise = random_bytes(6000, 7);
+        zip.start_file("app/earlier.bin", deflated).unwrap();
+        zip.write_all(&noise).unwrap();
+        zip.start_file("app/model.gguf", deflated).unwrap();
+        zip.write_all(model).unwrap();
+        let bytes = zip.finish().unwrap().into_inner();
+        bytes.chunks(1000).map(<[u8]>::to_vec).collect()
+    }
+
+    /// Incompressible bytes (xorshift), so that the parts hold what the sizes say.
+    fn random_bytes(n: usize, mut seed: u64) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect()
+    }
+
+    fn known(sha: &'static str) -> KnownModel {
+        KnownModel {
+            id: "tiny",
+            aliases: &[],
+            packages: &["tiny-part-2", "tiny-part-3"],
+            version: "0.0.2",
+            layout: Layout::EntryOfSplitZipTail("app/model.gguf"),
+            weights: "model.gguf",
+            weights_sha256: sha,
+        }
+    }
+
+    #[test]
+    fn an_entry_is_inflated_from_the_last_parts_of_a_split_zip() {
+        let model = random_bytes(5000, 11);
+        let sha = Box::leak(hex(&Sha256::digest(&model)).into_boxed_str());
+        let parts = split_zip(&model);
+        let k = known(sha);
+        let dir = tempfile::tempdir().unwrap();
+        let tail: Vec<u8> = parts[5..].concat();
+
+        let staging = dir.path().join("ok");
+        unpack_entry(&tail, "app/model.gguf", &k, &staging).unwrap();
+        assert_eq!(std::fs::read(staging.join("model.gguf")).unwrap(), model);
+        assert!(staging.join("ferret-model.json").exists());
+
+        // The entry starts in a part not downloaded (the parts of an earlier entry only).
+        let e = unpack_entry(
+            &parts[parts.len() - 2..].concat(),
+            "app/model.gguf",
+            &k,
+            &dir.path().join("late"),
+        );
+        let e = e.unwrap_err().to_string();
+        assert!(
+            e.contains("lies in the archive's parts before the ones downloaded"),
+            "{e}"
+        );
+
+        // A part missing in the middle: the offsets no longer line up.
+        let mut gap = parts[5..].to_vec();
+        gap.remove(1);
+        let e = unpack_entry(&gap.concat(), "app/model.gguf", &k, &dir.path().join("gap"));
+        assert!(e.is_err(), "a split zip with a part missing unpacked");
+
+        // Parts of another archive (another version): no such entry, or another file.
+        let other = split_zip(b"not the model");
+        let e = unpack_entry(
+            &other[6..].concat(),
+            "app/model.gguf",
+            &k,
+            &dir.path().join("other"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("sha256") || e.contains("no such entry") || e.contains("parts before"),
+            "{e}"
+        );
+
+        // Bytes that end no zip archive.
+        let e = unpack_entry(&model, "app/model.gguf", &k, &dir.path().join("none")).unwrap_err();
+        assert!(e.to_string().contains("no end record"), "{e}");
+    }
+}
