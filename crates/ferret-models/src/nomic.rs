@@ -40,7 +40,6 @@ struct Layer {
 
 /// A loaded NomicBERT encoder.
 pub struct NomicBert {
-    path: PathBuf,
     pub hidden_size: usize,
     heads: usize,
     /// The longest sequence: the file's context length.
@@ -373,7 +372,6 @@ impl NomicBert {
             }
         }
         Ok(NomicBert {
-            path: path.to_path_buf(),
             hidden_size: h,
             heads,
             context_length,
@@ -386,10 +384,6 @@ impl NomicBert {
             sin,
             tokenizer,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The file's WordPiece tokenizer (adds [CLS] and [SEP]; no truncation set).
