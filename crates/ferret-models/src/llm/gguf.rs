@@ -1,5 +1,6 @@
-//! A local GGUF model on the CPU: llama-family weights (quantised) run by candle's
-//! `quantized_llama`; the tokenizer and the chat template come from the file's metadata.
+//! A local GGUF model on the CPU: llama-family and Qwen2 weights (quantised) run by candle's
+//! `quantized_llama` and `quantized_qwen2`; the tokenizer and the chat template come from the
+//! file's metadata.
 //! Decoding is greedy, so an answer depends only on the prompt (which makes caching sound).
 
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::sync::Mutex;
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
-use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
+use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use tokenizers::Tokenizer;
 
 use super::template::ChatTemplate;
@@ -17,7 +18,67 @@ use crate::cancel::Cancel;
 use crate::source::{self, sha256_file};
 use crate::ModelError;
 
-const SUPPORTED: &[&str] = &["llama"];
+const SUPPORTED: &[&str] = &["llama", "qwen2"];
+
+/// One copy of the model with its own KV cache.
+enum ModelWeights {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+}
+
+impl ModelWeights {
+    fn forward(&mut self, input: &Tensor, position: usize) -> candle_core::Result<Tensor> {
+        match self {
+            ModelWeights::Llama(m) => m.forward(input, position),
+            ModelWeights::Qwen2(m) => m.forward(input, position),
+        }
+    }
+
+    fn clear_kv_cache(&mut self) {
+        match self {
+            ModelWeights::Llama(m) => m.clear_kv_cache(),
+            ModelWeights::Qwen2(m) => m.clear_kv_cache(),
+        }
+    }
+}
+
+/// Where new copies of the model come from. candle's llama clones cheaply (the weights are
+/// shared); its Qwen2 cannot be cloned, so each copy is loaded from the prepared GGUF bytes.
+enum Prototype {
+    Llama(Box<quantized_llama::ModelWeights>),
+    Qwen2(Vec<u8>),
+}
+
+impl Prototype {
+    /// The prototype and a first copy of the model.
+    fn load(arch: &str, ct: Content, buffer: Vec<u8>) -> candle_core::Result<(Self, ModelWeights)> {
+        let mut reader = std::io::Cursor::new(buffer);
+        if arch == "qwen2" {
+            let first = quantized_qwen2::ModelWeights::from_gguf(ct, &mut reader, &Device::Cpu)?;
+            return Ok((
+                Prototype::Qwen2(reader.into_inner()),
+                ModelWeights::Qwen2(first),
+            ));
+        }
+        let m = quantized_llama::ModelWeights::from_gguf(ct, &mut reader, &Device::Cpu)?;
+        Ok((
+            Prototype::Llama(Box::new(m.clone())),
+            ModelWeights::Llama(m),
+        ))
+    }
+
+    fn instance(&self) -> candle_core::Result<ModelWeights> {
+        match self {
+            Prototype::Llama(m) => Ok(ModelWeights::Llama((**m).clone())),
+            Prototype::Qwen2(bytes) => {
+                let mut reader = std::io::Cursor::new(bytes);
+                let ct = Content::read(&mut reader)?;
+                let m = quantized_qwen2::ModelWeights::from_gguf(ct, &mut reader, &Device::Cpu)?;
+                Ok(ModelWeights::Qwen2(m))
+            }
+        }
+    }
+}
 
 /// Prompt tokens per forward pass.
 const PROMPT_CHUNK: usize = 256;
@@ -29,7 +90,7 @@ pub struct GgufModel {
     /// Idle copies of the model (they share the weights; each has its own KV cache), so that
     /// queries on several threads do not wait for one another.
     pool: Mutex<Vec<ModelWeights>>,
-    prototype: ModelWeights,
+    prototype: Prototype,
     tokenizer: Tokenizer,
     template: ChatTemplate,
     /// Tokens that end an answer (end of sequence, end of turn).
@@ -100,8 +161,7 @@ impl GgufModel {
     pub fn open_with(model: &str, head: Head) -> Result<Self, ModelError> {
         let (path, id) = locate(model)?;
         let bad = |m: String| ModelError::invalid(&path, m);
-        let mut file = std::fs::File::open(&path).map_err(ModelError::io(&path))?;
-        let ct = Content::read(&mut file).map_err(|e| bad(format!("not a GGUF file: {e}")))?;
+        let (ct, mut file) = crate::gguf_header::read(&path)?;
         let arch = text(&ct, "general.architecture")
             .unwrap_or("(none)")
             .to_string();
@@ -134,18 +194,24 @@ impl GgufModel {
             bad("GGUF metadata has no tokenizer.chat_template: an instruct model is needed".into())
         })?;
         let template = ChatTemplate::new(template_source, &bos_text, &eos_text).map_err(bad)?;
-        // candle's rotary tables cover MAX_SEQ_LEN positions.
+        // candle's llama has rotary tables for MAX_SEQ_LEN positions; its Qwen2 for the
+        // model's whole context.
+        let rotary = if arch == "llama" {
+            quantized_llama::MAX_SEQ_LEN
+        } else {
+            usize::MAX
+        };
         let context_length = number(&ct, &format!("{arch}.context_length"))
-            .map_or(MAX_SEQ_LEN, |n| (n as usize).min(MAX_SEQ_LEN));
-        let (ct, mut reader, projection) = fast_layout(ct, &mut file, head)
+            .map_or(quantized_llama::MAX_SEQ_LEN, |n| (n as usize).min(rotary));
+        let (ct, buffer, projection) = fast_layout(ct, &mut file, head)
             .map_err(|e| bad(format!("loading the weights: {e}")))?;
-        let prototype = ModelWeights::from_gguf(ct, &mut reader, &Device::Cpu)
+        let (prototype, first) = Prototype::load(&arch, ct, buffer)
             .map_err(|e| bad(format!("loading the weights: {e}")))?;
         Ok(GgufModel {
             weights_sha256: sha256_file(&path)?,
             id,
             path,
-            pool: Mutex::new(Vec::new()),
+            pool: Mutex::new(vec![first]),
             prototype,
             tokenizer,
             template,
@@ -176,13 +242,15 @@ impl GgufModel {
 
     /// Runs `f` on an idle copy of the model (a new one when all are busy), then clears its KV
     /// cache and puts it back.
-    fn with_idle_model<T>(&self, f: impl FnOnce(&mut ModelWeights) -> T) -> T {
-        let mut model = self
-            .pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-            .unwrap_or_else(|| self.prototype.clone());
+    fn with_idle_model<T>(
+        &self,
+        f: impl FnOnce(&mut ModelWeights) -> candle_core::Result<T>,
+    ) -> candle_core::Result<T> {
+        let idle = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut model = match idle {
+            Some(m) => m,
+            None => self.prototype.instance()?,
+        };
         let result = f(&mut model);
         model.clear_kv_cache();
         self.pool
@@ -235,7 +303,7 @@ impl GgufModel {
     pub fn throughput(&self, prompt: &[u32], generate: usize) -> Result<(f64, f64), ModelError> {
         let bad =
             |e: candle_core::Error| ModelError::invalid(&self.path, format!("inference: {e}"));
-        let mut model = self.prototype.clone();
+        let mut model = self.prototype.instance().map_err(bad)?;
         let start = std::time::Instant::now();
         let mut logits = feed_prompt(&mut model, prompt, &Cancel::never())
             .map_err(bad)?
@@ -358,7 +426,7 @@ fn fast_layout(
     ct: Content,
     file: &mut std::fs::File,
     head: Head,
-) -> candle_core::Result<(Content, std::io::Cursor<Vec<u8>>, Option<Tensor>)> {
+) -> candle_core::Result<(Content, Vec<u8>, Option<Tensor>)> {
     use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
     const SCALAR_ONLY: [GgmlDType; 3] = [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1];
     let parameters: usize = ct.tensor_infos.values().map(|t| t.shape.elem_count()).sum();
@@ -406,7 +474,7 @@ fn fast_layout(
     gguf_file::write(&mut buffer, &metadata, &refs)?;
     buffer.set_position(0);
     let content = Content::read(&mut buffer)?;
-    Ok((content, buffer, projection))
+    Ok((content, buffer.into_inner(), projection))
 }
 
 /// Runs the prompt through the model (filling its KV cache); the logits after the last token.

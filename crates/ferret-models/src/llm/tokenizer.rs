@@ -11,9 +11,14 @@ use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::{AddedToken, PreTokenizerWrapper, Tokenizer};
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
 
 use crate::ModelError;
+
+/// Qwen2's split before byte-level BPE (its tokenizer.json; llama.cpp's `qwen2` pre-tokenizer):
+/// GPT-4's pattern with single digits.
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// llama.cpp's token types: 3 = control (e.g. `<|im_start|>`), 4 = user-defined.
 const CONTROL: i32 = 3;
@@ -75,9 +80,22 @@ pub(crate) fn from_gguf(ct: &Content, path: &Path) -> Result<Tokenizer, ModelErr
         ])
         .into(),
         "gpt2" | "default" => ByteLevel::new(false, true, true).into(),
+        "qwen2" => {
+            let split = Split::new(
+                SplitPattern::Regex(QWEN2_SPLIT.into()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(|e| bad(format!("the qwen2 pre-tokenizer: {e}")))?;
+            Sequence::new(vec![
+                split.into(),
+                ByteLevel::new(false, false, false).into(),
+            ])
+            .into()
+        }
         other => {
             return Err(bad(format!(
-                "pre-tokenizer '{other}' is not supported (supported: smollm, gpt2)"
+                "pre-tokenizer '{other}' is not supported (supported: smollm, gpt2, qwen2)"
             )))
         }
     };
