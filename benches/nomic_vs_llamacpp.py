@@ -12,7 +12,9 @@ and `ferret run --pipeline 'dense(exact=1)'`; with --matryoshka also `--dense-di
 indexes, two more encodings of the corpus), llama.cpp's vectors searched exactly in numpy and
 scored by `ferret eval`, at 768 and at 512 / 256 by the model card's recipe (layer norm without
 weights, cut, normalise).
-On 2 cores a whole-corpus encoding takes over an hour per engine.
+On 2 cores a whole-corpus encoding takes over an hour per engine; a run stopped part way resumes
+where it stopped (ferret's indexes and runs in --out are kept, llama.cpp's vectors are saved as
+they come).
 
 Texts: "search_document: " + title + " " + text and "search_query: " + query, as both sides
 prefix by default.
@@ -100,6 +102,27 @@ def means(ferret, run_file, qrels):
     return json.loads(out)["runs"][0]["mean"]
 
 
+def llama_documents(embed, docs, out, every=25):
+    """llama.cpp's vectors of all documents, and the seconds they took. Saved as they come
+    (every `every` documents, with the seconds so far), so that a run stopped part way resumes:
+    on 2 cores the whole corpus takes over an hour."""
+    path, clock = os.path.join(out, "llamacpp-docs.f32"), os.path.join(out, "llamacpp-docs.seconds")
+    done = np.fromfile(path, dtype="<f4").reshape(-1, 768) if os.path.exists(path) else np.zeros((0, 768), "<f4")
+    secs = float(open(clock).read()) if os.path.exists(clock) and len(done) else 0.0
+    if len(done):
+        print(f"llama.cpp: resuming after {len(done)} documents", file=sys.stderr, flush=True)
+    for start in range(len(done), len(docs), every):
+        t = time.perf_counter()
+        batch = np.array([embed("search_document: " + x["title"] + " " + x["text"])
+                          for x in docs[start:start + every]], dtype="<f4")
+        secs += time.perf_counter() - t
+        with open(path, "ab") as f:
+            f.write(batch.tobytes())
+        with open(clock, "w") as f:
+            f.write(f"{secs}\n")
+    return np.fromfile(path, dtype="<f4").reshape(-1, 768).astype(np.float64), secs
+
+
 def effectiveness(ferret, embed, docs, scifact, threads, matryoshka, out):
     """SciFact test nDCG@10 / R@100, whole corpus, both engines."""
     corpus = os.path.join(scifact, "corpus.jsonl.gz")
@@ -114,18 +137,20 @@ def effectiveness(ferret, embed, docs, scifact, threads, matryoshka, out):
     rows = []
     for dims in [768] + ([512, 256] if matryoshka else []):
         index = os.path.join(out, f"index-{dims}")
-        extra = ["--dense-dims", dims] if dims != 768 else []
-        t = time.perf_counter()
-        run(ferret + ["index", "--corpus", corpus, "--index", index, "--overwrite", "--threads", threads,
-                      "--dense", "nomic-embed-text-v1.5"] + extra)
-        secs = time.perf_counter() - t
         run_file = os.path.join(out, f"ferret-{dims}.run")
-        run(ferret + ["run", "--index", index, "--queries", queries_file, "--pipeline", "dense(exact=1)",
-                      "-k", "100", "--threads", threads, "-o", run_file])
+        timing = os.path.join(out, f"ferret-{dims}.seconds")
+        if not (os.path.exists(run_file) and os.path.exists(timing)):
+            extra = ["--dense-dims", dims] if dims != 768 else []
+            t = time.perf_counter()
+            run(ferret + ["index", "--corpus", corpus, "--index", index, "--overwrite", "--threads", threads,
+                          "--dense", "nomic-embed-text-v1.5"] + extra)
+            with open(timing, "w") as f:
+                f.write(f"{time.perf_counter() - t}\n")
+            run(ferret + ["run", "--index", index, "--queries", queries_file, "--pipeline", "dense(exact=1)",
+                          "-k", "100", "--threads", threads, "-o", run_file])
+        secs = float(open(timing).read())
         rows.append((f"ferret, {dims}", f"{len(docs) / secs:.2f}", means(ferret, run_file, qrels)))
-    t = time.perf_counter()
-    d = np.array([embed("search_document: " + x["title"] + " " + x["text"]) for x in docs], dtype=np.float64)
-    secs = time.perf_counter() - t
+    d, secs = llama_documents(embed, docs, out)
     q = np.array([embed("search_query: " + x["text"]) for x in queries], dtype=np.float64)
     for dims in [768, 512, 256]:
         if dims == 768:
@@ -145,7 +170,7 @@ def effectiveness(ferret, embed, docs, scifact, threads, matryoshka, out):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--docs", type=int, default=200, help="documents for the speed comparison")
+    ap.add_argument("--docs", type=int, default=200, help="documents for the speed comparison (0: none)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--full", action="store_true", help="also nDCG@10 / R@100 over the whole corpus")
     ap.add_argument("--matryoshka", action="store_true", help="with --full: also ferret indexes at 512 and 256 dimensions")
@@ -166,7 +191,8 @@ def main():
     corpus = os.path.join(scifact, "corpus.jsonl.gz")
     with gzip.open(corpus, "rt", encoding="utf-8") as f:
         docs = [json.loads(l) for l in f]
-    speed(ferret, embed, docs[: args.docs], corpus, args.threads, args.out)
+    if args.docs:
+        speed(ferret, embed, docs[: args.docs], corpus, args.threads, args.out)
     if args.full:
         effectiveness(ferret, embed, docs, scifact, args.threads, args.matryoshka, args.out)
 
