@@ -20,19 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from cpuinfo import cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ferret" / "clip-bench-venv"
-
-
-def cpu():
-    model, flags = "unknown", set()
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name") and model == "unknown":
-            model = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-    isa = "AVX-512" if "avx512f" in flags else ("AVX2" if "avx2" in flags else "no AVX2")
-    return f"{model}, {os.cpu_count()} cores, {isa}"
 
 
 TRANSFORMERS_SIDE = r"""

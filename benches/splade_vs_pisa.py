@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from cpuinfo import cpu
+
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ["pyterrier-pisa==0.4.9", "pyseismic-lsr==0.5.4", "pandas"]
 
@@ -43,17 +45,6 @@ def ensure_venv():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(py), "-m", "pip", "install", "-q", *PEERS], check=True)
     os.execv(str(py), [str(py), *sys.argv])
-
-
-def cpu():
-    model, flags = "unknown", set()
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name") and model == "unknown":
-            model = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-    isa = "AVX-512" if "avx512f" in flags else ("AVX2" if "avx2" in flags else "no AVX2")
-    return f"{model}, {os.cpu_count()} cores, {isa}"
 
 
 def run(cmd, **kw):
