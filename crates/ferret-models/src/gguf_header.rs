@@ -56,7 +56,9 @@ pub(crate) fn read(path: &Path) -> Result<(Content, std::fs::File), ModelError> 
         }
     })?;
     let len = file.metadata().map_err(ModelError::io(path))?.len();
-    let end = tensor_end(&content);
+    let end = tensor_end(&content).ok_or_else(|| {
+        bad("its tensor table is corrupt: a tensor's size or offset overflows 64 bits".into())
+    })?;
     if len < end {
         return Err(bad(format!(
             "truncated: its tensor table needs {end} bytes, the file has {len}"
@@ -65,17 +67,25 @@ pub(crate) fn read(path: &Path) -> Result<(Content, std::fs::File), ModelError> 
     Ok((content, file))
 }
 
-/// Where the last tensor's data ends, by the tensor table.
-pub(crate) fn tensor_end(content: &Content) -> u64 {
-    content
-        .tensor_infos
-        .values()
-        .map(|t| {
-            let bytes = t.shape.elem_count() / t.ggml_dtype.block_size() * t.ggml_dtype.type_size();
-            content.tensor_data_offset + t.offset + bytes as u64
-        })
-        .max()
-        .unwrap_or(content.tensor_data_offset)
+/// Where the last tensor's data ends, by the tensor table; `None` when a corrupt table's
+/// sizes or offsets overflow (checked: the dimensions come straight from the file).
+pub(crate) fn tensor_end(content: &Content) -> Option<u64> {
+    let mut end = content.tensor_data_offset;
+    for t in content.tensor_infos.values() {
+        let elems = t
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d as u64))?;
+        let bytes = (elems / t.ggml_dtype.block_size() as u64)
+            .checked_mul(t.ggml_dtype.type_size() as u64)?;
+        let t_end = content
+            .tensor_data_offset
+            .checked_add(t.offset)?
+            .checked_add(bytes)?;
+        end = end.max(t_end);
+    }
+    Some(end)
 }
 
 #[cfg(test)]
@@ -99,7 +109,8 @@ mod tests {
         small_gguf(&ok);
         let (content, _) = read(&ok).unwrap();
         let len = std::fs::metadata(&ok).unwrap().len();
-        assert!(tensor_end(&content) <= len && len - tensor_end(&content) < 32);
+        let end = tensor_end(&content).unwrap();
+        assert!(end <= len && len - end < 32);
 
         let bytes = std::fs::read(&ok).unwrap();
         let cut = dir.path().join("cut.gguf");

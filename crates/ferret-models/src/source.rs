@@ -692,10 +692,11 @@ fn gguf_covers_file(path: &Path) -> Result<(), String> {
     let length = f.metadata().map_err(|e| e.to_string())?.len();
     let ct = Content::read(&mut f).map_err(|e| format!("not a readable GGUF: {e}"))?;
     let alignment = match ct.metadata.get("general.alignment") {
-        Some(Value::U32(a)) => *a as u64,
+        Some(Value::U32(a)) if *a > 0 => *a as u64,
         _ => 32,
     };
-    let end = crate::gguf_header::tensor_end(&ct);
+    let end = crate::gguf_header::tensor_end(&ct)
+        .ok_or("its tensor table is corrupt: a tensor's size or offset overflows 64 bits")?;
     let padded = end.div_ceil(alignment) * alignment;
     if length != end && length != padded {
         return Err(format!(
