@@ -20,7 +20,8 @@ Texts: "search_document: " + title + " " + text and "search_query: " + query, as
 prefix by default.
 
 usage: benches/nomic_vs_llamacpp.py [--docs N] [--threads T] [--full [--matryoshka]] [--out DIR]
-  (runs in the test virtualenv, which has llama-cpp-python: scripts/test.sh installs it)
+  (runs in the test virtualenv, which has llama-cpp-python: scripts/test.sh installs it;
+  FERRET=path/to/ferret uses that binary instead of building the release one)
 """
 import argparse
 import gzip
@@ -172,8 +173,11 @@ def main():
 
     os.makedirs(args.out, exist_ok=True)
     print(f"CPU: {cpu()}; threads {args.threads}; llama-cpp-python {llama_cpp.__version__}", flush=True)
-    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "ferret"], cwd=ROOT, check=True)
-    ferret = [os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "ferret")]
+    if os.environ.get("FERRET"):
+        ferret = [os.path.abspath(os.environ["FERRET"])]
+    else:
+        subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "ferret"], cwd=ROOT, check=True)
+        ferret = [os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "ferret")]
     pulled = run(ferret + ["models", "pull", "nomic-embed-text-v1.5"]).stdout
     gguf = os.path.join(pulled.split(" -> ")[1].split("\n")[0].strip(), "nomic-embed-text-v1.5.f16.gguf")
     embed = load_llama(gguf, args.threads)
