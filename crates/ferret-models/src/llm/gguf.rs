@@ -420,7 +420,7 @@ impl GgufModel {
 /// scalar-only types re-quantised to Q8_0 (finer than their grid, so nearly lossless).
 const DENSE_UP_TO: usize = 1_500_000_000;
 
-///
+/// The file's tensors laid out for candle by [`DENSE_UP_TO`], as GGUF bytes in memory.
 /// With [`Head::Hidden`] the output layer becomes an identity matrix and the vocabulary
 /// projection (`output.weight`, or the tied `token_embd.weight`) is returned in f32.
 fn fast_layout(
