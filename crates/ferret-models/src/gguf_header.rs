@@ -134,6 +134,21 @@ mod tests {
             "{e}"
         );
 
+        // The tensor's dimensions (n_dims 2, then 32 and 4 as u64) multiplied by 2^40 each:
+        // their product overflows 64 bits.
+        let dims = [2, 0, 0, 0, 32, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0];
+        let at = bytes.windows(20).position(|w| w == dims).unwrap();
+        let mut huge = bytes.clone();
+        huge[at + 4 + 5] = 1;
+        huge[at + 12 + 5] = 1;
+        let huge_path = dir.path().join("huge.gguf");
+        std::fs::write(&huge_path, &huge).unwrap();
+        let e = read(&huge_path).unwrap_err().to_string();
+        assert!(
+            e.contains("huge.gguf") && e.contains("overflows 64 bits"),
+            "{e}"
+        );
+
         let not = dir.path().join("not.gguf");
         std::fs::write(&not, b"GGUF but not really").unwrap();
         let e = read(&not).unwrap_err().to_string();
