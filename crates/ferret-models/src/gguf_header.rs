@@ -112,11 +112,17 @@ mod tests {
         let end = tensor_end(&content).unwrap();
         assert!(end <= len && len - end < 32);
 
+        // Writes `bytes` as `name` and returns read's error, which must name the file.
+        let refused = |name: &str, bytes: &[u8]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let e = read(&path).unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
+            e
+        };
         let bytes = std::fs::read(&ok).unwrap();
-        let cut = dir.path().join("cut.gguf");
-        std::fs::write(&cut, &bytes[..bytes.len() - 40]).unwrap();
-        let e = read(&cut).unwrap_err().to_string();
-        assert!(e.contains("cut.gguf") && e.contains("truncated"), "{e}");
+        let e = refused("cut.gguf", &bytes[..bytes.len() - 40]);
+        assert!(e.contains("truncated"), "{e}");
 
         // The tensor's type field (ggml type 8, Q8_0, the u32 just before its u64 offset, 0)
         // set to 20: IQ4_NL.
@@ -126,13 +132,8 @@ mod tests {
             .unwrap();
         let mut iq = bytes.clone();
         iq[at] = 20;
-        let iq_path = dir.path().join("iq.gguf");
-        std::fs::write(&iq_path, &iq).unwrap();
-        let e = read(&iq_path).unwrap_err().to_string();
-        assert!(
-            e.contains("iq.gguf") && e.contains("type IQ4_NL (ggml type 20)"),
-            "{e}"
-        );
+        let e = refused("iq.gguf", &iq);
+        assert!(e.contains("type IQ4_NL (ggml type 20)"), "{e}");
 
         // The tensor's dimensions (n_dims 2, then 32 and 4 as u64) multiplied by 2^40 each:
         // their product overflows 64 bits.
@@ -141,17 +142,10 @@ mod tests {
         let mut huge = bytes.clone();
         huge[at + 4 + 5] = 1;
         huge[at + 12 + 5] = 1;
-        let huge_path = dir.path().join("huge.gguf");
-        std::fs::write(&huge_path, &huge).unwrap();
-        let e = read(&huge_path).unwrap_err().to_string();
-        assert!(
-            e.contains("huge.gguf") && e.contains("overflows 64 bits"),
-            "{e}"
-        );
+        let e = refused("huge.gguf", &huge);
+        assert!(e.contains("overflows 64 bits"), "{e}");
 
-        let not = dir.path().join("not.gguf");
-        std::fs::write(&not, b"GGUF but not really").unwrap();
-        let e = read(&not).unwrap_err().to_string();
+        let e = refused("not.gguf", b"GGUF but not really");
         assert!(e.contains("not a readable GGUF file"), "{e}");
     }
 }
