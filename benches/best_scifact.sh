@@ -2,7 +2,9 @@
 # The best SciFact pipeline ferret reaches on a CPU with the weights it can fetch, every weight
 # chosen on the train split only (809 queries), evaluated once on test (300 queries):
 #   * one index with BM25, nomic-embed-text-v1.5 (GGUF), all-MiniLM-L6-v2 and SPLADE-tiny
-#     (and all-mpnet-base-v2 with WITH_MPNET=1; BM25 >> RM3 as one more input with WITH_RM3=1);
+#     (and all-mpnet-base-v2 with WITH_MPNET=1; BM25 >> RM3 as one more input with WITH_RM3=1;
+#     a sentence encoder's token vectors searched by MaxSim (PLAID, 2-bit) with
+#     TOKENS=all-mpnet-base-v2 or all-minilm-l6-v2: ~40 / ~20 min of encoding on 2 cores);
 #   * each model alone on test;
 #   * z-score CombSUM of them, the weights found by coordinate ascent on train
 #     (`ferret tune --search coordinate`, restarts from random starts, seed 1), written with its
@@ -11,7 +13,7 @@
 #     randomisation test (`ferret eval`).
 #
 # usage: benches/best_scifact.sh [WORKDIR]
-#   FERRET (binary, default target/release/ferret), FERRET_DATA, WITH_MPNET=1, WITH_RM3=1,
+#   FERRET (binary, default target/release/ferret), FERRET_DATA, WITH_MPNET=1, WITH_RM3=1, TOKENS=MODEL,
 #   NOMIC_INDEX (an existing SciFact index with nomic-embed-text-v1.5, copied instead of
 #   encoding the corpus again: ~45 min on 2 cores)
 set -euo pipefail
@@ -49,6 +51,14 @@ if [ "${WITH_MPNET:-}" = 1 ]; then
   NAMES+=(mpnet)
   WEIGHTS="$WEIGHTS, {mpnet}"
   GRIDS+=(--grid mpnet=0:2:0.1)
+fi
+if [ -n "${TOKENS:-}" ]; then
+  TOKENS_ID=$("$FERRET" models list | awk -v m="$TOKENS" '/^[^ ]/ {id = $1} index($0, m) {print id; exit}')
+  has "tokens/${TOKENS_ID/\//--}/" || "$FERRET" index --index "$IDX" --tokens "$TOKENS"
+  INPUTS+=("colbert(model=$TOKENS_ID) % 1000")
+  NAMES+=(maxsim)
+  WEIGHTS="$WEIGHTS, {maxsim}"
+  GRIDS+=(--grid maxsim=0:2:0.1)
 fi
 if [ "${WITH_RM3:-}" = 1 ]; then
   INPUTS+=("bm25 % 1000 >> rm3")

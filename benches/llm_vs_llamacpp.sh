@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prompt processing and generation speed, ferret's GGUF runtime vs llama.cpp (llama-cpp-python,
 # built from source) on the same file and the same tokens, one after the other in one run.
-#   benches/llm_vs_llamacpp.sh [PROMPT_TOKENS] [GENERATE]   (VENV to reuse a virtualenv)
+#   benches/llm_vs_llamacpp.sh [PROMPT_TOKENS] [GENERATE]
+# LLM=smollm2 (default) or qwen2.5-coder-1.5b (any id `ferret models pull` knows, holding one
+# .gguf); VENV to reuse a virtualenv that has llama-cpp-python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 P=${1:-512}
@@ -13,7 +15,10 @@ if ! "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet 'llama-cpp-python==0.3.36'
 fi
-MODEL=$("$FERRET" models pull smollm2 | awk '/->/ {print $3}')/SmolLM2-135M-Instruct.Q4_1.gguf
+LLM=${LLM:-smollm2}
+MODEL=$(ls "$("$FERRET" models pull "$LLM" | awk '/->/ {print $3}')"/*.gguf)
+python3 -c "import sys; sys.path.insert(0, 'benches'); from cpuinfo import cpu; print('CPU:', cpu())"
+echo "model: $MODEL; llama-cpp-python $("$VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)')"
 TEXT=docs/ARCHITECTURE.md
 "$FERRET" bench-llm --model "$MODEL" --text "$TEXT" --prompt-tokens "$P" --generate "$G" | tee /tmp/ferret-llm-bench.json
 "$VENV/bin/python" - "$MODEL" "$TEXT" "$P" "$G" <<'PY' | tee /tmp/llamacpp-llm-bench.json
