@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Effectiveness of a zero-shot token-vector test bed on SciFact test (300 queries): exhaustive
-# MaxSim, PLAID, XTR, ColBERT-PRF and fusion with BM25, next to BM25, each through `ferret run` end to end (query encoding included), scored by
-# `ferret eval` (nDCG@10, R@100; the randomisation test against the first row, exhaustive MaxSim).
+# MaxSim, PLAID, XTR, ColBERT-PRF and fusion with BM25, next to BM25. Each runs through
+# `ferret run` end to end (query encoding included; its queries/s on stderr) and is scored by
+# `ferret eval` (nDCG@10, R@100; significance tests against the first row, exhaustive MaxSim).
 #   benches/tokens_scifact.sh MODEL WORK [NBITS]
 # MODEL: a sentence encoder id (all-minilm-l6-v2, all-mpnet-base-v2); WORK: a folder for the
 # index and runs (an index already there is reused); NBITS: residual bits, 0 for f16 (default 2).
-# Building the index encodes every document's tokens: ~20 min with MiniLM, ~45 with MPNet on
+# Building the index encodes every document's tokens: ~20 min with MiniLM, ~40 with MPNet on
 # 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
