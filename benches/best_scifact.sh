@@ -53,9 +53,8 @@ if [ "${WITH_MPNET:-}" = 1 ]; then
   GRIDS+=(--grid mpnet=0:2:0.1)
 fi
 if [ -n "${TOKENS:-}" ]; then
-  # The id the index records (the alias's canonical id; a folder is its own id).
-  TOKENS_ID=$("$FERRET" models list | awk -v m="$TOKENS" '/^[^ ]/ {id = $1} index($0, m) {print id; exit}')
-  TOKENS_ID=${TOKENS_ID:-$TOKENS}
+  # The canonical id (which the index records) as ferret's own resolver names it.
+  TOKENS_ID=$("$FERRET" models pull "$TOKENS" | awk '/->/ {print $1}')
   has "tokens/${TOKENS_ID/\//--}/" || "$FERRET" index --index "$IDX" --tokens "$TOKENS"
   INPUTS+=("colbert(model=$TOKENS_ID) % 1000")
   NAMES+=(maxsim)
