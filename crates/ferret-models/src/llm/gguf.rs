@@ -1,16 +1,17 @@
-//! A local GGUF model on the CPU: llama-family and Qwen2 weights (quantised) run by candle's
-//! `quantized_llama` and `quantized_qwen2`; the tokenizer and the chat template come from the
-//! file's metadata.
+//! A local GGUF model on the CPU: small llama models run by ferret's own runtime ([`super::llama`]),
+//! larger llama-family and Qwen2 weights (quantised) by candle's `quantized_llama` and
+//! `quantized_qwen2`; the tokenizer and the chat template come from the file's metadata.
 //! Decoding is greedy, so an answer depends only on the prompt (which makes caching sound).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use tokenizers::Tokenizer;
 
+use super::llama;
 use super::template::ChatTemplate;
 use super::tokenizer::{self, number, text};
 use super::{LlmBackend, LlmRequest, LlmResponse, Message};
@@ -24,29 +25,62 @@ const SUPPORTED: &[&str] = &["llama", "qwen2"];
 enum ModelWeights {
     Llama(quantized_llama::ModelWeights),
     Qwen2(quantized_qwen2::ModelWeights),
+    Own(llama::Session, Head),
+}
+
+fn own_error(e: String) -> candle_core::Error {
+    candle_core::Error::Msg(e)
 }
 
 impl ModelWeights {
-    fn forward(&mut self, input: &Tensor, position: usize) -> candle_core::Result<Tensor> {
+    /// A chunk of prompt at `position`: what the model's [`Head`] gives for its last token.
+    fn prompt(&mut self, tokens: &[u32], position: usize) -> candle_core::Result<Vec<f32>> {
         match self {
-            ModelWeights::Llama(m) => m.forward(input, position),
-            ModelWeights::Qwen2(m) => m.forward(input, position),
+            ModelWeights::Own(s, head) => {
+                let hidden = s.prompt(tokens, position).map_err(own_error)?;
+                Ok(match head {
+                    Head::Hidden => hidden,
+                    Head::Logits => s.logits(&hidden),
+                })
+            }
+            _ => self.candle_forward(tokens, position),
         }
+    }
+
+    /// One generated token at `position`: the next logits.
+    fn step(&mut self, token: u32, position: usize) -> candle_core::Result<Vec<f32>> {
+        match self {
+            ModelWeights::Own(s, _) => s.step(token, position).map_err(own_error),
+            _ => self.candle_forward(&[token], position),
+        }
+    }
+
+    fn candle_forward(&mut self, tokens: &[u32], position: usize) -> candle_core::Result<Vec<f32>> {
+        let input = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
+        let out = match self {
+            ModelWeights::Llama(m) => m.forward(&input, position)?,
+            ModelWeights::Qwen2(m) => m.forward(&input, position)?,
+            ModelWeights::Own(..) => unreachable!("ferret's own runtime is not candle's"),
+        };
+        out.squeeze(0)?.to_vec1()
     }
 
     fn clear_kv_cache(&mut self) {
         match self {
             ModelWeights::Llama(m) => m.clear_kv_cache(),
             ModelWeights::Qwen2(m) => m.clear_kv_cache(),
+            ModelWeights::Own(s, _) => s.clear(),
         }
     }
 }
 
 /// Where new copies of the model come from. candle's llama clones cheaply (the weights are
-/// shared); its Qwen2 cannot be cloned, so each copy is loaded from the prepared GGUF bytes.
+/// shared), as do ferret's own sessions; candle's Qwen2 cannot be cloned, so each copy is
+/// loaded from the prepared GGUF bytes.
 enum Prototype {
     Llama(Box<quantized_llama::ModelWeights>),
     Qwen2(Vec<u8>),
+    Own(Arc<llama::Weights>, Head),
 }
 
 impl Prototype {
@@ -75,6 +109,9 @@ impl Prototype {
                 let ct = Content::read(&mut reader)?;
                 let m = quantized_qwen2::ModelWeights::from_gguf(ct, &mut reader, &Device::Cpu)?;
                 Ok(ModelWeights::Qwen2(m))
+            }
+            Prototype::Own(w, head) => {
+                Ok(ModelWeights::Own(llama::Session::new(Arc::clone(w)), *head))
             }
         }
     }
@@ -204,10 +241,31 @@ impl GgufModel {
         };
         let context_length = number(&ct, &format!("{arch}.context_length"))
             .map_or(quantized_llama::MAX_SEQ_LEN, |n| (n as usize).min(rotary));
-        let (ct, buffer, projection) = fast_layout(ct, &mut file, head)
-            .map_err(|e| bad(format!("loading the weights: {e}")))?;
-        let (prototype, first) = Prototype::load(&arch, ct, buffer)
-            .map_err(|e| bad(format!("loading the weights: {e}")))?;
+        let (prototype, first, projection) = if llama::handles(&arch, &ct) {
+            let w = llama::Weights::load(&ct, &mut file)
+                .map_err(|e| bad(format!("loading the weights: {e}")))?;
+            let projection = match head {
+                Head::Logits => None,
+                Head::Hidden => {
+                    let (p, vocab, dim) = w.projection();
+                    Some(
+                        Tensor::from_slice(p, (vocab, dim), &Device::Cpu)
+                            .map_err(|e| bad(format!("loading the weights: {e}")))?,
+                    )
+                }
+            };
+            let prototype = Prototype::Own(Arc::new(w), head);
+            let first = prototype
+                .instance()
+                .map_err(|e| bad(format!("loading the weights: {e}")))?;
+            (prototype, first, projection)
+        } else {
+            let (ct, buffer, projection) = fast_layout(ct, &mut file, head)
+                .map_err(|e| bad(format!("loading the weights: {e}")))?;
+            let (prototype, first) = Prototype::load(&arch, ct, buffer)
+                .map_err(|e| bad(format!("loading the weights: {e}")))?;
+            (prototype, first, projection)
+        };
         Ok(GgufModel {
             weights_sha256: sha256_file(&path)?,
             id,
@@ -492,19 +550,14 @@ fn feed_prompt(
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        let input = Tensor::new(chunk, &Device::Cpu)?.unsqueeze(0)?;
-        logits = model
-            .forward(&input, i * PROMPT_CHUNK)?
-            .squeeze(0)?
-            .to_vec1()?;
+        logits = model.prompt(chunk, i * PROMPT_CHUNK)?;
     }
     Ok(Some(logits))
 }
 
 /// Feeds one generated token at `position`; the next logits.
 fn step(model: &mut ModelWeights, token: u32, position: usize) -> candle_core::Result<Vec<f32>> {
-    let input = Tensor::new(&[token], &Device::Cpu)?.unsqueeze(0)?;
-    model.forward(&input, position)?.squeeze(0)?.to_vec1()
+    model.step(token, position)
 }
 
 fn argmax(v: &[f32]) -> u32 {

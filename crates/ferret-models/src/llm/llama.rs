@@ -1,0 +1,601 @@
+//! The llama architecture run by ferret itself, for models small enough to hold in f32
+//! (SmolLM2-135M: 540 MB).
+//!
+//! Each projection is kept twice: as f32 rows for prompts, where a GEMM over a chunk of tokens
+//! is compute-bound and exact arithmetic keeps ferret's log-probabilities on the file's weights
+//! (checked against a float64 forward pass), and in the file's quantised blocks for generated
+//! tokens, where one token's step is bound by reading the weights ([`super::qdot`]). Both fill
+//! the same KV cache. candle ran this model before: its prompts were fast, but each generated
+//! token went through f32 weights and a tensor allocation per operation, at under a fifth of
+//! llama.cpp's speed.
+
+use std::sync::Arc;
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::quantized::GgmlDType;
+use candle_core::Device;
+use rayon::prelude::*;
+
+use super::qdot::{Format, Kernels, Q8Vector, QMatrix, BLOCK};
+use super::tokenizer::number;
+
+/// Shapes and constants from the GGUF metadata.
+#[derive(Debug, Clone)]
+struct Config {
+    layers: usize,
+    dim: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    ffn: usize,
+    vocab: usize,
+    eps: f32,
+    theta: f64,
+}
+
+impl Config {
+    fn kv_dim(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+}
+
+/// A projection y = W x with W `rows × cols`, in both forms (see the module comment).
+struct Linear {
+    f32: Vec<f32>,
+    q: QMatrix,
+    rows: usize,
+    cols: usize,
+}
+
+impl Linear {
+    /// Y (`tokens × rows`) = X Wᵀ, or Y += X Wᵀ when `accumulate`.
+    fn gemm(&self, x: &[f32], tokens: usize, y: &mut [f32], accumulate: bool) {
+        assert!(x.len() >= tokens * self.cols && y.len() >= tokens * self.rows);
+        // SAFETY: x holds tokens×cols floats, W rows×cols (read as its transpose) and y
+        // tokens×rows (asserted); the strides are those row-major shapes.
+        unsafe {
+            gemm::gemm(
+                tokens,
+                self.rows,
+                self.cols,
+                y.as_mut_ptr(),
+                1,
+                self.rows as isize,
+                accumulate,
+                x.as_ptr(),
+                1,
+                self.cols as isize,
+                self.f32.as_ptr(),
+                self.cols as isize,
+                1,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
+    }
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    ffn_norm: Vec<f32>,
+    /// Query, key and value rows stacked.
+    qkv: Linear,
+    out: Linear,
+    /// Gate and up rows stacked.
+    gate_up: Linear,
+    down: Linear,
+}
+
+/// The weights, shared by every [`Session`].
+pub(crate) struct Weights {
+    cfg: Config,
+    /// Token embeddings (f32, vocabulary × dim).
+    embed: Vec<f32>,
+    layers: Vec<Layer>,
+    output_norm: Vec<f32>,
+    /// The vocabulary projection: f32 for a prompt's last position, quantised for steps.
+    /// Tied to `embed` when the file has no `output.weight`.
+    output_f32: Option<Vec<f32>>,
+    output_q: QMatrix,
+    kernels: Kernels,
+    /// Rotary inverse frequencies, one per pair of dimensions.
+    inv_freq: Vec<f64>,
+}
+
+/// Whether ferret's own runtime takes this file: llama, with only the tensors it knows.
+pub(crate) fn handles(arch: &str, ct: &Content) -> bool {
+    arch == "llama"
+        && ct.tensor_infos.keys().all(|name| {
+            matches!(
+                name.as_str(),
+                "token_embd.weight" | "output_norm.weight" | "output.weight"
+            ) || name.strip_prefix("blk.").is_some_and(|rest| {
+                rest.split_once('.').is_some_and(|(_, t)| {
+                    matches!(
+                        t,
+                        "attn_norm.weight"
+                            | "attn_q.weight"
+                            | "attn_k.weight"
+                            | "attn_v.weight"
+                            | "attn_output.weight"
+                            | "ffn_norm.weight"
+                            | "ffn_gate.weight"
+                            | "ffn_up.weight"
+                            | "ffn_down.weight"
+                    )
+                })
+            })
+        })
+}
+
+/// Reads a tensor: its shape (rows, cols) and f32 values, plus its quantised form for a matrix.
+struct Reader<'a> {
+    ct: &'a Content,
+    file: &'a mut std::fs::File,
+}
+
+impl Reader<'_> {
+    fn f32(&mut self, name: &str) -> Result<(Vec<usize>, Vec<f32>), String> {
+        let t = self
+            .ct
+            .tensor(self.file, name, &Device::Cpu)
+            .map_err(|e| format!("tensor {name}: {e}"))?;
+        let dims = t.shape().dims().to_vec();
+        let v = t
+            .dequantize(&Device::Cpu)
+            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+            .map_err(|e| format!("tensor {name}: {e}"))?;
+        Ok((dims, v))
+    }
+
+    fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>, String> {
+        let (dims, v) = self.f32(name)?;
+        if v.len() != len {
+            return Err(format!(
+                "tensor {name} has shape {dims:?}, expected [{len}]"
+            ));
+        }
+        Ok(v)
+    }
+
+    /// A `rows × cols` matrix: the file's blocks where a kernel reads them (Q4_1, Q8_0), else
+    /// requantised to Q8_0 from its f32 values.
+    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Linear, String> {
+        let (dims, f32) = self.f32(name)?;
+        if dims != [rows, cols] {
+            return Err(format!(
+                "tensor {name} has shape {dims:?}, expected [{rows}, {cols}]"
+            ));
+        }
+        let info = &self.ct.tensor_infos[name];
+        let format = match info.ggml_dtype {
+            GgmlDType::Q4_1 => Some(Format::Q4_1),
+            GgmlDType::Q8_0 => Some(Format::Q8_0),
+            _ => None,
+        };
+        let q = match format {
+            Some(format) => {
+                use std::io::{Read, Seek, SeekFrom};
+                let size = rows * cols / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+                let mut bytes = vec![0u8; size];
+                self.file
+                    .seek(SeekFrom::Start(self.ct.tensor_data_offset + info.offset))
+                    .and_then(|_| self.file.read_exact(&mut bytes))
+                    .map_err(|e| format!("tensor {name}: {e}"))?;
+                QMatrix::from_blocks(format, rows, cols, bytes)?
+            }
+            None => QMatrix::quantize_q8_0(rows, cols, &f32)?,
+        };
+        Ok(Linear { f32, q, rows, cols })
+    }
+}
+
+/// Stacks projections that read the same input (their quantised forms converted to Q8_0 when
+/// the file stores them in different formats).
+fn stack(parts: Vec<Linear>) -> Result<Linear, String> {
+    let cols = parts[0].cols;
+    let rows = parts.iter().map(|p| p.rows).sum();
+    let same = parts.iter().all(|p| p.q.format() == parts[0].q.format());
+    let f32: Vec<f32> = parts.iter().flat_map(|p| p.f32.iter().copied()).collect();
+    let q = if same {
+        QMatrix::stack(parts.into_iter().map(|p| p.q).collect())?
+    } else {
+        QMatrix::quantize_q8_0(rows, cols, &f32)?
+    };
+    Ok(Linear { f32, q, rows, cols })
+}
+
+impl Weights {
+    pub(crate) fn load(ct: &Content, file: &mut std::fs::File) -> Result<Self, String> {
+        let key = |k: &str| number(ct, &format!("llama.{k}")).map(|n| n as usize);
+        let float = |k: &str| match ct.metadata.get(&format!("llama.{k}")) {
+            Some(candle_core::quantized::gguf_file::Value::F32(x)) => Some(*x as f64),
+            Some(candle_core::quantized::gguf_file::Value::F64(x)) => Some(*x),
+            _ => None,
+        };
+        let need = |k: &str| key(k).ok_or(format!("GGUF metadata has no llama.{k}"));
+        let dim = need("embedding_length")?;
+        let heads = need("attention.head_count")?;
+        let kv_heads = key("attention.head_count_kv").unwrap_or(heads);
+        if heads == 0
+            || kv_heads == 0
+            || !dim.is_multiple_of(heads)
+            || !heads.is_multiple_of(kv_heads)
+        {
+            return Err(format!(
+                "{heads} attention heads ({kv_heads} for keys and values) do not divide {dim} dimensions"
+            ));
+        }
+        let head_dim = dim / heads;
+        if key("rope.dimension_count").is_some_and(|r| r != head_dim) {
+            return Err("rotary dimensions other than the head size are not supported".into());
+        }
+        let mut reader = Reader { ct, file };
+        let (embed_dims, embed) = reader.f32("token_embd.weight")?;
+        let vocab = embed_dims[0];
+        let cfg = Config {
+            layers: need("block_count")?,
+            dim,
+            heads,
+            kv_heads,
+            head_dim,
+            ffn: need("feed_forward_length")?,
+            vocab,
+            eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f32,
+            theta: float("rope.freq_base").unwrap_or(10_000.0),
+        };
+        if embed_dims != [vocab, dim]
+            || !dim.is_multiple_of(BLOCK)
+            || !cfg.ffn.is_multiple_of(BLOCK)
+        {
+            return Err(format!(
+                "token embeddings of shape {embed_dims:?} with {dim} dimensions and a feed-forward of {} (both must be multiples of 32)",
+                cfg.ffn
+            ));
+        }
+        let kv = cfg.kv_dim();
+        let mut layers = Vec::with_capacity(cfg.layers);
+        for i in 0..cfg.layers {
+            let mut m =
+                |t: &str, rows, cols| reader.matrix(&format!("blk.{i}.{t}.weight"), rows, cols);
+            let qkv = stack(vec![
+                m("attn_q", dim, dim)?,
+                m("attn_k", kv, dim)?,
+                m("attn_v", kv, dim)?,
+            ])?;
+            let out = m("attn_output", dim, dim)?;
+            let gate_up = stack(vec![
+                m("ffn_gate", cfg.ffn, dim)?,
+                m("ffn_up", cfg.ffn, dim)?,
+            ])?;
+            let down = m("ffn_down", dim, cfg.ffn)?;
+            layers.push(Layer {
+                attn_norm: reader.vector(&format!("blk.{i}.attn_norm.weight"), dim)?,
+                ffn_norm: reader.vector(&format!("blk.{i}.ffn_norm.weight"), dim)?,
+                qkv,
+                out,
+                gate_up,
+                down,
+            });
+        }
+        let output_norm = reader.vector("output_norm.weight", dim)?;
+        let (output_f32, output_q) = if ct.tensor_infos.contains_key("output.weight") {
+            let o = reader.matrix("output.weight", vocab, dim)?;
+            (Some(o.f32), o.q)
+        } else {
+            (None, reader.matrix("token_embd.weight", vocab, dim)?.q)
+        };
+        let inv_freq = (0..head_dim / 2)
+            .map(|i| cfg.theta.powf(-((2 * i) as f64) / head_dim as f64))
+            .collect();
+        Ok(Weights {
+            cfg,
+            embed,
+            layers,
+            output_norm,
+            output_f32,
+            output_q,
+            kernels: Kernels::detect(),
+            inv_freq,
+        })
+    }
+
+    /// The vocabulary projection (vocabulary × dim, f32).
+    pub(crate) fn projection(&self) -> (&[f32], usize, usize) {
+        let p = self.output_f32.as_deref().unwrap_or(&self.embed);
+        (p, self.cfg.vocab, self.cfg.dim)
+    }
+
+    fn embedding(&self, token: u32) -> Result<&[f32], String> {
+        let t = token as usize;
+        if t >= self.cfg.vocab {
+            return Err(format!(
+                "token {t} is outside the vocabulary of {}",
+                self.cfg.vocab
+            ));
+        }
+        Ok(&self.embed[t * self.cfg.dim..(t + 1) * self.cfg.dim])
+    }
+
+    /// Rotates each head of `x` (interleaved pairs, as llama's GGUF weights are laid out) to
+    /// `position`.
+    fn rope(&self, x: &mut [f32], position: usize) {
+        let (cos, sin): (Vec<f32>, Vec<f32>) = self
+            .inv_freq
+            .iter()
+            .map(|f| {
+                let a = position as f64 * f;
+                (a.cos() as f32, a.sin() as f32)
+            })
+            .unzip();
+        for head in x.chunks_exact_mut(self.cfg.head_dim) {
+            for (i, pair) in head.chunks_exact_mut(2).enumerate() {
+                let (a, b) = (pair[0], pair[1]);
+                pair[0] = a * cos[i] - b * sin[i];
+                pair[1] = a * sin[i] + b * cos[i];
+            }
+        }
+    }
+}
+
+fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let mean = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let inv = 1.0 / (mean + eps).sqrt();
+    for ((o, v), g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * inv * g;
+    }
+}
+
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in row.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
+}
+
+/// One conversation's state: the KV cache (f32, position × kv_dim per layer) and buffers.
+pub(crate) struct Session {
+    w: Arc<Weights>,
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    len: usize,
+    xq: Q8Vector,
+}
+
+impl Session {
+    pub(crate) fn new(w: Arc<Weights>) -> Self {
+        let n = w.cfg.layers;
+        Session {
+            w,
+            keys: vec![Vec::new(); n],
+            values: vec![Vec::new(); n],
+            len: 0,
+            xq: Q8Vector::default(),
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.keys.iter_mut().for_each(Vec::clear);
+        self.values.iter_mut().for_each(Vec::clear);
+        self.len = 0;
+    }
+
+    fn check_position(&self, position: usize) -> Result<(), String> {
+        if position != self.len {
+            return Err(format!(
+                "tokens fed at position {position}, but the cache holds {}",
+                self.len
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs a chunk of prompt tokens at `position` (= tokens already in the cache) with f32
+    /// GEMMs; the final hidden state of the last token (after the output norm).
+    pub(crate) fn prompt(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, String> {
+        self.check_position(position)?;
+        let w = Arc::clone(&self.w);
+        let c = &w.cfg;
+        let (t, dim, kv, hd) = (tokens.len(), c.dim, c.kv_dim(), c.head_dim);
+        let width = dim + 2 * kv;
+        let mut x = Vec::with_capacity(t * dim);
+        for &tok in tokens {
+            x.extend_from_slice(w.embedding(tok)?);
+        }
+        let mut h = vec![0f32; t * dim];
+        let mut qkv = vec![0f32; t * width];
+        let mut ctx = vec![0f32; t * dim];
+        let mut gu = vec![0f32; t * 2 * c.ffn];
+        let mut act = vec![0f32; t * c.ffn];
+        let total = position + t;
+        let scale = 1.0 / (hd as f32).sqrt();
+        for (l, layer) in w.layers.iter().enumerate() {
+            for (xr, hr) in x.chunks_exact(dim).zip(h.chunks_exact_mut(dim)) {
+                rms_norm(xr, &layer.attn_norm, c.eps, hr);
+            }
+            layer.qkv.gemm(&h, t, &mut qkv, false);
+            for (i, row) in qkv.chunks_exact_mut(width).enumerate() {
+                w.rope(&mut row[..dim + kv], position + i);
+                self.keys[l].extend_from_slice(&row[dim..dim + kv]);
+                self.values[l].extend_from_slice(&row[dim + kv..]);
+            }
+            let (keys, values) = (&self.keys[l], &self.values[l]);
+            // Heads in parallel, each into its own t × hd block.
+            let per_head: Vec<Vec<f32>> = (0..c.heads)
+                .into_par_iter()
+                .map(|head| {
+                    let g = head / (c.heads / c.kv_heads);
+                    let mut scores = vec![0f32; t * total];
+                    let mut out = vec![0f32; t * hd];
+                    // SAFETY: qkv holds t rows of `width`, the cache `total` rows of kv; the
+                    // head's columns lie inside both; scores is t×total and out t×hd.
+                    unsafe {
+                        gemm::gemm(
+                            t,
+                            total,
+                            hd,
+                            scores.as_mut_ptr(),
+                            1,
+                            total as isize,
+                            false,
+                            qkv.as_ptr().add(head * hd),
+                            1,
+                            width as isize,
+                            keys.as_ptr().add(g * hd),
+                            kv as isize,
+                            1,
+                            0.0,
+                            scale,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                    for (i, row) in scores.chunks_exact_mut(total).enumerate() {
+                        row[position + i + 1..].fill(f32::NEG_INFINITY);
+                        softmax(row);
+                    }
+                    // SAFETY: as above.
+                    unsafe {
+                        gemm::gemm(
+                            t,
+                            hd,
+                            total,
+                            out.as_mut_ptr(),
+                            1,
+                            hd as isize,
+                            false,
+                            scores.as_ptr(),
+                            1,
+                            total as isize,
+                            values.as_ptr().add(g * hd),
+                            1,
+                            kv as isize,
+                            0.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                    out
+                })
+                .collect();
+            for (head, out) in per_head.iter().enumerate() {
+                for (i, row) in out.chunks_exact(hd).enumerate() {
+                    ctx[i * dim + head * hd..i * dim + (head + 1) * hd].copy_from_slice(row);
+                }
+            }
+            layer.out.gemm(&ctx, t, &mut x, true);
+            for (xr, hr) in x.chunks_exact(dim).zip(h.chunks_exact_mut(dim)) {
+                rms_norm(xr, &layer.ffn_norm, c.eps, hr);
+            }
+            layer.gate_up.gemm(&h, t, &mut gu, false);
+            for (g, a) in gu.chunks_exact(2 * c.ffn).zip(act.chunks_exact_mut(c.ffn)) {
+                let (gate, up) = g.split_at(c.ffn);
+                for ((a, &g), &u) in a.iter_mut().zip(gate).zip(up) {
+                    *a = silu(g) * u;
+                }
+            }
+            layer.down.gemm(&act, t, &mut x, true);
+        }
+        self.len = total;
+        let mut last = vec![0f32; dim];
+        rms_norm(&x[(t - 1) * dim..], &w.output_norm, c.eps, &mut last);
+        Ok(last)
+    }
+
+    /// Logits from a final hidden state, in f32 (exact on the file's weights).
+    pub(crate) fn logits(&self, hidden: &[f32]) -> Vec<f32> {
+        let (p, vocab, dim) = self.w.projection();
+        let mut out = vec![0f32; vocab];
+        out.par_chunks_mut(1024).enumerate().for_each(|(c, o)| {
+            for (i, y) in o.iter_mut().enumerate() {
+                let row = &p[(c * 1024 + i) * dim..(c * 1024 + i + 1) * dim];
+                *y = row.iter().zip(hidden).map(|(a, b)| a * b).sum();
+            }
+        });
+        out
+    }
+
+    /// Feeds one generated token at `position` through the quantised weights; the logits.
+    pub(crate) fn step(&mut self, token: u32, position: usize) -> Result<Vec<f32>, String> {
+        self.check_position(position)?;
+        let w = Arc::clone(&self.w);
+        let c = &w.cfg;
+        let (dim, kv, hd) = (c.dim, c.kv_dim(), c.head_dim);
+        let k = w.kernels;
+        let mut x = w.embedding(token)?.to_vec();
+        let mut h = vec![0f32; dim];
+        let mut qkv = vec![0f32; dim + 2 * kv];
+        let mut ctx = vec![0f32; dim];
+        let mut o = vec![0f32; dim];
+        let mut gu = vec![0f32; 2 * c.ffn];
+        let mut act = vec![0f32; c.ffn];
+        let total = position + 1;
+        let scale = 1.0 / (hd as f32).sqrt();
+        for (l, layer) in w.layers.iter().enumerate() {
+            rms_norm(&x, &layer.attn_norm, c.eps, &mut h);
+            self.xq.quantize(&h);
+            layer.qkv.q.matvec(&self.xq, &mut qkv, k);
+            w.rope(&mut qkv[..dim + kv], position);
+            self.keys[l].extend_from_slice(&qkv[dim..dim + kv]);
+            self.values[l].extend_from_slice(&qkv[dim + kv..]);
+            let (keys, values) = (&self.keys[l], &self.values[l]);
+            let q = &qkv[..dim];
+            ctx.par_chunks_mut(hd).enumerate().for_each(|(head, out)| {
+                let g = head / (c.heads / c.kv_heads);
+                let qh = &q[head * hd..(head + 1) * hd];
+                let mut scores: Vec<f32> = keys
+                    .chunks_exact(kv)
+                    .map(|k| {
+                        let kh = &k[g * hd..(g + 1) * hd];
+                        qh.iter().zip(kh).map(|(a, b)| a * b).sum::<f32>() * scale
+                    })
+                    .collect();
+                softmax(&mut scores);
+                out.fill(0.0);
+                for (p, v) in scores.iter().zip(values.chunks_exact(kv)) {
+                    for (o, v) in out.iter_mut().zip(&v[g * hd..(g + 1) * hd]) {
+                        *o += p * v;
+                    }
+                }
+            });
+            self.xq.quantize(&ctx);
+            layer.out.q.matvec(&self.xq, &mut o, k);
+            x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
+            rms_norm(&x, &layer.ffn_norm, c.eps, &mut h);
+            self.xq.quantize(&h);
+            layer.gate_up.q.matvec(&self.xq, &mut gu, k);
+            let (gate, up) = gu.split_at(c.ffn);
+            for ((a, &g), &u) in act.iter_mut().zip(gate).zip(up) {
+                *a = silu(g) * u;
+            }
+            self.xq.quantize(&act);
+            layer.down.q.matvec(&self.xq, &mut o, k);
+            x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
+        }
+        self.len = total;
+        rms_norm(&x.clone(), &w.output_norm, c.eps, &mut h);
+        self.xq.quantize(&h);
+        let mut logits = vec![0f32; c.vocab];
+        w.output_q.matvec(&self.xq, &mut logits, k);
+        Ok(logits)
+    }
+}
