@@ -36,13 +36,15 @@ impl ModelWeights {
     /// A chunk of prompt at `position`: what the model's [`Head`] gives for its last token.
     fn prompt(&mut self, tokens: &[u32], position: usize) -> candle_core::Result<Vec<f32>> {
         match self {
-            ModelWeights::Own(s, head) => {
+            // On a pool thread: from outside the pool, each parallel loop inside would put
+            // the caller to sleep and wake it again, two context switches each, 150 per token.
+            ModelWeights::Own(s, head) => rayon::scope(|_| {
                 let hidden = s.prompt(tokens, position).map_err(own_error)?;
                 Ok(match head {
                     Head::Hidden => hidden,
                     Head::Logits => s.logits(&hidden),
                 })
-            }
+            }),
             _ => self.candle_forward(tokens, position),
         }
     }
@@ -50,7 +52,7 @@ impl ModelWeights {
     /// One generated token at `position`: the next logits.
     fn step(&mut self, token: u32, position: usize) -> candle_core::Result<Vec<f32>> {
         match self {
-            ModelWeights::Own(s, _) => s.step(token, position).map_err(own_error),
+            ModelWeights::Own(s, _) => rayon::scope(|_| s.step(token, position)).map_err(own_error),
             _ => self.candle_forward(&[token], position),
         }
     }

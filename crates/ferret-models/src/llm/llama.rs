@@ -4,7 +4,7 @@
 //! Each projection is kept twice: as f32 rows for prompts, where a GEMM over a chunk of tokens
 //! is compute-bound and exact arithmetic keeps ferret's log-probabilities on the file's weights
 //! (checked against a float64 forward pass), and in the file's quantised blocks for generated
-//! tokens, where one token's step is bound by reading the weights ([`super::qdot`]). Both fill
+//! tokens, where one token's step is bound by reading the weights ([`super::kernels`]). Both fill
 //! the same KV cache. candle ran this model before: its prompts were fast, but each generated
 //! token went through f32 weights and a tensor allocation per operation, at under a fifth of
 //! llama.cpp's speed.
@@ -16,7 +16,7 @@ use candle_core::quantized::GgmlDType;
 use candle_core::Device;
 use rayon::prelude::*;
 
-use super::qdot::{Format, Kernels, Q8Vector, QMatrix, BLOCK};
+use super::kernels::{attend, softmax, Format, Kernels, Q8Vector, QMatrix, BLOCK};
 use super::tokenizer::number;
 
 /// Shapes and constants from the GGUF metadata.
@@ -354,20 +354,8 @@ fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
-fn softmax(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for x in row.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
-    let inv = 1.0 / sum;
-    for x in row.iter_mut() {
-        *x *= inv;
-    }
-}
-
-/// One conversation's state: the KV cache (f32, position × kv_dim per layer) and buffers.
+/// One conversation's state: the KV cache (f32; per layer and key/value head, position ×
+/// head_dim, so that a head's attention reads one contiguous block) and buffers.
 pub(crate) struct Session {
     w: Arc<Weights>,
     keys: Vec<Vec<f32>>,
@@ -378,7 +366,7 @@ pub(crate) struct Session {
 
 impl Session {
     pub(crate) fn new(w: Arc<Weights>) -> Self {
-        let n = w.cfg.layers;
+        let n = w.cfg.layers * w.cfg.kv_heads;
         Session {
             w,
             keys: vec![Vec::new(); n],
@@ -392,6 +380,18 @@ impl Session {
         self.keys.iter_mut().for_each(Vec::clear);
         self.values.iter_mut().for_each(Vec::clear);
         self.len = 0;
+    }
+
+    /// Adds a token's keys and values (a row of projected queries, keys, values) to layer
+    /// `l`'s cache.
+    fn append(&mut self, l: usize, qkv: &[f32]) {
+        let c = &self.w.cfg;
+        let (dim, kv, hd) = (c.dim, c.kv_dim(), c.head_dim);
+        for g in 0..c.kv_heads {
+            let at = l * c.kv_heads + g;
+            self.keys[at].extend_from_slice(&qkv[dim + g * hd..dim + (g + 1) * hd]);
+            self.values[at].extend_from_slice(&qkv[dim + kv + g * hd..dim + kv + (g + 1) * hd]);
+        }
     }
 
     fn check_position(&self, position: usize) -> Result<(), String> {
@@ -430,10 +430,10 @@ impl Session {
             layer.qkv.gemm(&h, t, &mut qkv, false);
             for (i, row) in qkv.chunks_exact_mut(width).enumerate() {
                 w.rope(&mut row[..dim + kv], position + i);
-                self.keys[l].extend_from_slice(&row[dim..dim + kv]);
-                self.values[l].extend_from_slice(&row[dim + kv..]);
+                self.append(l, row);
             }
-            let (keys, values) = (&self.keys[l], &self.values[l]);
+            let groups = l * c.kv_heads..(l + 1) * c.kv_heads;
+            let (keys, values) = (&self.keys[groups.clone()], &self.values[groups]);
             // Heads in parallel, each into its own t × hd block.
             let per_head: Vec<Vec<f32>> = (0..c.heads)
                 .into_par_iter()
@@ -455,8 +455,8 @@ impl Session {
                             qkv.as_ptr().add(head * hd),
                             1,
                             width as isize,
-                            keys.as_ptr().add(g * hd),
-                            kv as isize,
+                            keys[g].as_ptr(),
+                            hd as isize,
                             1,
                             0.0,
                             scale,
@@ -483,9 +483,9 @@ impl Session {
                             scores.as_ptr(),
                             1,
                             total as isize,
-                            values.as_ptr().add(g * hd),
+                            values[g].as_ptr(),
                             1,
-                            kv as isize,
+                            hd as isize,
                             0.0,
                             1.0,
                             false,
@@ -555,27 +555,15 @@ impl Session {
             self.xq.quantize(&h);
             layer.qkv.q.matvec(&self.xq, &mut qkv, k);
             w.rope(&mut qkv[..dim + kv], position);
-            self.keys[l].extend_from_slice(&qkv[dim..dim + kv]);
-            self.values[l].extend_from_slice(&qkv[dim + kv..]);
-            let (keys, values) = (&self.keys[l], &self.values[l]);
+            self.append(l, &qkv);
+            let groups = l * c.kv_heads..(l + 1) * c.kv_heads;
+            let (keys, values) = (&self.keys[groups.clone()], &self.values[groups]);
             let q = &qkv[..dim];
             ctx.par_chunks_mut(hd).enumerate().for_each(|(head, out)| {
                 let g = head / (c.heads / c.kv_heads);
                 let qh = &q[head * hd..(head + 1) * hd];
-                let mut scores: Vec<f32> = keys
-                    .chunks_exact(kv)
-                    .map(|k| {
-                        let kh = &k[g * hd..(g + 1) * hd];
-                        qh.iter().zip(kh).map(|(a, b)| a * b).sum::<f32>() * scale
-                    })
-                    .collect();
-                softmax(&mut scores);
-                out.fill(0.0);
-                for (p, v) in scores.iter().zip(values.chunks_exact(kv)) {
-                    for (o, v) in out.iter_mut().zip(&v[g * hd..(g + 1) * hd]) {
-                        *o += p * v;
-                    }
-                }
+                let mut scores = Vec::with_capacity(total);
+                attend(qh, &keys[g], &values[g], scale, &mut scores, out, k);
             });
             self.xq.quantize(&ctx);
             layer.out.q.matvec(&self.xq, &mut o, k);

@@ -5,9 +5,9 @@
 
 pub mod cache;
 pub mod gguf;
+mod kernels;
 mod llama;
 pub mod openai;
-mod qdot;
 mod template;
 mod tokenizer;
 
