@@ -418,15 +418,15 @@ mod avx2 {
         for b in 0..stride / bb {
             let a = _mm256_loadu_si256(x.q.as_ptr().add(b * BLOCK) as *const __m256i);
             let (xd, xs) = (*x.d.get_unchecked(b), *x.s.get_unchecked(b));
-            for r in 0..4 {
+            for (r, (acc, min)) in acc.iter_mut().zip(&mut mins).enumerate() {
                 let p = rows.as_ptr().add(r * stride + b * bb);
                 let (d, m) = halves(p);
                 let packed = _mm_loadu_si128(p.add(4) as *const __m128i);
                 let lo = _mm_and_si128(packed, nibble);
                 let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), nibble);
                 let w = _mm256_set_m128i(hi, lo);
-                acc[r] = _mm256_fmadd_ps(products(w, a), _mm256_set1_ps(d * xd), acc[r]);
-                mins[r] += m * xs;
+                *acc = _mm256_fmadd_ps(products(w, a), _mm256_set1_ps(d * xd), *acc);
+                *min += m * xs;
             }
         }
         std::array::from_fn(|r| sum(acc[r]) + mins[r])
@@ -441,12 +441,12 @@ mod avx2 {
         for b in 0..stride / bb {
             let a = _mm256_loadu_si256(x.q.as_ptr().add(b * BLOCK) as *const __m256i);
             let xd = *x.d.get_unchecked(b);
-            for r in 0..4 {
+            for (r, acc) in acc.iter_mut().enumerate() {
                 let p = rows.as_ptr().add(r * stride + b * bb);
                 let (d, _) = halves(p);
                 let w = _mm256_loadu_si256(p.add(2) as *const __m256i);
                 let prod = products(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
-                acc[r] = _mm256_fmadd_ps(prod, _mm256_set1_ps(d * xd), acc[r]);
+                *acc = _mm256_fmadd_ps(prod, _mm256_set1_ps(d * xd), *acc);
             }
         }
         std::array::from_fn(|r| sum(acc[r]))
