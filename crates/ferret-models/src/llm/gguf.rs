@@ -45,7 +45,7 @@ impl ModelWeights {
                     Head::Logits => s.logits(&hidden),
                 })
             }),
-            _ => self.candle_forward(tokens, position),
+            _ => rayon::scope(|_| self.candle_forward(tokens, position)),
         }
     }
 
@@ -53,7 +53,7 @@ impl ModelWeights {
     fn step(&mut self, token: u32, position: usize) -> candle_core::Result<Vec<f32>> {
         match self {
             ModelWeights::Own(s, _) => rayon::scope(|_| s.step(token, position)).map_err(own_error),
-            _ => self.candle_forward(&[token], position),
+            _ => rayon::scope(|_| self.candle_forward(&[token], position)),
         }
     }
 
