@@ -240,12 +240,12 @@ impl QMatrix {
     }
 }
 
-/// out = softmax(scale · keys q) · values for one query `q` over cached rows of its length.
-/// `scores` is scratch space.
+/// out = softmax(scale · keys q) · values for one query `q` over cached f16 rows of its
+/// length. `scores` is scratch space.
 pub(crate) fn attend(
     q: &[f32],
-    keys: &[f32],
-    values: &[f32],
+    keys: &[f16],
+    values: &[f16],
     scale: f32,
     scores: &mut Vec<f32>,
     out: &mut [f32],
@@ -264,13 +264,13 @@ pub(crate) fn attend(
             scores.clear();
             scores.extend(
                 keys.chunks_exact(hd)
-                    .map(|k| q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * scale),
+                    .map(|k| q.iter().zip(k).map(|(a, b)| a * b.to_f32()).sum::<f32>() * scale),
             );
             softmax(scores);
             out.fill(0.0);
             for (p, v) in scores.iter().zip(values.chunks_exact(hd)) {
                 for (o, v) in out.iter_mut().zip(v) {
-                    *o += p * v;
+                    *o += p * v.to_f32();
                 }
             }
         }
@@ -359,6 +359,7 @@ fn dot_q8_0_scalar(row: &[u8], x: &Q8Vector) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{Format, Q8Vector, BLOCK};
+    use half::f16;
     use std::arch::x86_64::*;
 
     /// The two f16 values at `p` (scale, minimum) as f32.
@@ -367,6 +368,13 @@ mod avx2 {
     unsafe fn halves(p: *const u8) -> (f32, f32) {
         let v = _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const i32).read_unaligned()));
         (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_shuffle_ps(v, v, 1)))
+    }
+
+    /// Eight f16 at `p` as f32.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn halves8(p: *const f16) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
     }
 
     #[inline]
@@ -455,8 +463,8 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn attend(
         q: &[f32],
-        keys: &[f32],
-        values: &[f32],
+        keys: &[f16],
+        values: &[f16],
         scale: f32,
         scores: &mut Vec<f32>,
         out: &mut [f32],
@@ -467,7 +475,7 @@ mod avx2 {
             let mut acc = _mm256_setzero_ps();
             for i in (0..hd).step_by(8) {
                 let a = _mm256_loadu_ps(q.as_ptr().add(i));
-                acc = _mm256_fmadd_ps(a, _mm256_loadu_ps(k.as_ptr().add(i)), acc);
+                acc = _mm256_fmadd_ps(a, halves8(k.as_ptr().add(i)), acc);
             }
             scores.push(sum(acc) * scale);
         }
@@ -479,7 +487,7 @@ mod avx2 {
                 let o = out.as_mut_ptr().add(i);
                 _mm256_storeu_ps(
                     o,
-                    _mm256_fmadd_ps(p, _mm256_loadu_ps(v.as_ptr().add(i)), _mm256_loadu_ps(o)),
+                    _mm256_fmadd_ps(p, halves8(v.as_ptr().add(i)), _mm256_loadu_ps(o)),
                 );
             }
         }
@@ -602,15 +610,18 @@ mod tests {
     fn attention_kernels_equal_float64() {
         let (hd, len) = (64, 37);
         let q = noise(hd, 1);
-        let keys: Vec<f32> = noise(hd * len, 2).iter().map(|v| v * 3.0).collect();
-        let values = noise(hd * len, 4);
+        let keys: Vec<f16> = noise(hd * len, 2)
+            .iter()
+            .map(|v| f16::from_f32(v * 3.0))
+            .collect();
+        let values: Vec<f16> = noise(hd * len, 4).into_iter().map(f16::from_f32).collect();
         let scale = 0.125;
         let s: Vec<f64> = keys
             .chunks(hd)
             .map(|k| {
                 q.iter()
                     .zip(k)
-                    .map(|(&a, &b)| a as f64 * b as f64)
+                    .map(|(&a, b)| a as f64 * b.to_f64())
                     .sum::<f64>()
                     * scale
             })
@@ -621,7 +632,7 @@ mod tests {
             .map(|i| {
                 s.iter()
                     .zip(values.chunks(hd))
-                    .map(|(v, row)| (v - max).exp() / z * row[i] as f64)
+                    .map(|(v, row)| (v - max).exp() / z * row[i].to_f64())
                     .sum()
             })
             .collect();

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::GgmlDType;
 use candle_core::Device;
+use half::f16;
 use rayon::prelude::*;
 
 use super::kernels::{attend, softmax, Format, Kernels, Q8Vector, QMatrix, BLOCK};
@@ -354,12 +355,16 @@ fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
-/// One conversation's state: the KV cache (f32; per layer and key/value head, position ×
-/// head_dim, so that a head's attention reads one contiguous block) and buffers.
+/// One conversation's state: the KV cache (per layer and key/value head, position × head_dim,
+/// so that a head's attention reads one contiguous block) and buffers. The cache is kept in
+/// f32 for prompts' GEMMs and in f16 for steps, which read all of it for every token (as
+/// llama.cpp's f16 cache: half the bytes).
 pub(crate) struct Session {
     w: Arc<Weights>,
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
+    keys16: Vec<Vec<f16>>,
+    values16: Vec<Vec<f16>>,
     len: usize,
     xq: Q8Vector,
 }
@@ -371,6 +376,8 @@ impl Session {
             w,
             keys: vec![Vec::new(); n],
             values: vec![Vec::new(); n],
+            keys16: vec![Vec::new(); n],
+            values16: vec![Vec::new(); n],
             len: 0,
             xq: Q8Vector::default(),
         }
@@ -379,6 +386,8 @@ impl Session {
     pub(crate) fn clear(&mut self) {
         self.keys.iter_mut().for_each(Vec::clear);
         self.values.iter_mut().for_each(Vec::clear);
+        self.keys16.iter_mut().for_each(Vec::clear);
+        self.values16.iter_mut().for_each(Vec::clear);
         self.len = 0;
     }
 
@@ -389,8 +398,12 @@ impl Session {
         let (dim, kv, hd) = (c.dim, c.kv_dim(), c.head_dim);
         for g in 0..c.kv_heads {
             let at = l * c.kv_heads + g;
-            self.keys[at].extend_from_slice(&qkv[dim + g * hd..dim + (g + 1) * hd]);
-            self.values[at].extend_from_slice(&qkv[dim + kv + g * hd..dim + kv + (g + 1) * hd]);
+            let k = &qkv[dim + g * hd..dim + (g + 1) * hd];
+            let v = &qkv[dim + kv + g * hd..dim + kv + (g + 1) * hd];
+            self.keys[at].extend_from_slice(k);
+            self.values[at].extend_from_slice(v);
+            self.keys16[at].extend(k.iter().map(|&x| f16::from_f32(x)));
+            self.values16[at].extend(v.iter().map(|&x| f16::from_f32(x)));
         }
     }
 
@@ -423,6 +436,8 @@ impl Session {
         let mut act = vec![0f32; t * c.ffn];
         let total = position + t;
         let scale = 1.0 / (hd as f32).sqrt();
+        // Each head's scores (t × total) and output (t × hd), reused by every layer.
+        let mut per_head = vec![(vec![0f32; t * total], vec![0f32; t * hd]); c.heads];
         for (l, layer) in w.layers.iter().enumerate() {
             for (xr, hr) in x.chunks_exact(dim).zip(h.chunks_exact_mut(dim)) {
                 rms_norm(xr, &layer.attn_norm, c.eps, hr);
@@ -435,12 +450,11 @@ impl Session {
             let groups = l * c.kv_heads..(l + 1) * c.kv_heads;
             let (keys, values) = (&self.keys[groups.clone()], &self.values[groups]);
             // Heads in parallel, each into its own t × hd block.
-            let per_head: Vec<Vec<f32>> = (0..c.heads)
-                .into_par_iter()
-                .map(|head| {
+            per_head
+                .par_iter_mut()
+                .enumerate()
+                .for_each(|(head, (scores, out))| {
                     let g = head / (c.heads / c.kv_heads);
-                    let mut scores = vec![0f32; t * total];
-                    let mut out = vec![0f32; t * hd];
                     // SAFETY: qkv holds t rows of `width`, the cache `total` rows of kv; the
                     // head's columns lie inside both; scores is t×total and out t×hd.
                     unsafe {
@@ -494,10 +508,8 @@ impl Session {
                             gemm::Parallelism::None,
                         );
                     }
-                    out
-                })
-                .collect();
-            for (head, out) in per_head.iter().enumerate() {
+                });
+            for (head, (_, out)) in per_head.iter().enumerate() {
                 for (i, row) in out.chunks_exact(hd).enumerate() {
                     ctx[i * dim + head * hd..i * dim + (head + 1) * hd].copy_from_slice(row);
                 }
@@ -557,7 +569,7 @@ impl Session {
             w.rope(&mut qkv[..dim + kv], position);
             self.append(l, &qkv);
             let groups = l * c.kv_heads..(l + 1) * c.kv_heads;
-            let (keys, values) = (&self.keys[groups.clone()], &self.values[groups]);
+            let (keys, values) = (&self.keys16[groups.clone()], &self.values16[groups]);
             let q = &qkv[..dim];
             ctx.par_chunks_mut(hd).enumerate().for_each(|(head, out)| {
                 let g = head / (c.heads / c.kv_heads);
