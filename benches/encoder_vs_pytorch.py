@@ -3,10 +3,12 @@
 same machine: throughput on SciFact documents (title + " " + text, max_seq 256, batch 32 for
 PyTorch), same thread count, and the cosine between the two embeddings of every document.
 
-usage: python3 benches/encoder_vs_pytorch.py [--docs 500] [--threads N] [--data DIR]
+usage: python3 benches/encoder_vs_pytorch.py [--model all-minilm-l6-v2] [--docs 500] [--threads N] [--data DIR]
+
+--model: any sentence encoder `ferret models pull` knows (all-mpnet-base-v2: max_seq 384).
 
 Installs sentence-transformers (and with it PyTorch from PyPI) into its own virtualenv, builds
-ferret in release mode, and fetches all-MiniLM-L6-v2 with `ferret models pull`.
+ferret in release mode, and fetches the model with `ferret models pull`.
 """
 import argparse
 import gzip
@@ -39,6 +41,7 @@ def main():
     from sentence_transformers import SentenceTransformer
 
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="all-minilm-l6-v2")
     ap.add_argument("--docs", type=int, default=500)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--data", default=os.environ.get("FERRET_DATA", os.path.join(ROOT, "..", "shared", "data")))
@@ -46,7 +49,7 @@ def main():
 
     subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "ferret"], cwd=ROOT, check=True)
     ferret = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "ferret")
-    pulled = subprocess.run([ferret, "models", "pull", "all-minilm-l6-v2"], check=True, capture_output=True, text=True).stdout
+    pulled = subprocess.run([ferret, "models", "pull", args.model], check=True, capture_output=True, text=True).stdout
     model_dir = pulled.split(" -> ")[1].split("\n")[0].strip()
 
     corpus = os.path.join(args.data, "beir-scifact", "corpus.jsonl.gz")
@@ -63,7 +66,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "v.f32")
-        res = subprocess.run([ferret, "encode", "--model", "all-minilm-l6-v2", "--corpus", corpus, "--limit", str(args.docs),
+        res = subprocess.run([ferret, "encode", "--model", args.model, "--corpus", corpus, "--limit", str(args.docs),
                               "--threads", str(args.threads), "-o", out], check=True, capture_output=True, text=True)
         # ferret reports the time of the encoding itself (model loaded, texts read)
         ferret_secs = float(res.stderr.split(" in ")[1].split("s")[0])
@@ -71,7 +74,7 @@ def main():
 
     cos = (ours * theirs).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
     n = len(texts)
-    print(f"\nall-MiniLM-L6-v2 on {n} SciFact documents, {args.threads} threads (torch {torch.__version__})")
+    print(f"\n{args.model} on {n} SciFact documents, {args.threads} threads (torch {torch.__version__})")
     print(f"  sentence-transformers: {n / torch_secs:7.1f} docs/s")
     print(f"  ferret:                {n / ferret_secs:7.1f} docs/s")
     print(f"  ratio ferret / PyTorch: {torch_secs / ferret_secs:.2f}x")

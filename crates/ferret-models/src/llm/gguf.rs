@@ -235,7 +235,8 @@ impl GgufModel {
         })?;
         let template = ChatTemplate::new(template_source, &bos_text, &eos_text).map_err(bad)?;
         // candle's llama has rotary tables for MAX_SEQ_LEN positions; its Qwen2 for the
-        // model's whole context.
+        // model's whole context. ferret's own decoder keeps candle's llama limit, so that a
+        // model's context does not depend on which runtime took it.
         let rotary = if arch == "llama" {
             quantized_llama::MAX_SEQ_LEN
         } else {
@@ -243,7 +244,9 @@ impl GgufModel {
         };
         let context_length = number(&ct, &format!("{arch}.context_length"))
             .map_or(quantized_llama::MAX_SEQ_LEN, |n| (n as usize).min(rotary));
-        let (prototype, first, projection) = if llama::handles(&arch, &ct) {
+        // ferret's own decoder holds every weight in f32 too: small models only.
+        let own = llama::handles(&arch, &ct) && parameters(&ct) <= DENSE_UP_TO;
+        let (prototype, first, projection) = if own {
             let w = llama::Weights::load(&ct, &mut file)
                 .map_err(|e| bad(format!("loading the weights: {e}")))?;
             let projection = match head {
@@ -471,7 +474,8 @@ impl GgufModel {
     }
 }
 
-/// How the weights are held for candle. candle multiplies f32 matrices with a fast GEMM but
+/// How the weights are held for candle (models ferret's own decoder does not take: Qwen2, and
+/// llama files with tensors it does not know). candle multiplies f32 matrices with a fast GEMM but
 /// has only scalar code for some quantised types (Q4_1, Q5_0, Q5_1: about 40 tokens/s of prompt
 /// here), and quantises activations to 8 bits inside every quantised product. Small models
 /// (up to [`DENSE_UP_TO`] parameters, 540 MB for SmolLM2-135M) are therefore dequantised to f32:
@@ -479,6 +483,11 @@ impl GgufModel {
 /// tests/llm_gguf.rs) and the fastest prompt processing. Larger ones stay quantised, with the
 /// scalar-only types re-quantised to Q8_0 (finer than their grid, so nearly lossless).
 const DENSE_UP_TO: usize = 1_500_000_000;
+
+/// Weights in the file.
+fn parameters(ct: &Content) -> usize {
+    ct.tensor_infos.values().map(|t| t.shape.elem_count()).sum()
+}
 
 /// The file's tensors laid out for candle by [`DENSE_UP_TO`], as GGUF bytes in memory.
 /// With [`Head::Hidden`] the output layer becomes an identity matrix and the vocabulary
@@ -490,8 +499,7 @@ fn fast_layout(
 ) -> candle_core::Result<(Content, Vec<u8>, Option<Tensor>)> {
     use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
     const SCALAR_ONLY: [GgmlDType; 3] = [GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q5_1];
-    let parameters: usize = ct.tensor_infos.values().map(|t| t.shape.elem_count()).sum();
-    let dense = parameters <= DENSE_UP_TO;
+    let dense = parameters(&ct) <= DENSE_UP_TO;
     let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(ct.tensor_infos.len());
     for name in ct.tensor_infos.keys() {
         let t = ct.tensor(file, name, &Device::Cpu)?;

@@ -421,6 +421,9 @@ impl Session {
     /// GEMMs; the final hidden state of the last token (after the output norm).
     pub(crate) fn prompt(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, String> {
         self.check_position(position)?;
+        if tokens.is_empty() {
+            return Err("an empty prompt".into());
+        }
         let w = Arc::clone(&self.w);
         let c = &w.cfg;
         let (t, dim, kv, hd) = (tokens.len(), c.dim, c.kv_dim(), c.head_dim);
@@ -536,13 +539,32 @@ impl Session {
     /// Logits from a final hidden state, in f32 (exact on the file's weights).
     pub(crate) fn logits(&self, hidden: &[f32]) -> Vec<f32> {
         let (p, vocab, dim) = self.w.projection();
+        assert!(hidden.len() == dim && p.len() == vocab * dim);
         let mut out = vec![0f32; vocab];
-        out.par_chunks_mut(1024).enumerate().for_each(|(c, o)| {
-            for (i, y) in o.iter_mut().enumerate() {
-                let row = &p[(c * 1024 + i) * dim..(c * 1024 + i + 1) * dim];
-                *y = row.iter().zip(hidden).map(|(a, b)| a * b).sum();
-            }
-        });
+        // SAFETY: hidden is 1×dim, p vocab×dim (read as its transpose), out 1×vocab (asserted).
+        unsafe {
+            gemm::gemm(
+                1,
+                vocab,
+                dim,
+                out.as_mut_ptr(),
+                1,
+                vocab as isize,
+                false,
+                hidden.as_ptr(),
+                1,
+                dim as isize,
+                p.as_ptr(),
+                dim as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::Rayon(0),
+            );
+        }
         out
     }
 

@@ -1,5 +1,6 @@
 //! Large language models for reranking: one request/response shape over two backends — a local
-//! GGUF model run on the CPU ([`gguf`], candle's quantised llama kernels) and any
+//! GGUF model run on the CPU ([`gguf`]: ferret's own llama decoder for small models, candle's
+//! quantised kernels for the rest) and any
 //! OpenAI-compatible server ([`openai`]) — plus a prompt-hash cache ([`cache`]) and call/token
 //! accounting shared by both.
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# ferret's CPU runtimes next to their peers on this machine, one after the other in one run,
+# with the CPU and instruction set at the top: the sentence encoders against
+# sentence-transformers on PyTorch (f32), and the GGUF LLM runtime against llama.cpp
+# (prompt and generation tokens/s). docs/BENCHMARKS.md keeps one table per kind of machine.
+#   benches/cpu_inference.sh        (DOCS=500 MiniLM documents, DOCS_MPNET=100, QWEN=1 adds
+#                                    Qwen2.5-Coder-1.5B, VENV: a virtualenv with llama-cpp-python)
+# No int8 rows: ferret has no int8 encoder path yet.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -q -p ferret
+python3 -c "import sys; sys.path.insert(0, 'benches'); from cpuinfo import cpu; print('CPU:', cpu())"
+python3 benches/encoder_vs_pytorch.py --model all-minilm-l6-v2 --docs "${DOCS:-500}"
+python3 benches/encoder_vs_pytorch.py --model all-mpnet-base-v2 --docs "${DOCS_MPNET:-100}"
+benches/llm_vs_llamacpp.sh 512 64
+if [ -n "${QWEN:-}" ]; then LLM=qwen2.5-coder-1.5b benches/llm_vs_llamacpp.sh 256 32; fi
