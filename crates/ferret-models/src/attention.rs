@@ -62,16 +62,7 @@ pub(crate) fn attend_head(
     }
     adjust(scores);
     for row in scores.chunks_exact_mut(len) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for x in row.iter_mut() {
-            *x = (*x - max).exp();
-            sum += *x;
-        }
-        let inv = 1.0 / sum;
-        for x in row.iter_mut() {
-            *x *= inv;
-        }
+        crate::fastmath::softmax(row);
     }
     // SAFETY: as above.
     unsafe {

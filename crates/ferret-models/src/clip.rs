@@ -233,7 +233,7 @@ impl Encoder {
             for v in ws.inter.iter_mut() {
                 *v = match self.act {
                     // x·σ(1.702x), as transformers' QuickGELUActivation.
-                    Act::QuickGelu => *v * (1.0 / (1.0 + (-1.702 * *v).exp())),
+                    Act::QuickGelu => *v * (1.0 / (1.0 + crate::fastmath::exp(-1.702 * *v))),
                     Act::Gelu => gelu_erf(*v),
                 };
             }

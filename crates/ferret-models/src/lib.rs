@@ -26,6 +26,7 @@ pub mod clip;
 pub mod colbert;
 pub mod cross;
 pub mod error;
+mod fastmath;
 mod gguf_header;
 pub mod llm;
 mod loaded;

@@ -411,7 +411,7 @@ impl NomicBert {
             layer.up.forward(&ws.x, len, &mut ws.up);
             layer.gate.forward(&ws.x, len, &mut ws.gate);
             for (u, g) in ws.up.iter_mut().zip(&ws.gate) {
-                *u *= g / (1.0 + (-g).exp());
+                *u *= g / (1.0 + crate::fastmath::exp(-g));
             }
             layer.down.forward(&ws.up, len, &mut ws.tmp);
             for (t, x) in ws.tmp.iter_mut().zip(&ws.x) {

@@ -266,7 +266,7 @@ pub(crate) fn attend(
                 keys.chunks_exact(hd)
                     .map(|k| q.iter().zip(k).map(|(a, b)| a * b.to_f32()).sum::<f32>() * scale),
             );
-            softmax(scores);
+            crate::fastmath::softmax(scores);
             out.fill(0.0);
             for (p, v) in scores.iter().zip(values.chunks_exact(hd)) {
                 for (o, v) in out.iter_mut().zip(v) {
@@ -274,20 +274,6 @@ pub(crate) fn attend(
                 }
             }
         }
-    }
-}
-
-/// Exponentiates and normalises in place.
-pub(crate) fn softmax(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for x in row.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
-    let inv = 1.0 / sum;
-    for x in row.iter_mut() {
-        *x *= inv;
     }
 }
 
@@ -479,7 +465,7 @@ mod avx2 {
             }
             scores.push(sum(acc) * scale);
         }
-        super::softmax(scores);
+        crate::fastmath::softmax(scores);
         out.fill(0.0);
         for (&p, v) in scores.iter().zip(values.chunks_exact(hd)) {
             let p = _mm256_set1_ps(p);

@@ -17,8 +17,9 @@ use candle_core::Device;
 use half::f16;
 use rayon::prelude::*;
 
-use super::kernels::{attend, softmax, Format, Kernels, Q8Vector, QMatrix, BLOCK};
+use super::kernels::{attend, Format, Kernels, Q8Vector, QMatrix, BLOCK};
 use super::tokenizer::number;
+use crate::fastmath::{exp, softmax};
 
 /// Shapes and constants from the GGUF metadata.
 #[derive(Debug, Clone)]
@@ -352,7 +353,7 @@ fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x / (1.0 + exp(-x))
 }
 
 /// One conversation's state: the KV cache (per layer and key/value head, position × head_dim,
