@@ -74,7 +74,10 @@ def main():
 
     cos = (ours * theirs).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
     n = len(texts)
-    print(f"\n{args.model} on {n} SciFact documents, {args.threads} threads (torch {torch.__version__})")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from cpuinfo import cpu
+    print(f"\nCPU: {cpu()}")
+    print(f"{args.model} on {n} SciFact documents, {args.threads} threads (torch {torch.__version__})")
     print(f"  sentence-transformers: {n / torch_secs:7.1f} docs/s")
     print(f"  ferret:                {n / ferret_secs:7.1f} docs/s")
     print(f"  ratio ferret / PyTorch: {torch_secs / ferret_secs:.2f}x")

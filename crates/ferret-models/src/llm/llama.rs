@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::Content;
-use candle_core::quantized::GgmlDType;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 use half::f16;
 use rayon::prelude::*;
@@ -142,16 +142,14 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn f32(&mut self, name: &str) -> Result<(Vec<usize>, Vec<f32>), String> {
-        let t = self
-            .ct
+        let t = self.tensor(name)?;
+        Ok((t.shape().dims().to_vec(), dequantize(&t, name)?))
+    }
+
+    fn tensor(&mut self, name: &str) -> Result<QTensor, String> {
+        self.ct
             .tensor(self.file, name, &Device::Cpu)
-            .map_err(|e| format!("tensor {name}: {e}"))?;
-        let dims = t.shape().dims().to_vec();
-        let v = t
-            .dequantize(&Device::Cpu)
-            .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
-            .map_err(|e| format!("tensor {name}: {e}"))?;
-        Ok((dims, v))
+            .map_err(|e| format!("tensor {name}: {e}"))
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>, String> {
@@ -167,33 +165,35 @@ impl Reader<'_> {
     /// A `rows × cols` matrix: the file's blocks where a kernel reads them (Q4_1, Q8_0), else
     /// requantised to Q8_0 from its f32 values.
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Linear, String> {
-        let (dims, f32) = self.f32(name)?;
+        let t = self.tensor(name)?;
+        let dims = t.shape().dims();
         if dims != [rows, cols] {
             return Err(format!(
                 "tensor {name} has shape {dims:?}, expected [{rows}, {cols}]"
             ));
         }
-        let info = &self.ct.tensor_infos[name];
-        let format = match info.ggml_dtype {
+        let f32 = dequantize(&t, name)?;
+        let format = match t.dtype() {
             GgmlDType::Q4_1 => Some(Format::Q4_1),
             GgmlDType::Q8_0 => Some(Format::Q8_0),
             _ => None,
         };
         let q = match format {
+            // candle holds these types as GGML's blocks, byte for byte.
             Some(format) => {
-                use std::io::{Read, Seek, SeekFrom};
-                let size = rows * cols / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
-                let mut bytes = vec![0u8; size];
-                self.file
-                    .seek(SeekFrom::Start(self.ct.tensor_data_offset + info.offset))
-                    .and_then(|_| self.file.read_exact(&mut bytes))
-                    .map_err(|e| format!("tensor {name}: {e}"))?;
-                QMatrix::from_blocks(format, rows, cols, bytes)?
+                let bytes = t.data().map_err(|e| format!("tensor {name}: {e}"))?;
+                QMatrix::from_blocks(format, rows, cols, bytes.into_owned())?
             }
             None => QMatrix::quantize_q8_0(rows, cols, &f32)?,
         };
         Ok(Linear { f32, q, rows, cols })
     }
+}
+
+fn dequantize(t: &QTensor, name: &str) -> Result<Vec<f32>, String> {
+    t.dequantize(&Device::Cpu)
+        .and_then(|t| t.flatten_all()?.to_vec1::<f32>())
+        .map_err(|e| format!("tensor {name}: {e}"))
 }
 
 /// Stacks projections that read the same input (their quantised forms converted to Q8_0 when
