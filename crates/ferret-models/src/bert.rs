@@ -14,6 +14,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::fastmath::{self, wide};
+use crate::int8::{Int8Kernels, Int8Matrix, Int8Rows};
 use crate::weights::Weights;
 use crate::ModelError;
 
@@ -61,16 +63,32 @@ fn default_type_vocab() -> usize {
 
 /// y = x Wᵀ + b for a row-major x [rows, in] and W [out, in] (PyTorch's `Linear` layout).
 pub(crate) struct Linear {
-    w: Vec<f32>,
+    w: LinearWeights,
     b: Vec<f32>,
     inp: usize,
     out: usize,
 }
 
+/// A linear layer's weights: as loaded, or quantised ([`Linear::quantize_int8`]).
+enum LinearWeights {
+    F32(Vec<f32>),
+    Int8(Box<Int8Matrix>, Int8Kernels),
+}
+
+thread_local! {
+    /// Each thread's quantised activations (int8 layers).
+    static INT8_ROWS: RefCell<Int8Rows> = RefCell::new(Int8Rows::default());
+}
+
 impl Linear {
     /// From a row-major weight [out, inp] and a bias [out].
     pub(crate) fn new(w: Vec<f32>, b: Vec<f32>, out: usize, inp: usize) -> Self {
-        Linear { w, b, inp, out }
+        Linear {
+            w: LinearWeights::F32(w),
+            b,
+            inp,
+            out,
+        }
     }
 
     pub(crate) fn load(
@@ -79,12 +97,22 @@ impl Linear {
         out: usize,
         inp: usize,
     ) -> Result<Self, ModelError> {
-        Ok(Linear {
-            w: w.get(&format!("{name}.weight"), &[out, inp])?,
-            b: w.get(&format!("{name}.bias"), &[out])?,
-            inp,
+        Ok(Linear::new(
+            w.get(&format!("{name}.weight"), &[out, inp])?,
+            w.get(&format!("{name}.bias"), &[out])?,
             out,
-        })
+            inp,
+        ))
+    }
+
+    /// Replaces the f32 weights by int8 ones (per-output scales), multiplied with
+    /// per-token-quantised activations by `kernels` from then on.
+    pub(crate) fn quantize_int8(&mut self, kernels: Int8Kernels) {
+        if let LinearWeights::F32(w) = &self.w {
+            let m = Int8Matrix::quantize(w, self.out, self.inp);
+            debug_assert_eq!(m.outputs(), self.out);
+            self.w = LinearWeights::Int8(Box::new(m), kernels);
+        }
     }
 
     pub(crate) fn forward(&self, x: &[f32], rows: usize, y: &mut Vec<f32>) {
@@ -100,16 +128,26 @@ impl Linear {
         outputs: std::ops::Range<usize>,
         y: &mut Vec<f32>,
     ) {
+        assert!(
+            x.len() >= rows * self.inp,
+            "linear layer: input shorter than rows × inputs"
+        );
+        let w = match &self.w {
+            LinearWeights::F32(w) => w,
+            LinearWeights::Int8(m, kernels) => {
+                return INT8_ROWS.with(|cell| {
+                    let xq = &mut *cell.borrow_mut();
+                    xq.quantize(x, rows, self.inp);
+                    m.matmul(xq, outputs, &self.b, y, *kernels);
+                });
+            }
+        };
         let n = outputs.len();
         y.clear();
         for _ in 0..rows {
             y.extend_from_slice(&self.b[outputs.clone()]);
         }
-        let w = &self.w[outputs.start * self.inp..outputs.end * self.inp];
-        assert!(
-            x.len() >= rows * self.inp,
-            "linear layer: input shorter than rows × inputs"
-        );
+        let w = &w[outputs.start * self.inp..outputs.end * self.inp];
         // SAFETY: x holds rows×inp floats, w n×inp (the rows of W asked for) and y rows×n;
         // the strides match those row-major shapes (w read as its transpose).
         unsafe {
@@ -170,14 +208,41 @@ impl LayerNorm {
 
     /// In place, row by row.
     pub(crate) fn apply(&self, x: &mut [f32]) {
-        let dim = self.g.len();
+        layer_norm_rows(x, &self.g, &self.b, self.eps);
+    }
+}
+
+wide! {
+    fn layer_norm_rows(x: &mut [f32], g: &[f32], b: &[f32], eps: f32) {
+        let dim = g.len();
         for row in x.chunks_exact_mut(dim) {
-            let mean = row.iter().sum::<f32>() / dim as f32;
-            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
-            let inv = 1.0 / (var + self.eps).sqrt();
-            for ((v, g), b) in row.iter_mut().zip(&self.g).zip(&self.b) {
-                *v = (*v - mean) * inv * g + b;
+            let mean = fastmath::sum(row) / dim as f32;
+            for v in row.iter_mut() {
+                *v -= mean;
             }
+            let var = fastmath::sum_squares(row) / dim as f32;
+            let inv = 1.0 / (var + eps).sqrt();
+            for ((v, g), b) in row.iter_mut().zip(g).zip(b) {
+                *v = *v * inv * g + b;
+            }
+        }
+    }
+}
+
+wide! {
+    /// x += y, element by element.
+    pub(crate) fn add_assign(x: &mut [f32], y: &[f32]) {
+        for (x, y) in x.iter_mut().zip(y) {
+            *x += y;
+        }
+    }
+}
+
+wide! {
+    /// GELU (with erf) in place.
+    pub(crate) fn gelu_erf_all(v: &mut [f32]) {
+        for x in v.iter_mut() {
+            *x = gelu_erf(*x);
         }
     }
 }
@@ -366,6 +431,25 @@ impl Bert {
         })
     }
 
+    /// Quantises the encoder layers' linear weights to int8 (dynamic quantisation: activations
+    /// per token at run time; see [`crate::int8`]). Embeddings, layer norms and attention stay
+    /// f32.
+    pub fn quantize_int8(&mut self) {
+        let kernels = Int8Kernels::detect();
+        for l in &mut self.layers {
+            for linear in [
+                &mut l.query,
+                &mut l.key,
+                &mut l.value,
+                &mut l.attn_out,
+                &mut l.intermediate,
+                &mut l.output,
+            ] {
+                linear.quantize_int8(kernels);
+            }
+        }
+    }
+
     /// The word embedding table [vocab, hidden] (the tied decoder of masked-LM heads).
     pub(crate) fn word_embeddings(&self) -> &[f32] {
         &self.word
@@ -446,24 +530,17 @@ impl Bert {
         for layer in &self.layers {
             self.attention(layer, len, attended, ws);
             layer.attn_out.forward(&ws.ctx, len, &mut ws.tmp);
-            for (t, x) in ws.tmp.iter_mut().zip(&ws.x) {
-                *t += x;
-            }
+            add_assign(&mut ws.tmp, &ws.x);
             layer.attn_norm.apply(&mut ws.tmp);
             std::mem::swap(&mut ws.x, &mut ws.tmp);
             layer.intermediate.forward(&ws.x, len, &mut ws.inter);
-            let tanh_approx = self.config.hidden_act != "gelu";
-            for v in ws.inter.iter_mut() {
-                *v = if tanh_approx {
-                    gelu_tanh(*v)
-                } else {
-                    gelu_erf(*v)
-                };
+            if self.config.hidden_act == "gelu" {
+                gelu_erf_all(&mut ws.inter);
+            } else {
+                ws.inter.iter_mut().for_each(|v| *v = gelu_tanh(*v));
             }
             layer.output.forward(&ws.inter, len, &mut ws.tmp);
-            for (t, x) in ws.tmp.iter_mut().zip(&ws.x) {
-                *t += x;
-            }
+            add_assign(&mut ws.tmp, &ws.x);
             layer.out_norm.apply(&mut ws.tmp);
             std::mem::swap(&mut ws.x, &mut ws.tmp);
         }
@@ -477,7 +554,7 @@ impl Bert {
         layer.query.forward(&ws.x, len, &mut ws.q);
         layer.key.forward(&ws.x, len, &mut ws.k);
         layer.value.forward(&ws.x, len, &mut ws.v);
-        ws.ctx.clear();
+        // Every element is overwritten head by head.
         ws.ctx.resize(len * h, 0.0);
         ws.scores.resize(len * len, 0.0);
         let scale = 1.0 / (dh as f32).sqrt();
@@ -521,6 +598,7 @@ impl Bert {
 }
 
 /// GELU with the error function (Hugging Face's "gelu").
+#[inline(always)]
 pub(crate) fn gelu_erf(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
@@ -528,6 +606,7 @@ pub(crate) fn gelu_erf(x: f32) -> f32 {
 /// erf by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7 in exact arithmetic, about
 /// 3e-7 evaluated in f32): a polynomial and one (vectorisable) `exp`, several times cheaper than libm's `erff`, which
 /// otherwise costs a tenth of the encoder's time.
+#[inline(always)]
 fn erf(x: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [
@@ -540,7 +619,7 @@ fn erf(x: f32) -> f32 {
     let ax = x.abs();
     let t = 1.0 / (1.0 + P * ax);
     let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-    let y = 1.0 - poly * crate::fastmath::exp(-ax * ax);
+    let y = 1.0 - poly * fastmath::exp(-ax * ax);
     y.copysign(x)
 }
 

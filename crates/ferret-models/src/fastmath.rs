@@ -3,6 +3,103 @@
 //! encoder's time on SciFact. This is Cephes' `expf` (range reduction by ln 2, a degree-6
 //! polynomial, 2ⁿ put into the exponent bits) without branches, inlined into those loops, and
 //! a softmax built on it.
+//!
+//! [`wide!`] compiles such loops once per instruction set and picks one at run time: the binary
+//! targets baseline x86-64 (SSE2, 4 lanes), and AVX2 / AVX-512 double and quadruple that. The
+//! code is the same in every copy and the compiler does not fuse or reorder float operations,
+//! so all copies give the same bits.
+
+/// Defines a function whose body is compiled three times on x86-64 — for AVX-512, for AVX2 +
+/// FMA, and for the baseline — and dispatched by the CPU's features at each call (a cached
+/// check). Helpers the body calls must be `#[inline(always)]` to be compiled wide with it.
+macro_rules! wide {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                match $crate::fastmath::level() {
+                    // SAFETY: level() found these features on this CPU.
+                    $crate::fastmath::Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::fastmath::Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::fastmath::Level::Base => {}
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use wide;
+
+/// The widest instruction set [`wide!`] functions use on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Level {
+    Base,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+/// The widest instruction set [`wide!`] functions use: the CPU's, or less under [`cap`].
+#[inline]
+pub(crate) fn level() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let cap = cap();
+        if cap >= Cap::Avx512
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512dq")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("fma")
+        {
+            return Level::Avx512;
+        }
+        if cap >= Cap::Avx2 && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Level::Avx2;
+        }
+    }
+    Level::Base
+}
+
+/// The most the runtimes may use, from `FERRET_SIMD` (`base`, `avx2`, `avx-vnni`, `avx512`;
+/// unset: whatever the CPU has). It lets tests and benchmarks run the paths a machine would
+/// not take by default, e.g. AVX2 on an AVX-512 machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Cap {
+    Base,
+    Avx2,
+    AvxVnni,
+    Avx512,
+}
+
+pub(crate) fn cap() -> Cap {
+    static CAP: std::sync::OnceLock<Cap> = std::sync::OnceLock::new();
+    *CAP.get_or_init(|| match std::env::var("FERRET_SIMD").as_deref() {
+        Err(_) | Ok("") => Cap::Avx512,
+        Ok("base") => Cap::Base,
+        Ok("avx2") => Cap::Avx2,
+        Ok("avx-vnni") => Cap::AvxVnni,
+        Ok("avx512") => Cap::Avx512,
+        Ok(other) => {
+            tracing::warn!(
+                "FERRET_SIMD={other} is not one of base, avx2, avx-vnni, avx512; ignored"
+            );
+            Cap::Avx512
+        }
+    })
+}
 
 /// eˣ to about 2 ulp for x in [-87.3, 88.7]; below, the smallest normal float (≈ 1.2e-38, where
 /// softmax needs 0 it weighs nothing), above, 2¹²⁸ overflows to +∞ as eˣ does. NaN stays NaN.
@@ -33,29 +130,77 @@ pub(crate) fn exp(x: f32) -> f32 {
     e * pow2(a) * pow2(b)
 }
 
-/// Exponentiates (less the row's maximum) and normalises in place.
-pub(crate) fn softmax(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for x in row.iter_mut() {
-        *x = exp(*x - max);
-    }
-    let inv = 1.0 / sum(row);
-    for x in row.iter_mut() {
-        *x *= inv;
+wide! {
+    /// Exponentiates (less the row's maximum) and normalises in place.
+    pub(crate) fn softmax(row: &mut [f32]) {
+        let max = max(row);
+        for x in row.iter_mut() {
+            *x = exp(*x - max);
+        }
+        let inv = 1.0 / sum(row);
+        for x in row.iter_mut() {
+            *x *= inv;
+        }
     }
 }
 
-/// The sum in eight lanes, so that it vectorises (a sum in order cannot).
-fn sum(v: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let chunks = v.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().sum();
+/// Lanes of the reductions below: enough independent chains to keep vector units busy (two
+/// AVX-512 registers, four AVX2 ones). The count is fixed, so every instruction set adds in the
+/// same order.
+const LANES: usize = 32;
+
+/// The larger of two floats as `maxps` computes it (one instruction; `f32::max` adds NaN
+/// checks that keep the loop slow). NaN never occurs in these reductions.
+#[inline(always)]
+fn larger(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// The maximum (−∞ for an empty slice).
+#[inline(always)]
+pub(crate) fn max(v: &[f32]) -> f32 {
+    reduce(v, f32::NEG_INFINITY, larger, larger)
+}
+
+/// max |x| (0 for an empty slice).
+#[inline(always)]
+pub(crate) fn max_abs(v: &[f32]) -> f32 {
+    reduce(v, 0.0, |l, x| larger(l, x.abs()), larger)
+}
+
+/// Σ x².
+#[inline(always)]
+pub(crate) fn sum_squares(v: &[f32]) -> f32 {
+    reduce(v, 0.0, |l, x| l + x * x, |a, b| a + b)
+}
+
+/// Σ x (a sum in order cannot vectorise).
+#[inline(always)]
+pub(crate) fn sum(v: &[f32]) -> f32 {
+    reduce(v, 0.0, |l, x| l + x, |a, b| a + b)
+}
+
+/// Folds `v` into [`LANES`] lanes with `step`, then the lanes and the tail with `join`.
+#[inline(always)]
+fn reduce(
+    v: &[f32],
+    init: f32,
+    step: impl Fn(f32, f32) -> f32,
+    join: impl Fn(f32, f32) -> f32,
+) -> f32 {
+    let mut lanes = [init; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let tail = chunks.remainder().iter().fold(init, |a, &x| step(a, x));
     for c in chunks {
-        for (l, x) in lanes.iter_mut().zip(c) {
-            *l += x;
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l = step(*l, x);
         }
     }
-    lanes.iter().sum::<f32>() + tail
+    lanes.iter().copied().fold(tail, join)
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub mod cross;
 pub mod error;
 mod fastmath;
 mod gguf_header;
+mod int8;
 pub mod llm;
 mod loaded;
 pub mod nomic;

@@ -262,6 +262,21 @@ impl SentenceEncoder {
         })
     }
 
+    /// Switches the transformer's linear layers to int8 ([`Bert::quantize_int8`]). GGUF
+    /// encoders are refused: their file already fixes how their weights are stored.
+    pub fn quantize_int8(&mut self) -> Result<(), ModelError> {
+        match &mut self.backbone {
+            Backbone::Bert(b) => {
+                b.quantize_int8();
+                Ok(())
+            }
+            Backbone::Nomic(_) => Err(ModelError::invalid(
+                &self.dir,
+                "int8 applies to safetensors encoders; a GGUF encoder keeps the types its file stores",
+            )),
+        }
+    }
+
     pub fn dim(&self) -> usize {
         self.backbone.hidden_size()
     }

@@ -43,6 +43,20 @@ fn check_against_reference(
     args: &[&str],
     expected: impl Fn(Vec<f64>) -> Vec<f64>,
 ) {
+    encode_reference(model, reference, args, &[], 0.9999, expected);
+}
+
+/// [`check_against_reference`] with environment variables set for `ferret encode` and a given
+/// least cosine; returns ferret's embeddings (documents, then queries).
+fn encode_reference(
+    model: &str,
+    reference: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    min_cosine: f64,
+    expected: impl Fn(Vec<f64>) -> Vec<f64>,
+) -> Vec<Vec<f64>> {
+    let mut all = Vec::new();
     let home = ferret_home();
     ok_in(&home, &["models", "pull", model]);
     let reference: serde_json::Value = serde_json::from_str(
@@ -62,22 +76,31 @@ fn check_against_reference(
     ] {
         let theirs = reference[kind].as_array().unwrap();
         let out = tmp.path().join(format!("{kind}.jsonl"));
-        ok_in(
-            &home,
-            &[
-                "encode",
-                "--model",
-                model,
-                flag,
-                s(&d.join(file)),
-                "--limit",
-                &theirs.len().to_string(),
-                "-o",
-                s(&out),
-            ]
-            .into_iter()
-            .chain(args.iter().copied())
-            .collect::<Vec<_>>(),
+        let (limit, input) = (theirs.len().to_string(), d.join(file));
+        let argv: Vec<&str> = [
+            "encode",
+            "--model",
+            model,
+            flag,
+            s(&input),
+            "--limit",
+            &limit,
+            "-o",
+            s(&out),
+        ]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+        let run = Command::new(env!("CARGO_BIN_EXE_ferret"))
+            .args(&argv)
+            .env("FERRET_HOME", &home)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "ferret {argv:?} {env:?}:\n{}",
+            String::from_utf8_lossy(&run.stderr)
         );
         let ours = read_vectors(&out);
         assert_eq!(ours.len(), theirs.len());
@@ -92,8 +115,50 @@ fn check_against_reference(
             let rv = expected(rv);
             assert_eq!(v.len(), rv.len());
             let c = cosine(v, &rv);
-            assert!(c >= 0.9999, "{model} {kind} {id}: cosine {c}");
+            assert!(
+                c >= min_cosine,
+                "{model} {args:?} {env:?} {kind} {id}: cosine {c}"
+            );
         }
+        all.extend(ours.into_iter().map(|(_, v)| v));
+    }
+    all
+}
+
+/// Every instruction-set path of the encoder runtime, forced with FERRET_SIMD (a machine runs
+/// only its widest by default): f32 matches sentence-transformers on each; int8 (dynamic
+/// quantisation, `--int8`) stays close to it and gives the same vectors on every path, as its
+/// integer sums are exact and ferret's vectorised loops do the same float operations in the
+/// same order at every width. (The attention GEMMs belong to the `gemm` crate, which picks
+/// its own kernels, so another CPU may differ in the last bits.)
+#[test]
+fn every_simd_path_matches_and_int8_is_the_same_on_all() {
+    let mut int8: Vec<(&str, Vec<Vec<f64>>)> = Vec::new();
+    for simd in ["base", "avx2", "avx-vnni", "avx512"] {
+        let env = [("FERRET_SIMD", simd)];
+        encode_reference(
+            "all-minilm-l6-v2",
+            "minilm-scifact.json",
+            &[],
+            &env,
+            0.9999,
+            |v| v,
+        );
+        let v = encode_reference(
+            "all-minilm-l6-v2",
+            "minilm-scifact.json",
+            &["--int8"],
+            &env,
+            0.99,
+            |v| v,
+        );
+        int8.push((simd, v));
+    }
+    for (simd, v) in &int8[1..] {
+        assert_eq!(
+            v, &int8[0].1,
+            "int8 vectors with FERRET_SIMD={simd} differ from base"
+        );
     }
 }
 

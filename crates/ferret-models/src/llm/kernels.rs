@@ -49,10 +49,11 @@ pub(crate) enum Kernels {
 }
 
 impl Kernels {
-    /// The fastest this CPU runs.
+    /// The fastest this CPU runs, within `FERRET_SIMD` ([`crate::fastmath::cap`]).
     pub(crate) fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2")
+        if crate::fastmath::cap() >= crate::fastmath::Cap::Avx2
+            && is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
         {

@@ -47,6 +47,9 @@ pub struct Args {
     /// Keep the first N dimensions (Matryoshka truncation), scaled to unit length
     #[arg(long, value_name = "N", conflicts_with_all = ["sparse", "images", "colbert", "tokens"])]
     dims: Option<usize>,
+    /// Encode with int8 linear layers (dynamic quantisation, as `ferret index --int8`)
+    #[arg(long, conflicts_with_all = ["sparse", "images", "colbert", "tokens"])]
+    int8: bool,
     /// With --sparse: longest input in tokens (default 256 for documents, 64 for queries)
     #[arg(long)]
     max_length: Option<usize>,
@@ -63,7 +66,10 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     if let Some(folder) = &a.images {
         return images(&a, &model, folder);
     }
-    let encoder = ferret_models::SentenceEncoder::load(&model.dir)?;
+    let mut encoder = ferret_models::SentenceEncoder::load(&model.dir)?;
+    if a.int8 {
+        encoder.quantize_int8()?;
+    }
     let (ids, texts, prefix): (Vec<String>, Vec<String>, &str) = match read_inputs(&a)? {
         (ids, texts, false) => (ids, texts, &encoder.document_prefix),
         (ids, texts, true) => (ids, texts, &encoder.query_prefix),
