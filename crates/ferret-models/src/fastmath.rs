@@ -160,10 +160,26 @@ fn larger(a: f32, b: f32) -> f32 {
     }
 }
 
+/// The smaller of two floats, as `minps` computes it.
+#[inline(always)]
+fn smaller(a: f32, b: f32) -> f32 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
 /// The maximum (−∞ for an empty slice).
 #[inline(always)]
 pub(crate) fn max(v: &[f32]) -> f32 {
     reduce(v, f32::NEG_INFINITY, larger, larger)
+}
+
+/// The minimum (+∞ for an empty slice).
+#[inline(always)]
+pub(crate) fn min(v: &[f32]) -> f32 {
+    reduce(v, f32::INFINITY, smaller, smaller)
 }
 
 /// max |x| (0 for an empty slice).

@@ -1,13 +1,16 @@
 //! Dynamic int8 linear layers for the encoders (`--int8`): weights quantised once per output
-//! channel, activations per token (row) at every call, products summed exactly in 32-bit
-//! integers and scaled back to f32.
+//! channel (symmetric, −127…127), activations per token (row) at every call, products summed
+//! exactly in 32-bit integers and scaled back to f32.
 //!
-//! Both sides are symmetric 8-bit (−127…127), so every kernel computes the same integer sums
-//! and queries are embedded as the index's documents were, whichever kernel a machine runs:
-//! - AVX-512 VNNI and AVX-VNNI: `dpbusd` multiplies unsigned by signed bytes, so activations go
-//!   in shifted by 128 and 128·Σw is taken off again;
-//! - AVX2: `maddubs` of |x| and w carrying x's sign (llama.cpp's trick), which cannot saturate
-//!   at these ranges (2·127² < 2¹⁵), then `madd` into 32 bits;
+//! Activations are asymmetric 7-bit (0…127 with a zero point per row, as PyTorch's x86 dynamic
+//! quantisation has them per tensor): AVX2's `maddubs` multiplies unsigned by signed bytes and
+//! adds pairs into 16 bits, which cannot saturate at these ranges (2 · 127 · 127 < 2¹⁵), so
+//! AVX2 needs no sign tricks. On SciFact documents 7 asymmetric bits cost almost nothing
+//! against 8 symmetric ones (mean cosine to f32 0.9972 vs 0.9976 with MiniLM); 7 symmetric bits
+//! would (0.9949). Every kernel computes the same integer sums, so queries are embedded as the
+//! index's documents were whichever kernel a machine runs:
+//! - AVX-512 VNNI and AVX-VNNI: `dpbusd`;
+//! - AVX2: `maddubs`, then `madd` into 32 bits;
 //! - scalar loops for other CPUs.
 //!
 //! No maintained crate offers an int8 GEMM with per-row and per-column scales that runs on
@@ -89,33 +92,43 @@ impl Int8Kernels {
     }
 }
 
-/// Rounds x · inv to the nearest of −127…127 (ties to even): adding 1.5 · 2²³ puts the
-/// integer in the low mantissa bits, which vectorises where a float-to-int cast does not.
+/// Rounds x · inv + zero to the nearest of `lo`…`hi` (ties to even): adding 1.5 · 2²³ puts
+/// the integer in the low mantissa bits, which vectorises where a float-to-int cast does not.
 #[inline(always)]
-fn quantize_value(x: f32, inv: f32) -> i8 {
+fn quantize_value(x: f32, inv: f32, zero: f32, lo: f32, hi: f32) -> i32 {
     const ROUND: f32 = 12_582_912.0;
-    let t = (x * inv).clamp(-127.0, 127.0) + ROUND;
-    (t.to_bits() as i32 - 0x4B40_0000) as i8
+    let t = (x * inv + zero).clamp(lo, hi) + ROUND;
+    t.to_bits() as i32 - 0x4B40_0000
 }
 
 wide! {
-    /// Quantises one row with the scale max |x| / 127 (1 for a row of zeros), returned.
-    fn quantize_row(row: &[f32], q: &mut [i8]) -> f32 {
-        let max = fastmath::max_abs(row);
-        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    /// Quantises one row to 0…127 over [min(x, 0), max(x, 0)]: returns (scale, zero point).
+    fn quantize_row(row: &[f32], q: &mut [u8]) -> (f32, i32) {
+        let (lo, hi) = (fastmath::min(row).min(0.0), fastmath::max(row).max(0.0));
+        let scale = if hi > lo { (hi - lo) / 127.0 } else { 1.0 };
         let inv = 1.0 / scale;
+        let zero = quantize_value(-lo, inv, 0.0, 0.0, 127.0);
+        let z = zero as f32;
         for (q, &v) in q.iter_mut().zip(row) {
-            *q = quantize_value(v, inv);
+            *q = quantize_value(v, inv, z, 0.0, 127.0) as u8;
         }
-        scale
+        (scale, zero)
     }
 }
 
 wide! {
-    /// y = acc · (sx · scale) + bias, per output.
-    fn dequantize(acc: &[i32], sx: f32, scales: &[f32], bias: &[f32], y: &mut [f32]) {
-        for (((y, &a), &s), &b) in y.iter_mut().zip(acc).zip(scales).zip(bias) {
-            *y = a as f32 * (sx * s) + b;
+    /// y = (acc − zero · Σw) · (sx · scale) + bias, per output.
+    fn dequantize(
+        acc: &[i32],
+        zero: i32,
+        sums: &[i32],
+        sx: f32,
+        scales: &[f32],
+        bias: &[f32],
+        y: &mut [f32],
+    ) {
+        for ((((y, &a), &w), &s), &b) in y.iter_mut().zip(acc).zip(sums).zip(scales).zip(bias) {
+            *y = (a - zero * w) as f32 * (sx * s) + b;
         }
     }
 }
@@ -126,8 +139,8 @@ pub(crate) struct Int8Matrix {
     packed: Vec<i8>,
     /// Per output: the weight scale (max |w| / 127).
     scales: Vec<f32>,
-    /// Per padded output: 128 · Σ q, what the VNNI kernels' shifted activations add.
-    shift: Vec<i32>,
+    /// Per output: Σ q, what each row's zero point adds to the integer sums.
+    sums: Vec<i32>,
     /// Inputs rounded up to a multiple of 4.
     kpad: usize,
     out: usize,
@@ -141,7 +154,7 @@ impl Int8Matrix {
         let groups = out.div_ceil(GROUP);
         let mut packed = vec![0i8; groups * kpad * GROUP];
         let mut scales = Vec::with_capacity(out);
-        let mut shift = vec![0i32; groups * GROUP];
+        let mut sums = Vec::with_capacity(out);
         for (o, row) in w.chunks_exact(inp).enumerate() {
             let max = fastmath::max_abs(row);
             let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
@@ -150,16 +163,16 @@ impl Int8Matrix {
             let base = g * kpad * GROUP;
             let mut sum = 0i32;
             for (k, &v) in row.iter().enumerate() {
-                let q = quantize_value(v, 1.0 / scale);
-                sum += q as i32;
-                packed[base + (k / 4) * GROUP * 4 + lane * 4 + k % 4] = q;
+                let q = quantize_value(v, 1.0 / scale, 0.0, -127.0, 127.0);
+                sum += q;
+                packed[base + (k / 4) * GROUP * 4 + lane * 4 + k % 4] = q as i8;
             }
-            shift[o] = 128 * sum;
+            sums.push(sum);
         }
         Int8Matrix {
             packed,
             scales,
-            shift,
+            sums,
             kpad,
             out,
         }
@@ -191,15 +204,16 @@ impl Int8Matrix {
         let mut tile = [0i32; ROWS * GROUP];
         for g in outputs.start / GROUP..outputs.end.div_ceil(GROUP) {
             let w = &self.packed[g * self.kpad * GROUP..][..self.kpad * GROUP];
-            let shift = &self.shift[g * GROUP..][..GROUP];
             let first = (g * GROUP).max(outputs.start);
             let last = ((g + 1) * GROUP).min(outputs.end);
             for r0 in (0..x.rows).step_by(ROWS) {
                 let xs = &x.q[r0 * self.kpad..][..ROWS * self.kpad];
-                tile_products(kernels, xs, self.kpad, w, kq, shift, &mut tile);
+                tile_products(kernels, xs, self.kpad, w, kq, &mut tile);
                 for r in r0..(r0 + ROWS).min(x.rows) {
                     dequantize(
                         &tile[(r - r0) * GROUP + first - g * GROUP..][..last - first],
+                        x.zeros[r],
+                        &self.sums[first..last],
                         x.scales[r],
                         &self.scales[first..last],
                         &bias[first..last],
@@ -211,12 +225,13 @@ impl Int8Matrix {
     }
 }
 
-/// Activations quantised per row, rows padded to a multiple of [`ROWS`] and columns to a
-/// multiple of 4 with zeros.
+/// Activations quantised per row (0…127, a scale and a zero point each), rows padded to a
+/// multiple of [`ROWS`] and columns to a multiple of 4 with zeros.
 #[derive(Default)]
 pub(crate) struct Int8Rows {
-    q: Vec<i8>,
+    q: Vec<u8>,
     scales: Vec<f32>,
+    zeros: Vec<i32>,
     rows: usize,
     kpad: usize,
 }
@@ -233,11 +248,14 @@ impl Int8Rows {
         // The buffer is reused as it is: each row and the padding are written below.
         self.q.resize(rows.div_ceil(ROWS) * ROWS * self.kpad, 0);
         self.scales.clear();
+        self.zeros.clear();
         for (row, q) in x[..rows * cols]
             .chunks_exact(cols)
             .zip(self.q.chunks_exact_mut(self.kpad))
         {
-            self.scales.push(quantize_row(row, &mut q[..cols]));
+            let (scale, zero) = quantize_row(row, &mut q[..cols]);
+            self.scales.push(scale);
+            self.zeros.push(zero);
             q[cols..].fill(0);
         }
         self.q[rows * self.kpad..].fill(0);
@@ -245,38 +263,34 @@ impl Int8Rows {
 }
 
 /// tile[r·GROUP + o] = Σ_k x[r][k] · w[o][k] for the ROWS rows at `x` (stride `kpad`) and the
-/// group of packed weights `w`. `shift` is the group's 128·Σw (VNNI kernels only).
+/// group of packed weights `w`.
 fn tile_products(
     kernels: Int8Kernels,
-    x: &[i8],
+    x: &[u8],
     kpad: usize,
     w: &[i8],
     kq: usize,
-    shift: &[i32],
     tile: &mut [i32; ROWS * GROUP],
 ) {
-    debug_assert!(x.len() >= ROWS * kpad && w.len() >= kq * GROUP * 4);
+    assert!(x.len() >= ROWS * kpad && w.len() >= kq * GROUP * 4 && kpad >= kq * 4);
     match kernels {
         Int8Kernels::Scalar => tile_scalar(x, kpad, w, kq, tile),
         // SAFETY (each arm): detect()/available() chose the kernel from the CPU's features; the
-        // slices hold ROWS rows of kpad bytes and kq groups of GROUP × 4 bytes (asserted above
-        // in debug builds, guaranteed by the callers' shapes).
+        // slices hold ROWS rows of kpad bytes and kq groups of GROUP × 4 bytes (asserted).
         #[cfg(target_arch = "x86_64")]
         Int8Kernels::Avx2 => unsafe { x86::tile_avx2(x.as_ptr(), kpad, w.as_ptr(), kq, tile) },
         #[cfg(target_arch = "x86_64")]
         Int8Kernels::AvxVnni => unsafe {
-            x86::tile_avxvnni(x.as_ptr(), kpad, w.as_ptr(), kq, shift, tile)
+            x86::tile_avxvnni(x.as_ptr(), kpad, w.as_ptr(), kq, tile)
         },
         #[cfg(target_arch = "x86_64")]
         Int8Kernels::Avx512Vnni => unsafe {
-            x86::tile_avx512vnni(x.as_ptr(), kpad, w.as_ptr(), kq, shift, tile)
+            x86::tile_avx512vnni(x.as_ptr(), kpad, w.as_ptr(), kq, tile)
         },
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = shift;
 }
 
-fn tile_scalar(x: &[i8], kpad: usize, w: &[i8], kq: usize, tile: &mut [i32; ROWS * GROUP]) {
+fn tile_scalar(x: &[u8], kpad: usize, w: &[i8], kq: usize, tile: &mut [i32; ROWS * GROUP]) {
     tile.fill(0);
     for q in 0..kq {
         let wq = &w[q * GROUP * 4..][..GROUP * 4];
@@ -299,15 +313,15 @@ mod x86 {
     use super::{GROUP, ROWS};
     use std::arch::x86_64::*;
 
-    /// The 4 input bytes of row `r` at input quad `q`, in every 32-bit lane.
+    /// The 4 input bytes of row `r` at input quad `q`, for every 32-bit lane.
     #[inline(always)]
-    unsafe fn broadcast(x: *const i8, kpad: usize, r: usize, q: usize) -> i32 {
+    unsafe fn quad(x: *const u8, kpad: usize, r: usize, q: usize) -> i32 {
         std::ptr::read_unaligned(x.add(r * kpad + q * 4) as *const i32)
     }
 
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn tile_avx2(
-        x: *const i8,
+        x: *const u8,
         kpad: usize,
         w: *const i8,
         kq: usize,
@@ -322,10 +336,9 @@ mod x86 {
                 let w0 = _mm256_loadu_si256(wp as *const __m256i);
                 let w1 = _mm256_loadu_si256(wp.add(32) as *const __m256i);
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    let xb = _mm256_set1_epi32(broadcast(x, kpad, r, q));
-                    let ax = _mm256_abs_epi8(xb);
-                    let p0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, xb));
-                    let p1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, xb));
+                    let xb = _mm256_set1_epi32(quad(x, kpad, r, q));
+                    let p0 = _mm256_maddubs_epi16(xb, w0);
+                    let p1 = _mm256_maddubs_epi16(xb, w1);
                     acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, ones));
                     acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, ones));
                 }
@@ -340,14 +353,12 @@ mod x86 {
 
     #[target_feature(enable = "avx2,avxvnni")]
     pub(super) unsafe fn tile_avxvnni(
-        x: *const i8,
+        x: *const u8,
         kpad: usize,
         w: *const i8,
         kq: usize,
-        shift: &[i32],
         tile: &mut [i32; ROWS * GROUP],
     ) {
-        let flip = _mm256_set1_epi8(-128);
         for part in 0..GROUP / 16 {
             let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
             for q in 0..kq {
@@ -355,33 +366,27 @@ mod x86 {
                 let w0 = _mm256_loadu_si256(wp as *const __m256i);
                 let w1 = _mm256_loadu_si256(wp.add(32) as *const __m256i);
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    // x + 128 as unsigned bytes.
-                    let xu = _mm256_xor_si256(_mm256_set1_epi32(broadcast(x, kpad, r, q)), flip);
-                    acc[0] = _mm256_dpbusd_avx_epi32(acc[0], xu, w0);
-                    acc[1] = _mm256_dpbusd_avx_epi32(acc[1], xu, w1);
+                    let xb = _mm256_set1_epi32(quad(x, kpad, r, q));
+                    acc[0] = _mm256_dpbusd_avx_epi32(acc[0], xb, w0);
+                    acc[1] = _mm256_dpbusd_avx_epi32(acc[1], xb, w1);
                 }
             }
-            let s = shift.as_ptr().add(part * 16);
-            let s0 = _mm256_loadu_si256(s as *const __m256i);
-            let s1 = _mm256_loadu_si256(s.add(8) as *const __m256i);
             for (r, acc) in acc.iter().enumerate() {
                 let out = tile.as_mut_ptr().add(r * GROUP + part * 16);
-                _mm256_storeu_si256(out as *mut __m256i, _mm256_sub_epi32(acc[0], s0));
-                _mm256_storeu_si256(out.add(8) as *mut __m256i, _mm256_sub_epi32(acc[1], s1));
+                _mm256_storeu_si256(out as *mut __m256i, acc[0]);
+                _mm256_storeu_si256(out.add(8) as *mut __m256i, acc[1]);
             }
         }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn tile_avx512vnni(
-        x: *const i8,
+        x: *const u8,
         kpad: usize,
         w: *const i8,
         kq: usize,
-        shift: &[i32],
         tile: &mut [i32; ROWS * GROUP],
     ) {
-        let flip = _mm512_set1_epi8(-128);
         let mut acc = [[_mm512_setzero_si512(); 4]; ROWS];
         for q in 0..kq {
             let wp = w.add(q * GROUP * 4);
@@ -392,17 +397,16 @@ mod x86 {
                 _mm512_loadu_si512(wp.add(192) as *const __m512i),
             ];
             for (r, acc) in acc.iter_mut().enumerate() {
-                let xu = _mm512_xor_si512(_mm512_set1_epi32(broadcast(x, kpad, r, q)), flip);
+                let xb = _mm512_set1_epi32(quad(x, kpad, r, q));
                 for (a, w) in acc.iter_mut().zip(ws) {
-                    *a = _mm512_dpbusd_epi32(*a, xu, w);
+                    *a = _mm512_dpbusd_epi32(*a, xb, w);
                 }
             }
         }
         for (r, acc) in acc.iter().enumerate() {
             for (j, a) in acc.iter().enumerate() {
-                let s = _mm512_loadu_si512(shift.as_ptr().add(j * 16) as *const __m512i);
                 let out = tile.as_mut_ptr().add(r * GROUP + j * 16);
-                _mm512_storeu_si512(out as *mut __m512i, _mm512_sub_epi32(*a, s));
+                _mm512_storeu_si512(out as *mut __m512i, *a);
             }
         }
     }
@@ -447,7 +451,7 @@ mod tests {
                             + (k / 4) * GROUP * 4
                             + (o % GROUP) * 4
                             + k % 4];
-                        acc += xq.q[r * xq.kpad + k] as i64 * wq as i64;
+                        acc += (xq.q[r * xq.kpad + k] as i64 - xq.zeros[r] as i64) * wq as i64;
                     }
                     want[r * out + o] =
                         acc as f64 * xq.scales[r] as f64 * m.scales[o] as f64 + bias[o] as f64;
@@ -506,10 +510,17 @@ mod tests {
     #[test]
     fn quantisation_rounds_to_the_nearest_level_and_keeps_zero_rows() {
         let mut xq = Int8Rows::default();
-        xq.quantize(&[1.27, -0.5, 0.004, 0.006, 0.0, 0.0, 0.0, 0.0], 2, 4);
-        assert_eq!(&xq.q[..4], &[127, -50, 0, 1]);
-        assert_eq!(&xq.q[4..8], &[0, 0, 0, 0]);
-        assert_eq!(xq.scales[1], 1.0);
+        // Range [-0.27, 1.0] (0 included): scale 0.01, zero point 27.
+        xq.quantize(&[1.0, -0.27, 0.004, 0.006, 0.0, 0.0, 0.0, 0.0], 2, 4);
         assert!((xq.scales[0] - 0.01).abs() < 1e-7);
+        assert_eq!(xq.zeros[0], 27);
+        assert_eq!(&xq.q[..4], &[127, 0, 27, 28]);
+        // A row of zeros: scale 1, zero point 0.
+        assert_eq!(&xq.q[4..8], &[0, 0, 0, 0]);
+        assert_eq!((xq.scales[1], xq.zeros[1]), (1.0, 0));
+        // A row of positive values keeps 0 in range: zero point 0.
+        xq.quantize(&[0.5, 1.27, 0.0, 0.637], 1, 4);
+        assert_eq!(xq.zeros[0], 0);
+        assert_eq!(&xq.q[..4], &[50, 127, 0, 64]);
     }
 }
