@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # ferret's CPU runtimes next to their peers on this machine, one after the other in one run,
 # with the CPU and instruction set at the top: the sentence encoders against
-# sentence-transformers on PyTorch (f32), and the GGUF LLM runtime against llama.cpp
-# (prompt and generation tokens/s). docs/BENCHMARKS.md keeps one table per kind of machine.
+# sentence-transformers on PyTorch, f32 and int8 (PyTorch's dynamic quantisation against
+# `ferret encode --int8`), and the GGUF LLM runtime against llama.cpp (prompt and generation
+# tokens/s). docs/BENCHMARKS.md keeps one table per kind of machine.
 #   benches/cpu_inference.sh        (DOCS=500 MiniLM documents, DOCS_MPNET=100, QWEN=1 adds
 #                                    Qwen2.5-Coder-1.5B, VENV: a virtualenv with llama-cpp-python)
-# No int8 rows: ferret has no int8 encoder path yet.
+# FERRET_SIMD=avx2 runs ferret's encoder loops and int8 kernels as on an AVX2-only CPU (its f32
+# GEMMs, from the gemm crate, still pick their own kernels).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p ferret

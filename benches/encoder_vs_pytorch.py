@@ -2,6 +2,8 @@
 """ferret's sentence encoder vs sentence-transformers (PyTorch), side by side in one run on the
 same machine: throughput on SciFact documents (title + " " + text, max_seq 256, batch 32 for
 PyTorch), same thread count, and the cosine between the two embeddings of every document.
+Two precisions each: f32, and int8 — PyTorch's own dynamic quantisation
+(`torch.ao.quantization.quantize_dynamic` of every Linear, qint8) against `ferret encode --int8`.
 
 usage: python3 benches/encoder_vs_pytorch.py [--model all-minilm-l6-v2] [--docs 500] [--threads N] [--data DIR]
 
@@ -58,30 +60,50 @@ def main():
     texts = [d["title"] + " " + d["text"] if d["title"] else d["text"] for d in docs]
 
     torch.set_num_threads(args.threads)
+
+    def torch_encode(model):
+        model.encode(texts[:32], batch_size=32)  # warm-up
+        t = time.perf_counter()
+        v = model.encode(texts, batch_size=32, convert_to_numpy=True)
+        return v, time.perf_counter() - t
+
     model = SentenceTransformer(model_dir, device="cpu")
-    model.encode(texts[:32], batch_size=32)  # warm-up
-    t = time.perf_counter()
-    theirs = model.encode(texts, batch_size=32, convert_to_numpy=True)
-    torch_secs = time.perf_counter() - t
+    torch_f32, torch_f32_secs = torch_encode(model)
+    import warnings
+    from torch.ao.quantization import quantize_dynamic
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # quantised tensor types are deprecated in PyTorch 2.15
+        model[0].auto_model = quantize_dynamic(model[0].auto_model, {torch.nn.Linear}, dtype=torch.qint8)
+        torch_int8, torch_int8_secs = torch_encode(model)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "v.f32")
-        res = subprocess.run([ferret, "encode", "--model", args.model, "--corpus", corpus, "--limit", str(args.docs),
-                              "--threads", str(args.threads), "-o", out], check=True, capture_output=True, text=True)
-        # ferret reports the time of the encoding itself (model loaded, texts read)
-        ferret_secs = float(res.stderr.split(" in ")[1].split("s")[0])
-        ours = np.fromfile(out, dtype="<f4").reshape(len(texts), -1)
+    def ferret_encode(extra):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "v.f32")
+            res = subprocess.run([ferret, "encode", "--model", args.model, "--corpus", corpus, "--limit", str(args.docs),
+                                  "--threads", str(args.threads), "-o", out] + extra, check=True, capture_output=True, text=True)
+            # ferret reports the time of the encoding itself (model loaded, texts read)
+            return np.fromfile(out, dtype="<f4").reshape(len(texts), -1), float(res.stderr.split(" in ")[1].split("s")[0])
 
-    cos = (ours * theirs).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
+    ferret_f32, ferret_f32_secs = ferret_encode([])
+    ferret_int8, ferret_int8_secs = ferret_encode(["--int8"])
+
+    def cosine(a, b):
+        c = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        return f"min {c.min():.7f}, mean {c.mean():.7f}"
+
     n = len(texts)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from cpuinfo import cpu
-    print(f"\nCPU: {cpu()}")
-    print(f"{args.model} on {n} SciFact documents, {args.threads} threads (torch {torch.__version__})")
-    print(f"  sentence-transformers: {n / torch_secs:7.1f} docs/s")
-    print(f"  ferret:                {n / ferret_secs:7.1f} docs/s")
-    print(f"  ratio ferret / PyTorch: {torch_secs / ferret_secs:.2f}x")
-    print(f"  cosine: min {cos.min():.7f}, mean {cos.mean():.7f}")
+    simd = os.environ.get("FERRET_SIMD")
+    print(f"\nCPU: {cpu()}" + (f" (ferret capped at FERRET_SIMD={simd})" if simd else ""))
+    print(f"{args.model} on {n} SciFact documents, {args.threads} threads (torch {torch.__version__}, "
+          f"quantized engine {torch.backends.quantized.engine})")
+    print(f"  {'':24} {'docs/s':>8} {'/ PyTorch f32':>14} {'cosine to sentence-transformers f32'}")
+    rows = [("PyTorch f32", torch_f32, torch_f32_secs), ("PyTorch int8 (dynamic)", torch_int8, torch_int8_secs),
+            ("ferret f32", ferret_f32, ferret_f32_secs), ("ferret int8", ferret_int8, ferret_int8_secs)]
+    for name, v, secs in rows:
+        print(f"  {name:24} {n / secs:8.1f} {torch_f32_secs / secs:13.2f}x  {cosine(v, torch_f32)}")
+    print(f"  ferret int8 / PyTorch int8: {torch_int8_secs / ferret_int8_secs:.2f}x")
 
 
 if __name__ == "__main__":

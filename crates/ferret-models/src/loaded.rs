@@ -8,11 +8,21 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::ModelError;
 
-type Loaded = HashMap<(TypeId, PathBuf), Arc<dyn Any + Send + Sync>>;
+type Loaded = HashMap<(TypeId, PathBuf, &'static str), Arc<dyn Any + Send + Sync>>;
 
 /// The model of type `T` in folder `dir`, loaded by `load` the first time it is asked for.
 pub(crate) fn shared<T: Send + Sync + 'static>(
     dir: &Path,
+    load: impl FnOnce(&Path) -> Result<T, ModelError>,
+) -> Result<Arc<T>, ModelError> {
+    shared_variant(dir, "", load)
+}
+
+/// [`shared`] for one variant of the model (`variant` tells how `load` prepares it, e.g.
+/// "int8"): each variant is loaded once.
+pub(crate) fn shared_variant<T: Send + Sync + 'static>(
+    dir: &Path,
+    variant: &'static str,
     load: impl FnOnce(&Path) -> Result<T, ModelError>,
 ) -> Result<Arc<T>, ModelError> {
     static LOADED: OnceLock<Mutex<Loaded>> = OnceLock::new();
@@ -20,6 +30,7 @@ pub(crate) fn shared<T: Send + Sync + 'static>(
     let key = (
         TypeId::of::<T>(),
         dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()),
+        variant,
     );
     let get = |m: &Loaded| m.get(&key).and_then(|a| a.clone().downcast::<T>().ok());
     if let Some(model) = get(&loaded.lock().expect("not poisoned")) {

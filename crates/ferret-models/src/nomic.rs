@@ -585,6 +585,10 @@ mod tests {
         // Rotary positions: the same token at two positions gets two different states.
         let twice = model.forward(&[4, 4], |h| h.to_vec());
         assert!(twice[..H] != twice[H..]);
+        // The folder (one .gguf file) loads as a sentence encoder, which refuses int8.
+        let mut encoder = crate::SentenceEncoder::load(dir.path()).unwrap();
+        let e = encoder.quantize_int8().unwrap_err().to_string();
+        assert!(e.contains("int8 applies to safetensors encoders"), "{e}");
 
         let llama = dir.path().join("llama.gguf");
         write_tiny(&llama, "llama", GgmlDType::F32);

@@ -115,6 +115,18 @@ pub fn shared(dir: &Path) -> Result<Arc<SentenceEncoder>, ModelError> {
     crate::loaded::shared(dir, SentenceEncoder::load)
 }
 
+/// [`shared`], with int8 linear layers when `int8` ([`SentenceEncoder::quantize_int8`]).
+pub fn shared_with(dir: &Path, int8: bool) -> Result<Arc<SentenceEncoder>, ModelError> {
+    if !int8 {
+        return shared(dir);
+    }
+    crate::loaded::shared_variant(dir, "int8", |dir| {
+        let mut encoder = SentenceEncoder::load(dir)?;
+        encoder.quantize_int8()?;
+        Ok(encoder)
+    })
+}
+
 /// `tokenizer.json` of a model folder. The tokenizers library panics on some malformed files
 /// (found by fuzzing): while reading them (an `expect` in its decoder deserialisation), or on
 /// the first text it encodes (a post-processor template naming a special token the file does

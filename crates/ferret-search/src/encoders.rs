@@ -89,8 +89,11 @@ impl DenseEncoder for Sentences {
     }
 }
 
-/// Refuses Matryoshka truncation for encoders other than sentence encoders.
+/// Refuses Matryoshka truncation and int8 for encoders other than sentence encoders.
 fn no_dims(options: &DenseOptions, what: &str) -> Result<(), String> {
+    if options.int8 {
+        return Err(format!("int8 applies to sentence encoders, not to {what}"));
+    }
     match options.dims {
         Some(d) => Err(format!(
             "dims {d}: Matryoshka truncation applies to sentence encoders, not to {what}"
@@ -114,7 +117,8 @@ fn load_dense(r: &ResolvedModel, params: &serde_json::Value) -> Result<DocumentE
             run,
         })));
     }
-    let encoder = ferret_models::sentence::shared(&r.dir).map_err(|e| e.to_string())?;
+    let encoder =
+        ferret_models::sentence::shared_with(&r.dir, options.int8).map_err(|e| e.to_string())?;
     if let Some(d) = options.dims {
         encoder.check_dims(d).map_err(|e| e.to_string())?;
     }

@@ -783,3 +783,107 @@ fn fetches_from_the_hugging_face_hub_and_checks_the_weights() {
     );
     no_cache_entries(&tmp.path().join("models"));
 }
+
+/// `ferret index --int8`: the manifest records it and queries go through the same int8 layers
+/// as the documents did (a document's own text, as a query, scores 1 against it only then: an
+/// f32 query embedding is ~0.997 from the int8 one). The flag is refused where it does not
+/// apply.
+#[test]
+fn int8_index_encodes_queries_as_its_documents() {
+    let home = ferret_home();
+    ok_in(&home, &["models", "pull", "all-minilm-l6-v2"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("corpus.jsonl");
+    let lines: Vec<String> = scifact_lines().into_iter().take(40).collect();
+    std::fs::write(&corpus, lines.join("\n") + "\n").unwrap();
+    let query_of = |line: &str| {
+        let d: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (title, text) = (d["title"].as_str().unwrap(), d["text"].as_str().unwrap());
+        (
+            d["_id"].as_str().unwrap().to_string(),
+            format!("{title} {text}"),
+        )
+    };
+    let search = |idx: &Path, query: &str| {
+        search_hits(&ok_in(
+            &home,
+            &[
+                "search",
+                "--index",
+                s(idx),
+                "--json",
+                "-k",
+                "3",
+                "--pipeline",
+                "dense(exact=1)",
+                query,
+            ],
+        ))
+    };
+    let mut top_scores = Vec::new();
+    for int8 in [true, false] {
+        let idx = tmp.path().join(format!("idx-{int8}"));
+        let mut args = vec![
+            "index",
+            "--corpus",
+            s(&corpus),
+            "--index",
+            s(&idx),
+            "--dense",
+            "all-minilm-l6-v2",
+        ];
+        if int8 {
+            args.push("--int8");
+        }
+        ok_in(&home, &args);
+        let manifest = std::fs::read_to_string(idx.join("manifest.json")).unwrap();
+        assert_eq!(manifest.contains("\"int8\""), int8, "{manifest}");
+        for line in &lines[..3] {
+            let (id, query) = query_of(line);
+            let hits = search(&idx, &query);
+            assert_eq!(hits[0].0, id, "int8 {int8}: {hits:?}");
+            assert!((hits[0].1 - 1.0).abs() < 1e-4, "int8 {int8}: {hits:?}");
+            top_scores.push(hits[0].1);
+        }
+    }
+
+    // Refused: without --dense, and for an encoder other than a sentence encoder (CLIP).
+    let err = err_in(
+        &home,
+        &[
+            "index",
+            "--corpus",
+            s(&corpus),
+            "--index",
+            s(&tmp.path().join("x")),
+            "--int8",
+        ],
+    );
+    assert!(err.contains("--dense"), "{err}");
+    let clip = std::env::var_os("FERRET_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"))
+        .join("tiny-clip");
+    assert!(
+        clip.join("model.safetensors").exists(),
+        "no CLIP fixture at {}",
+        clip.display()
+    );
+    let err = err_in(
+        &home,
+        &[
+            "index",
+            "--corpus",
+            s(&corpus),
+            "--index",
+            s(&tmp.path().join("y")),
+            "--dense",
+            s(&clip),
+            "--int8",
+        ],
+    );
+    assert!(
+        err.contains("int8 applies to sentence encoders, not to CLIP"),
+        "{err}"
+    );
+}

@@ -39,6 +39,10 @@ pub struct DenseOptions {
     /// encoders only), for documents and queries alike.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dims: Option<usize>,
+    /// Encode with int8 linear layers (dynamic quantisation; sentence encoders from
+    /// safetensors only), for documents and queries alike.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub int8: bool,
 }
 
 impl DenseOptions {
@@ -60,6 +64,7 @@ fn encoder_options(params: &DenseParams) -> serde_json::Value {
         document_max_length: params.document_max_length,
         query_max_length: params.query_max_length,
         dims: params.dims,
+        int8: params.int8,
     };
     serde_json::to_value(options).expect("dense options serialise")
 }
@@ -113,6 +118,7 @@ impl Builder for DenseBuilder {
                     document_max_length: options.document_max_length,
                     query_max_length: options.query_max_length,
                     dims: options.dims,
+                    int8: options.int8,
                     vectors: Vec::new(),
                     hnsw: options.hnsw.map(|params| HnswInfo {
                         file: String::new(),

@@ -51,6 +51,9 @@ pub struct DenseParams {
     /// Matryoshka truncation the vectors were made with ([`DenseOptions`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dims: Option<usize>,
+    /// The encoder ran with int8 linear layers ([`DenseOptions`]); queries are encoded so too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub int8: bool,
     /// The vector file of each docstore chunk.
     #[serde(default)]
     pub vectors: Vec<ChunkFile>,

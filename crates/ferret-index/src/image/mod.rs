@@ -81,6 +81,7 @@ impl ImageReader {
                 document_max_length: None,
                 query_max_length: None,
                 dims: None,
+                int8: false,
                 vectors: params.vectors.clone(),
                 hnsw: None,
             },

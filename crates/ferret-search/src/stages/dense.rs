@@ -109,7 +109,8 @@ pub(crate) fn bind_model(
             dim,
         )
     } else {
-        let encoder = ferret_models::sentence::shared(&resolved.dir).map_err(model_err)?;
+        let encoder =
+            ferret_models::sentence::shared_with(&resolved.dir, params.int8).map_err(model_err)?;
         let dim = params.dims.unwrap_or(encoder.dim());
         let prefix = params
             .query_prefix

@@ -55,6 +55,11 @@ pub struct Args {
     /// cut the same way
     #[arg(long, value_name = "N")]
     dense_dims: Option<usize>,
+    /// Run the --dense encoders with int8 linear layers (dynamic quantisation: about twice as
+    /// fast on CPUs, vectors within ~0.997 cosine of f32); recorded in the manifest, so queries
+    /// are encoded the same way
+    #[arg(long, requires = "dense")]
+    int8: bool,
     /// Text put before every query for --dense models, instead of the model's own prompt
     /// (e.g. "query: " for E5); recorded in the manifest and used by every search
     #[arg(long)]
@@ -179,6 +184,7 @@ pub fn main(a: Args) -> anyhow::Result<()> {
             query_prefix: a.query_prefix.clone(),
             document_prefix: a.document_prefix.clone(),
             dims: a.dense_dims,
+            int8: a.int8,
             ..Default::default()
         };
         writer.add_representation(options.request(model))?;
