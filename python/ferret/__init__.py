@@ -118,6 +118,7 @@ class Index:
         colbert: Models = None,
         hnsw: bool = False,
         dense_dtype: str = "f32",
+        dense_int8: bool = False,
         tokens_nbits: int = 2,
         overwrite: bool = False,
         append: bool = False,
@@ -130,7 +131,8 @@ class Index:
         (and optionally ``title``) columns, an iterable of such dicts (PyTerrier's), or None
         with ``append=True`` to add representations to an existing index. ``dense``,
         ``sparse``, ``tokens`` and ``colbert`` name models (ids, aliases or folders) whose
-        representations are added, as ``ferret index --dense …`` does.
+        representations are added, as ``ferret index --dense …`` does; ``dense_int8`` runs
+        the dense encoders with int8 linear layers (``--int8``).
         """
         corpus_file, documents = None, []
         if isinstance(corpus, (str, os.PathLike)):
@@ -144,6 +146,7 @@ class Index:
             "colbert": _models(colbert),
             "hnsw": bool(hnsw),
             "dense_dtype": dense_dtype,
+            "dense_int8": bool(dense_int8),
             "tokens_nbits": int(tokens_nbits),
         }
         added, skipped = _ferret.Index.build(

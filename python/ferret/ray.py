@@ -252,6 +252,7 @@ def build(
         "colbert": [],
         "hnsw": False,
         "dense_dtype": "",
+        "dense_int8": False,
         "tokens_nbits": 2,
     }
     if todo:

@@ -55,6 +55,7 @@ struct Representations {
     colbert: Vec<String>,
     hnsw: bool,
     dense_dtype: String,
+    dense_int8: bool,
     tokens_nbits: u32,
 }
 
@@ -184,6 +185,7 @@ fn request_representations(writer: &mut IndexWriter, r: &Representations) -> PyR
         let options = ferret_index::DenseOptions {
             hnsw: r.hnsw.then(ferret_index::dense::hnsw::HnswParams::default),
             dtype,
+            int8: r.dense_int8,
             ..Default::default()
         };
         writer
