@@ -109,7 +109,7 @@ impl Linear {
     /// per-token-quantised activations by `kernels` from then on.
     pub(crate) fn quantize_int8(&mut self, kernels: Int8Kernels) {
         if let LinearWeights::F32(w) = &self.w {
-            let m = Int8Matrix::quantize(w, self.out, self.inp, kernels);
+            let m = Int8Matrix::quantize(w, self.out, self.inp);
             debug_assert_eq!(m.outputs(), self.out);
             self.w = LinearWeights::Int8(Box::new(m), kernels);
         }
@@ -137,7 +137,7 @@ impl Linear {
             LinearWeights::Int8(m, kernels) => {
                 return INT8_ROWS.with(|cell| {
                     let xq = &mut *cell.borrow_mut();
-                    xq.quantize(x, rows, self.inp, *kernels);
+                    xq.quantize(x, rows, self.inp);
                     m.matmul(xq, outputs, &self.b, y, *kernels);
                 });
             }

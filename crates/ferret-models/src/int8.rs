@@ -9,9 +9,10 @@
 //! Every kernel computes the same integer sums, so queries are embedded as the index's
 //! documents were whichever kernel a machine runs:
 //! - AVX-512 VNNI and AVX-VNNI: `dpbusd` (unsigned × signed bytes into 32 bits);
-//! - AVX2: `madd` of 16-bit copies. (`maddubs` would take the bytes as they are, but its
-//!   16-bit pair sums saturate at 255 · 127 · 2; 7-bit activations avoid that, at the cost in
-//!   precision above);
+//! - AVX2: `maddubs` on x − 128 (signed, so |x − 128| ≤ 128) and w carrying its sign
+//!   (llama.cpp's trick), whose 16-bit pair sums stay below 2 · 128 · 127 < 2¹⁵ — on x itself
+//!   they would saturate at 255 · 127 · 2 — then `madd` into 32 bits and 128 · Σw added back.
+//!   (7-bit activations would save the sign step, at the cost in precision above);
 //! - scalar loops for other CPUs.
 //!
 //! No maintained crate offers an int8 GEMM with per-row and per-column scales that runs on
@@ -68,15 +69,6 @@ impl Int8Kernels {
             }
         }
         Int8Kernels::Scalar
-    }
-
-    /// Whether the kernel reads 16-bit copies of the values.
-    fn widens(self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if self == Int8Kernels::Avx2 {
-            return true;
-        }
-        false
     }
 
     /// Every kernel this CPU can run (for tests).
@@ -147,8 +139,6 @@ wide! {
 pub(crate) struct Int8Matrix {
     /// groups × (inputs / 4) × GROUP × 4 bytes; padding outputs and inputs are zero.
     packed: Vec<i8>,
-    /// The same values widened to 16 bits, for the AVX2 kernel (empty for the others).
-    packed16: Vec<i16>,
     /// Per output: the weight scale (max |w| / 127).
     scales: Vec<f32>,
     /// Per output: Σ q, what each row's zero point adds to the integer sums.
@@ -162,7 +152,7 @@ pub(crate) struct Int8Matrix {
 
 impl Int8Matrix {
     /// From a row-major f32 weight [out, inp] (PyTorch's `Linear` layout).
-    pub(crate) fn quantize(w: &[f32], out: usize, inp: usize, kernels: Int8Kernels) -> Self {
+    pub(crate) fn quantize(w: &[f32], out: usize, inp: usize) -> Self {
         assert_eq!(w.len(), out * inp, "weight shape");
         let kpad = inp.div_ceil(4) * 4;
         let groups = out.div_ceil(GROUP);
@@ -189,14 +179,8 @@ impl Int8Matrix {
                 columns[k * out + o] = v;
             }
         }
-        let packed16 = if kernels.widens() {
-            packed.iter().map(|&q| q as i16).collect()
-        } else {
-            Vec::new()
-        };
         Int8Matrix {
             packed,
-            packed16,
             scales,
             sums,
             columns,
@@ -230,22 +214,13 @@ impl Int8Matrix {
         let kq = self.kpad / 4;
         let mut tile = [0i32; ROWS * GROUP];
         for g in outputs.start / GROUP..outputs.end.div_ceil(GROUP) {
-            let span = g * self.kpad * GROUP..(g + 1) * self.kpad * GROUP;
-            let w = Packed {
-                bytes: &self.packed[span.clone()],
-                wide: self.packed16.get(span).unwrap_or_default(),
-            };
+            let w = &self.packed[g * self.kpad * GROUP..][..self.kpad * GROUP];
+            let sums = &self.sums[(g * GROUP).min(self.out)..((g + 1) * GROUP).min(self.out)];
             let first = (g * GROUP).max(outputs.start);
             let last = ((g + 1) * GROUP).min(outputs.end);
             for r0 in (0..x.rows).step_by(ROWS) {
-                let xs = Packed {
-                    bytes: &x.q[r0 * self.kpad..][..ROWS * self.kpad],
-                    wide: x
-                        .q16
-                        .get(r0 * self.kpad..(r0 + ROWS) * self.kpad)
-                        .unwrap_or_default(),
-                };
-                tile_products(kernels, xs, self.kpad, w, kq, &mut tile);
+                let xs = &x.q[r0 * self.kpad..][..ROWS * self.kpad];
+                tile_products(kernels, xs, self.kpad, w, kq, sums, &mut tile);
                 for r in r0..(r0 + ROWS).min(x.rows) {
                     dequantize(
                         &tile[(r - r0) * GROUP + first - g * GROUP..][..last - first],
@@ -304,8 +279,6 @@ const OUTLIER: f32 = 6.0;
 #[derive(Default)]
 pub(crate) struct Int8Rows {
     q: Vec<u8>,
-    /// The same values widened to 16 bits, for the AVX2 kernel (empty for the others).
-    q16: Vec<i16>,
     scales: Vec<f32>,
     zeros: Vec<i32>,
     rows: usize,
@@ -319,8 +292,8 @@ pub(crate) struct Int8Rows {
 }
 
 impl Int8Rows {
-    /// Quantises `x` [rows, cols] (row-major) for `kernels`.
-    pub(crate) fn quantize(&mut self, x: &[f32], rows: usize, cols: usize, kernels: Int8Kernels) {
+    /// Quantises `x` [rows, cols] (row-major).
+    pub(crate) fn quantize(&mut self, x: &[f32], rows: usize, cols: usize) {
         assert!(
             x.len() >= rows * cols,
             "activations shorter than rows × cols"
@@ -359,49 +332,46 @@ impl Int8Rows {
             q[cols..].fill(0);
         }
         self.q[rows * self.kpad..].fill(0);
-        self.q16.clear();
-        if kernels.widens() {
-            self.q16.extend(self.q.iter().map(|&v| v as i16));
-        }
     }
-}
-
-/// Packed values as bytes, and as 16-bit copies where the kernel widens them.
-#[derive(Clone, Copy)]
-struct Packed<'a, T> {
-    bytes: &'a [T],
-    wide: &'a [i16],
 }
 
 /// tile[r·GROUP + o] = Σ_k x[r][k] · w[o][k] for the ROWS rows at `x` (stride `kpad`) and the
-/// group of packed weights `w`.
+/// group of packed weights `w`, whose outputs' Σw are `sums` (the AVX2 kernel needs them).
 fn tile_products(
     kernels: Int8Kernels,
-    x: Packed<'_, u8>,
+    x: &[u8],
     kpad: usize,
-    w: Packed<'_, i8>,
+    w: &[i8],
     kq: usize,
+    sums: &[i32],
     tile: &mut [i32; ROWS * GROUP],
 ) {
-    assert!(x.bytes.len() >= ROWS * kpad && w.bytes.len() >= kq * GROUP * 4 && kpad >= kq * 4);
+    assert!(x.len() >= ROWS * kpad && w.len() >= kq * GROUP * 4 && kpad >= kq * 4);
     match kernels {
-        Int8Kernels::Scalar => tile_scalar(x.bytes, kpad, w.bytes, kq, tile),
+        Int8Kernels::Scalar => tile_scalar(x, kpad, w, kq, tile),
         // SAFETY (each arm): detect()/available() chose the kernel from the CPU's features; the
-        // slices hold ROWS rows of kpad values and kq groups of GROUP × 4 (asserted).
+        // slices hold ROWS rows of kpad bytes and kq groups of GROUP × 4 bytes (asserted).
         #[cfg(target_arch = "x86_64")]
         Int8Kernels::Avx2 => {
-            assert!(x.wide.len() >= ROWS * kpad && w.wide.len() >= kq * GROUP * 4);
-            unsafe { x86::tile_avx2(x.wide.as_ptr(), kpad, w.wide.as_ptr(), kq, tile) }
+            unsafe { x86::tile_avx2(x.as_ptr(), kpad, w.as_ptr(), kq, tile) };
+            // The kernel summed (x − 128) · w.
+            for r in 0..ROWS {
+                for (t, s) in tile[r * GROUP..].iter_mut().zip(sums) {
+                    *t += 128 * s;
+                }
+            }
         }
         #[cfg(target_arch = "x86_64")]
         Int8Kernels::AvxVnni => unsafe {
-            x86::tile_avxvnni(x.bytes.as_ptr(), kpad, w.bytes.as_ptr(), kq, tile)
+            x86::tile_avxvnni(x.as_ptr(), kpad, w.as_ptr(), kq, tile)
         },
         #[cfg(target_arch = "x86_64")]
         Int8Kernels::Avx512Vnni => unsafe {
-            x86::tile_avx512vnni(x.bytes.as_ptr(), kpad, w.bytes.as_ptr(), kq, tile)
+            x86::tile_avx512vnni(x.as_ptr(), kpad, w.as_ptr(), kq, tile)
         },
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = sums;
 }
 
 fn tile_scalar(x: &[u8], kpad: usize, w: &[i8], kq: usize, tile: &mut [i32; ROWS * GROUP]) {
@@ -433,39 +403,38 @@ mod x86 {
         std::ptr::read_unaligned(x.add(r * kpad + q * 4) as *const i32)
     }
 
-    /// `madd` of 16-bit values: each 32-bit lane sums two inputs of one output, so a register
-    /// holds pairs for 4 outputs (one input quad of the packed layout); 8 outputs × ROWS rows
-    /// at a time, pairs added at the end.
+    /// Σ (x − 128) · w: `maddubs` of |x − 128| and w with the sign of x − 128, then `madd`.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn tile_avx2(
-        x: *const i16,
+        x: *const u8,
         kpad: usize,
-        w: *const i16,
+        w: *const i8,
         kq: usize,
         tile: &mut [i32; ROWS * GROUP],
     ) {
-        for part in 0..GROUP / 8 {
+        let ones = _mm256_set1_epi16(1);
+        let flip = _mm256_set1_epi8(-128);
+        // 16 outputs (two registers of 8) at a time, all ROWS rows.
+        for part in 0..GROUP / 16 {
             let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
             for q in 0..kq {
-                let wp = w.add(q * GROUP * 4 + part * 32);
+                let wp = w.add(q * GROUP * 4 + part * 64);
                 let w0 = _mm256_loadu_si256(wp as *const __m256i);
-                let w1 = _mm256_loadu_si256(wp.add(16) as *const __m256i);
+                let w1 = _mm256_loadu_si256(wp.add(32) as *const __m256i);
                 for (r, acc) in acc.iter_mut().enumerate() {
-                    // The row's 4 inputs of quad q, in every 64-bit lane.
-                    let xq = std::ptr::read_unaligned(x.add(r * kpad + q * 4) as *const i64);
-                    let xb = _mm256_set1_epi64x(xq);
-                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(xb, w0));
-                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(xb, w1));
+                    // x − 128 as signed bytes; abs(−128) reads as 128 unsigned.
+                    let xs = _mm256_xor_si256(_mm256_set1_epi32(quad(x, kpad, r, q)), flip);
+                    let ax = _mm256_abs_epi8(xs);
+                    let p0 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w0, xs));
+                    let p1 = _mm256_maddubs_epi16(ax, _mm256_sign_epi8(w1, xs));
+                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(p0, ones));
+                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(p1, ones));
                 }
             }
             for (r, acc) in acc.iter().enumerate() {
-                let mut lanes = [0i32; 16];
-                _mm256_storeu_si256(lanes.as_mut_ptr() as *mut __m256i, acc[0]);
-                _mm256_storeu_si256(lanes.as_mut_ptr().add(8) as *mut __m256i, acc[1]);
-                let out = &mut tile[r * GROUP + part * 8..][..8];
-                for (o, pair) in out.iter_mut().zip(lanes.chunks_exact(2)) {
-                    *o = pair[0] + pair[1];
-                }
+                let out = tile.as_mut_ptr().add(r * GROUP + part * 16);
+                _mm256_storeu_si256(out as *mut __m256i, acc[0]);
+                _mm256_storeu_si256(out.add(8) as *mut __m256i, acc[1]);
             }
         }
     }
@@ -559,9 +528,9 @@ mod tests {
             // Two outlier inputs, each in one row only.
             x[5] = 9.0;
             x[(rows - 1) * inp + 17] = -7.5;
-            let m = Int8Matrix::quantize(&w, out, inp, Int8Kernels::Scalar);
+            let m = Int8Matrix::quantize(&w, out, inp);
             let mut xq = Int8Rows::default();
-            xq.quantize(&x, rows, inp, Int8Kernels::Scalar);
+            xq.quantize(&x, rows, inp);
             assert_eq!(xq.outliers, [5, 17]);
             let bias = noise(out, 3);
             // The reference: integer sums of the quantised values, in i64, dequantised in f64.
@@ -588,8 +557,6 @@ mod tests {
                 }
             }
             for kernels in Int8Kernels::available() {
-                let m = Int8Matrix::quantize(&w, out, inp, kernels);
-                xq.quantize(&x, rows, inp, kernels);
                 let mut y = Vec::new();
                 m.matmul(&xq, 0..out, &bias, &mut y, kernels);
                 for (i, (a, b)) in y.iter().zip(&want).enumerate() {
@@ -626,9 +593,9 @@ mod tests {
             x[r * inp + 100] = 20.0;
         }
         let kernels = Int8Kernels::detect();
-        let m = Int8Matrix::quantize(&w, out, inp, kernels);
+        let m = Int8Matrix::quantize(&w, out, inp);
         let mut xq = Int8Rows::default();
-        xq.quantize(&x, rows, inp, kernels);
+        xq.quantize(&x, rows, inp);
         let mut y = Vec::new();
         m.matmul(&xq, 0..out, &vec![0.0; out], &mut y, kernels);
         let mut worst = 0f64;
@@ -649,8 +616,7 @@ mod tests {
     fn quantisation_rounds_to_the_nearest_level_and_keeps_zero_rows() {
         let mut xq = Int8Rows::default();
         // Range [-0.55, 2.0] (0 included): scale 0.01, zero point 55.
-        let s = Int8Kernels::Scalar;
-        xq.quantize(&[2.0, -0.55, 0.004, 0.006, 0.0, 0.0, 0.0, 0.0], 2, 4, s);
+        xq.quantize(&[2.0, -0.55, 0.004, 0.006, 0.0, 0.0, 0.0, 0.0], 2, 4);
         assert!((xq.scales[0] - 0.01).abs() < 1e-7);
         assert_eq!(xq.zeros[0], 55);
         assert_eq!(&xq.q[..4], &[255, 0, 55, 56]);
@@ -658,7 +624,7 @@ mod tests {
         assert_eq!(&xq.q[4..8], &[0, 0, 0, 0]);
         assert_eq!((xq.scales[1], xq.zeros[1]), (1.0, 0));
         // A row of positive values keeps 0 in range: zero point 0.
-        xq.quantize(&[0.5, 2.55, 0.0, 0.637], 1, 4, s);
+        xq.quantize(&[0.5, 2.55, 0.0, 0.637], 1, 4);
         assert_eq!(xq.zeros[0], 0);
         assert_eq!(&xq.q[..4], &[50, 255, 0, 64]);
     }
