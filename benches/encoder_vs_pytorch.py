@@ -73,7 +73,11 @@ def main():
     from torch.ao.quantization import quantize_dynamic
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # quantised tensor types are deprecated in PyTorch 2.15
-        model[0].auto_model = quantize_dynamic(model[0].auto_model, {torch.nn.Linear}, dtype=torch.qint8)
+        # The whole SentenceTransformer (its forward does not read a replaced `auto_model`):
+        # every nn.Linear in it becomes a dynamic quantised Linear.
+        model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        quantized = sum(type(m).__module__.startswith("torch.ao.nn.quantized.dynamic") for m in model.modules())
+        assert quantized > 0, "quantize_dynamic replaced no Linear layer"
         torch_int8, torch_int8_secs = torch_encode(model)
 
     def ferret_encode(extra):
@@ -97,7 +101,7 @@ def main():
     simd = os.environ.get("FERRET_SIMD")
     print(f"\nCPU: {cpu()}" + (f" (ferret capped at FERRET_SIMD={simd})" if simd else ""))
     print(f"{args.model} on {n} SciFact documents, {args.threads} threads (torch {torch.__version__}, "
-          f"quantized engine {torch.backends.quantized.engine})")
+          f"quantized engine {torch.backends.quantized.engine}, {quantized} Linear layers quantised)")
     print(f"  {'':24} {'docs/s':>8} {'/ PyTorch f32':>14} {'cosine to sentence-transformers f32'}")
     rows = [("PyTorch f32", torch_f32, torch_f32_secs), ("PyTorch int8 (dynamic)", torch_int8, torch_int8_secs),
             ("ferret f32", ferret_f32, ferret_f32_secs), ("ferret int8", ferret_int8, ferret_int8_secs)]
