@@ -860,15 +860,7 @@ fn int8_index_encodes_queries_as_its_documents() {
         ],
     );
     assert!(err.contains("--dense"), "{err}");
-    let clip = std::env::var_os("FERRET_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"))
-        .join("tiny-clip");
-    assert!(
-        clip.join("model.safetensors").exists(),
-        "no CLIP fixture at {}",
-        clip.display()
-    );
+    let clip = fixture("tiny-clip");
     let err = err_in(
         &home,
         &[

@@ -24,6 +24,21 @@ pub fn dataset(name: &str) -> PathBuf {
     data_dir().join(name)
 }
 
+/// A model fixture folder from `$FERRET_FIXTURES`, else `../shared/fixtures` beside the
+/// repository (it must hold a `model.safetensors`).
+pub fn fixture(name: &str) -> PathBuf {
+    let dir = std::env::var_os("FERRET_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"))
+        .join(name);
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "fixture not found at {}",
+        dir.display()
+    );
+    dir
+}
+
 pub fn ferret(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ferret"))
         .args(args)
