@@ -189,10 +189,6 @@ impl Int8Matrix {
         }
     }
 
-    pub(crate) fn outputs(&self) -> usize {
-        self.out
-    }
-
     /// y [rows, outputs.len()] = dequantised (x Wᵀ) for the outputs asked for, plus `bias`
     /// (indexed by output).
     pub(crate) fn matmul(
