@@ -820,7 +820,6 @@ fn int8_index_encodes_queries_as_its_documents() {
             ],
         ))
     };
-    let mut top_scores = Vec::new();
     for int8 in [true, false] {
         let idx = tmp.path().join(format!("idx-{int8}"));
         let mut args = vec![
@@ -843,7 +842,6 @@ fn int8_index_encodes_queries_as_its_documents() {
             let hits = search(&idx, &query);
             assert_eq!(hits[0].0, id, "int8 {int8}: {hits:?}");
             assert!((hits[0].1 - 1.0).abs() < 1e-4, "int8 {int8}: {hits:?}");
-            top_scores.push(hits[0].1);
         }
     }
 
