@@ -6,8 +6,15 @@ Two precisions each: f32, and int8 — PyTorch's own dynamic quantisation
 (`torch.ao.quantization.quantize_dynamic` of every Linear, qint8) against `ferret encode --int8`.
 
 usage: python3 benches/encoder_vs_pytorch.py [--model all-minilm-l6-v2] [--docs 500] [--threads N] [--data DIR]
+                                            [--isa avx2]
 
 --model: any sentence encoder `ferret models pull` knows (all-mpnet-base-v2: max_seq 384).
+--isa avx2: on an AVX-512 machine, run both sides as an AVX2 machine would. PyTorch through its
+  own switches (ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA,
+  FBGEMM_ENABLE_INSTRUCTIONS); ferret through FERRET_SIMD=avx2 and a build without the gemm
+  crate's AVX-512 kernels (RUSTFLAGS="--cfg ferret_gemm_avx2", in target/gemm-avx2). The same
+  instructions, not the same machine: an AVX2-only CPU (AMD Zen 3, say) has other ports and
+  caches, so this is a stand-in, not a measurement of one.
 
 Installs sentence-transformers (and with it PyTorch from PyPI) into its own virtualenv, builds
 ferret in release mode, and fetches the model with `ferret models pull`.
@@ -25,7 +32,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ferret", "encoder-bench-venv")
 
 
+# What each side is told under --isa avx2 (read when the libraries load, hence set before).
+AVX2_ENV = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",
+    "FERRET_SIMD": "avx2",
+}
+
+
 def ensure_venv():
+    if "--isa" in sys.argv and os.environ.get("FERRET_SIMD") != "avx2":
+        os.environ.update(AVX2_ENV)
+        os.execv(sys.executable, [sys.executable] + sys.argv)
     py = os.path.join(VENV, "bin", "python")
     if os.path.realpath(sys.prefix) == os.path.realpath(VENV):
         return
@@ -47,10 +67,17 @@ def main():
     ap.add_argument("--docs", type=int, default=500)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--data", default=os.environ.get("FERRET_DATA", os.path.join(ROOT, "..", "shared", "data")))
+    ap.add_argument("--isa", choices=["avx2"])
     args = ap.parse_args()
 
-    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "ferret"], cwd=ROOT, check=True)
-    ferret = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "ferret")
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    build = dict(os.environ)
+    if args.isa:
+        target = os.path.join(ROOT, "target", "gemm-avx2")
+        build["RUSTFLAGS"] = (build.get("RUSTFLAGS", "") + " --cfg ferret_gemm_avx2").strip()
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "ferret", "--target-dir", target], cwd=ROOT, check=True,
+                   env=build)
+    ferret = os.path.join(target, "release", "ferret")
     pulled = subprocess.run([ferret, "models", "pull", args.model], check=True, capture_output=True, text=True).stdout
     model_dir = pulled.split(" -> ")[1].split("\n")[0].strip()
 
@@ -99,8 +126,13 @@ def main():
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from cpuinfo import cpu
     simd = os.environ.get("FERRET_SIMD")
-    print(f"\nCPU: {cpu()}" + (f" (ferret capped at FERRET_SIMD={simd})" if simd else ""))
+    if args.isa:
+        print(f"\nCPU: {cpu()}\n  run as AVX2: " + ", ".join(f"{k}={v}" for k, v in AVX2_ENV.items())
+              + ", gemm crate without AVX-512 kernels")
+    else:
+        print(f"\nCPU: {cpu()}" + (f" (ferret's own loops capped at FERRET_SIMD={simd}; its f32 GEMMs not)" if simd else ""))
     print(f"{args.model} on {n} SciFact documents, {args.threads} threads (torch {torch.__version__}, "
+          f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()}, "
           f"quantized engine {torch.backends.quantized.engine}, {quantized} Linear layers quantised)")
     print(f"  {'':24} {'docs/s':>8} {'/ PyTorch f32':>14} {'cosine to sentence-transformers f32'}")
     rows = [("PyTorch f32", torch_f32, torch_f32_secs), ("PyTorch int8 (dynamic)", torch_int8, torch_int8_secs),
