@@ -43,7 +43,8 @@ AVX2_ENV = {
 
 
 def ensure_venv():
-    if "--isa" in sys.argv and os.environ.get("FERRET_SIMD") != "avx2":
+    wants_avx2 = any(a.startswith("--isa") for a in sys.argv)
+    if wants_avx2 and any(os.environ.get(k) != v for k, v in AVX2_ENV.items()):
         os.environ.update(AVX2_ENV)
         os.execv(sys.executable, [sys.executable] + sys.argv)
     py = os.path.join(VENV, "bin", "python")
