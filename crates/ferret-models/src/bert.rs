@@ -105,11 +105,12 @@ impl Linear {
         ))
     }
 
-    /// Replaces the f32 weights by int8 ones (per-output scales), multiplied with
-    /// per-token-quantised activations by `kernels` from then on.
-    pub(crate) fn quantize_int8(&mut self, kernels: Int8Kernels) {
+    /// Replaces the f32 weights by int8 ones (per-output scales, in `planes` 8-bit planes:
+    /// [`Int8Matrix`]), multiplied with per-token-quantised activations by `kernels` from then
+    /// on.
+    pub(crate) fn quantize_int8(&mut self, kernels: Int8Kernels, planes: usize) {
         if let LinearWeights::F32(w) = &self.w {
-            let m = Int8Matrix::quantize(w, self.out, self.inp);
+            let m = Int8Matrix::quantize(w, self.out, self.inp, planes);
             self.w = LinearWeights::Int8(Box::new(m), kernels);
         }
     }
@@ -432,7 +433,8 @@ impl Bert {
 
     /// Quantises the encoder layers' linear weights to int8 (dynamic quantisation: activations
     /// per token at run time; see [`crate::int8`]). Embeddings, layer norms and attention stay
-    /// f32.
+    /// f32. The feed-forward output layers get a second weight plane: their 8-bit weights alone
+    /// cost MPNet most of its int8 error (docs/ENCODER.md).
     pub fn quantize_int8(&mut self) {
         let kernels = Int8Kernels::detect();
         for l in &mut self.layers {
@@ -442,10 +444,10 @@ impl Bert {
                 &mut l.value,
                 &mut l.attn_out,
                 &mut l.intermediate,
-                &mut l.output,
             ] {
-                linear.quantize_int8(kernels);
+                linear.quantize_int8(kernels, 1);
             }
+            l.output.quantize_int8(kernels, 2);
         }
     }
 

@@ -121,30 +121,63 @@ wide! {
 }
 
 wide! {
-    /// y = (acc − zero · Σw) · (sx · scale) + bias, per output.
-    fn dequantize(
-        acc: &[i32],
-        zero: i32,
-        sums: &[i32],
-        sx: f32,
-        scales: &[f32],
-        bias: &[f32],
-        y: &mut [f32],
-    ) {
-        for ((((y, &a), &w), &s), &b) in y.iter_mut().zip(acc).zip(sums).zip(scales).zip(bias) {
-            *y = (a - zero * w) as f32 * (sx * s) + b;
+    /// y += (acc − zero · Σw) · (sx · scale), per output.
+    fn dequantize_add(acc: &[i32], zero: i32, sums: &[i32], sx: f32, scales: &[f32], y: &mut [f32]) {
+        for (((y, &a), &w), &s) in y.iter_mut().zip(acc).zip(sums).zip(scales) {
+            *y += (a - zero * w) as f32 * (sx * s);
         }
     }
 }
 
-/// A weight matrix [out, inp] quantised per output channel and packed for the kernels.
-pub(crate) struct Int8Matrix {
+/// One 8-bit plane of a weight matrix: symmetric per output channel, packed for the kernels.
+struct Plane {
     /// groups × (inputs / 4) × GROUP × 4 bytes; padding outputs and inputs are zero.
     packed: Vec<i8>,
     /// Per output: the weight scale (max |w| / 127).
     scales: Vec<f32>,
     /// Per output: Σ q, what each row's zero point adds to the integer sums.
     sums: Vec<i32>,
+}
+
+impl Plane {
+    /// Quantises the row-major [out, inp] `w` and subtracts what the plane holds from it, which
+    /// leaves the rounding error for a next plane.
+    fn quantize(w: &mut [f32], out: usize, inp: usize, kpad: usize) -> Self {
+        let groups = out.div_ceil(GROUP);
+        let mut packed = vec![0i8; groups * kpad * GROUP];
+        let mut scales = Vec::with_capacity(out);
+        let mut sums = Vec::with_capacity(out);
+        for (o, row) in w.chunks_exact_mut(inp).enumerate() {
+            let max = fastmath::max_abs(row);
+            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+            scales.push(scale);
+            let (g, lane) = (o / GROUP, o % GROUP);
+            let base = g * kpad * GROUP;
+            let mut sum = 0i32;
+            for (k, v) in row.iter_mut().enumerate() {
+                let q = quantize_value(*v, 1.0 / scale, 0.0, -127.0, 127.0);
+                sum += q;
+                packed[base + (k / 4) * GROUP * 4 + lane * 4 + k % 4] = q as i8;
+                *v -= q as f32 * scale;
+            }
+            sums.push(sum);
+        }
+        Plane {
+            packed,
+            scales,
+            sums,
+        }
+    }
+}
+
+/// A weight matrix [out, inp] quantised per output channel into one or two 8-bit planes.
+///
+/// A second plane quantises the first's rounding error, so the weights carry about 15 bits for
+/// twice the integer work. MPNet needs it in the feed-forward output layers: their 8-bit
+/// weights alone are off by 1.1–1.5 % per output (the row maximum is ~5× the row's RMS), which
+/// is most of its int8 error (docs/ENCODER.md).
+pub(crate) struct Int8Matrix {
+    planes: Vec<Plane>,
     /// The f32 weights transposed (inputs × outputs), for outlier inputs.
     columns: Vec<f32>,
     /// Inputs rounded up to a multiple of 4.
@@ -153,28 +186,16 @@ pub(crate) struct Int8Matrix {
 }
 
 impl Int8Matrix {
-    /// From a row-major f32 weight [out, inp] (PyTorch's `Linear` layout).
-    pub(crate) fn quantize(w: &[f32], out: usize, inp: usize) -> Self {
+    /// From a row-major f32 weight [out, inp] (PyTorch's `Linear` layout), in `planes` (1 or 2)
+    /// 8-bit planes.
+    pub(crate) fn quantize(w: &[f32], out: usize, inp: usize, planes: usize) -> Self {
         assert_eq!(w.len(), out * inp, "weight shape");
+        assert!((1..=2).contains(&planes), "one or two weight planes");
         let kpad = inp.div_ceil(4) * 4;
-        let groups = out.div_ceil(GROUP);
-        let mut packed = vec![0i8; groups * kpad * GROUP];
-        let mut scales = Vec::with_capacity(out);
-        let mut sums = Vec::with_capacity(out);
-        for (o, row) in w.chunks_exact(inp).enumerate() {
-            let max = fastmath::max_abs(row);
-            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-            scales.push(scale);
-            let (g, lane) = (o / GROUP, o % GROUP);
-            let base = g * kpad * GROUP;
-            let mut sum = 0i32;
-            for (k, &v) in row.iter().enumerate() {
-                let q = quantize_value(v, 1.0 / scale, 0.0, -127.0, 127.0);
-                sum += q;
-                packed[base + (k / 4) * GROUP * 4 + lane * 4 + k % 4] = q as i8;
-            }
-            sums.push(sum);
-        }
+        let mut rest = w.to_vec();
+        let planes = (0..planes)
+            .map(|_| Plane::quantize(&mut rest, out, inp, kpad))
+            .collect();
         let mut columns = vec![0f32; out * inp];
         for (o, row) in w.chunks_exact(inp).enumerate() {
             for (k, &v) in row.iter().enumerate() {
@@ -182,9 +203,7 @@ impl Int8Matrix {
             }
         }
         Int8Matrix {
-            packed,
-            scales,
-            sums,
+            planes,
             columns,
             kpad,
             out,
@@ -213,22 +232,22 @@ impl Int8Matrix {
         let mut tile = [0i32; ROWS * GROUP];
         let mut wide = Vec::new();
         for g in outputs.start / GROUP..outputs.end.div_ceil(GROUP) {
-            let w = &self.packed[g * self.kpad * GROUP..][..self.kpad * GROUP];
             let first = (g * GROUP).max(outputs.start);
             let last = ((g + 1) * GROUP).min(outputs.end);
             for r0 in (0..x.rows).step_by(ROWS) {
                 let xs = &x.q[r0 * self.kpad..][..ROWS * self.kpad];
-                tile_products(kernels, xs, self.kpad, w, kq, &mut wide, &mut tile);
-                for r in r0..(r0 + ROWS).min(x.rows) {
-                    dequantize(
-                        &tile[(r - r0) * GROUP + first - g * GROUP..][..last - first],
-                        x.zeros[r],
-                        &self.sums[first..last],
-                        x.scales[r],
-                        &self.scales[first..last],
-                        &bias[first..last],
-                        &mut y[r * n + first - outputs.start..][..last - first],
-                    );
+                for (p, plane) in self.planes.iter().enumerate() {
+                    let w = &plane.packed[g * self.kpad * GROUP..][..self.kpad * GROUP];
+                    tile_products(kernels, xs, self.kpad, w, kq, &mut wide, &mut tile);
+                    for r in r0..(r0 + ROWS).min(x.rows) {
+                        let y = &mut y[r * n + first - outputs.start..][..last - first];
+                        let acc = &tile[(r - r0) * GROUP + first - g * GROUP..][..last - first];
+                        let (sums, scales) = (&plane.sums[first..last], &plane.scales[first..last]);
+                        if p == 0 {
+                            y.copy_from_slice(&bias[first..last]);
+                        }
+                        dequantize_add(acc, x.zeros[r], sums, x.scales[r], scales, y);
+                    }
                 }
             }
         }
@@ -511,13 +530,13 @@ mod tests {
 
     #[test]
     fn every_kernel_computes_the_exact_integer_products() {
-        for (rows, out, inp) in SHAPES {
+        for ((rows, out, inp), planes) in SHAPES.into_iter().zip([1, 2, 2]) {
             let w = noise(out * inp, 1);
             let mut x = noise(rows * inp, 2);
             // Two outlier inputs, each in one row only.
             x[5] = 9.0;
             x[(rows - 1) * inp + 17] = -7.5;
-            let m = Int8Matrix::quantize(&w, out, inp);
+            let m = Int8Matrix::quantize(&w, out, inp, planes);
             let mut xq = Int8Rows::default();
             xq.quantize(&x, rows, inp);
             assert_eq!(xq.outliers, [5, 17]);
@@ -526,13 +545,17 @@ mod tests {
             let mut want = vec![0f64; rows * out];
             for r in 0..rows {
                 for o in 0..out {
-                    let mut acc = 0i64;
-                    for k in 0..inp {
-                        let wq = m.packed[(o / GROUP) * m.kpad * GROUP
-                            + (k / 4) * GROUP * 4
-                            + (o % GROUP) * 4
-                            + k % 4];
-                        acc += (xq.q[r * xq.kpad + k] as i64 - xq.zeros[r] as i64) * wq as i64;
+                    let mut y = 0f64;
+                    for plane in &m.planes {
+                        let mut acc = 0i64;
+                        for k in 0..inp {
+                            let wq = plane.packed[(o / GROUP) * m.kpad * GROUP
+                                + (k / 4) * GROUP * 4
+                                + (o % GROUP) * 4
+                                + k % 4];
+                            acc += (xq.q[r * xq.kpad + k] as i64 - xq.zeros[r] as i64) * wq as i64;
+                        }
+                        y += acc as f64 * xq.scales[r] as f64 * plane.scales[o] as f64;
                     }
                     // Outlier inputs sit at the zero point above and are added in f32.
                     let outliers: f64 = xq
@@ -540,9 +563,7 @@ mod tests {
                         .iter()
                         .map(|&k| x[r * inp + k] as f64 * w[o * inp + k] as f64)
                         .sum();
-                    want[r * out + o] = acc as f64 * xq.scales[r] as f64 * m.scales[o] as f64
-                        + outliers
-                        + bias[o] as f64;
+                    want[r * out + o] = y + outliers + bias[o] as f64;
                 }
             }
             for kernels in Int8Kernels::available() {
@@ -551,7 +572,7 @@ mod tests {
                 for (i, (a, b)) in y.iter().zip(&want).enumerate() {
                     assert!(
                         (*a as f64 - b).abs() < 1e-5 * (1.0 + b.abs()),
-                        "{kernels:?} {rows}x{out}x{inp} at {i}: {a} vs {b}"
+                        "{kernels:?} {rows}x{out}x{inp}, {planes} planes, at {i}: {a} vs {b}"
                     );
                 }
                 // A range of outputs that starts and ends inside groups.
@@ -582,7 +603,7 @@ mod tests {
             x[r * inp + 100] = 20.0;
         }
         let kernels = Int8Kernels::detect();
-        let m = Int8Matrix::quantize(&w, out, inp);
+        let m = Int8Matrix::quantize(&w, out, inp, 1);
         let mut xq = Int8Rows::default();
         xq.quantize(&x, rows, inp);
         let mut y = Vec::new();
@@ -599,6 +620,47 @@ mod tests {
             }
         }
         assert!(worst < 0.01 * norm, "worst {worst}, largest output {norm}");
+    }
+
+    /// Relative RMS error of x Wᵀ through `planes` weight planes, against f64, with
+    /// activations exactly on the 8-bit grid so that only the weights' rounding counts.
+    fn weight_error(w: &[f32], out: usize, inp: usize, planes: usize) -> f64 {
+        let rows = 4;
+        // 0…255 times 1/255: quantised without loss (scale 1/255, zero point 0).
+        let x: Vec<f32> = (0..rows * inp)
+            .map(|i| ((i * 37) % 256) as f32 / 255.0)
+            .collect();
+        let m = Int8Matrix::quantize(w, out, inp, planes);
+        let mut xq = Int8Rows::default();
+        xq.quantize(&x, rows, inp);
+        let mut y = Vec::new();
+        m.matmul(&xq, 0..out, &vec![0.0; out], &mut y, Int8Kernels::detect());
+        let (mut err, mut norm) = (0f64, 0f64);
+        for r in 0..rows {
+            for o in 0..out {
+                let exact: f64 = (0..inp)
+                    .map(|k| x[r * inp + k] as f64 * w[o * inp + k] as f64)
+                    .sum();
+                err += (y[r * out + o] as f64 - exact).powi(2);
+                norm += exact.powi(2);
+            }
+        }
+        (err / norm).sqrt()
+    }
+
+    #[test]
+    fn a_second_plane_carries_the_first_planes_rounding_error() {
+        // Rows whose maximum is ~8× their RMS, as in MPNet's feed-forward output layers.
+        let (out, inp) = (64, 512);
+        let mut w = noise(out * inp, 6);
+        for o in 0..out {
+            w[o * inp + (o * 7) % inp] = 5.0;
+        }
+        let one = weight_error(&w, out, inp, 1);
+        let two = weight_error(&w, out, inp, 2);
+        assert!(one > 1e-3, "8-bit weights alone: {one}");
+        // The second plane's step is 1/254 of the first's.
+        assert!(two < one / 50.0, "one plane {one}, two planes {two}");
     }
 
     #[test]
