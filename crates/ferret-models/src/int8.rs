@@ -1,6 +1,7 @@
 //! Dynamic int8 linear layers for the encoders (`--int8`): weights quantised once per output
-//! channel (symmetric, −127…127), activations per token (row) at every call, products summed
-//! exactly in 32-bit integers and scaled back to f32.
+//! channel (symmetric, −127…127; optionally a second plane for the first's rounding error,
+//! [`Int8Matrix`]), activations per token (row) at every call, products summed exactly in
+//! 32-bit integers and scaled back to f32.
 //!
 //! Activations are asymmetric 8-bit (0…255 with a zero point per row; PyTorch's x86 dynamic
 //! quantisation has them per tensor, in 7 bits). Inputs with outlier values ([`OUTLIER`]) are
