@@ -2,11 +2,14 @@
 PyPI), on the very same token vectors.
 
     python3 -m venv v && v/bin/pip install fast-plaid==1.4.6.2110 pylate==1.6.0
-    v/bin/python benches/colbert_vs_fastplaid.py --ferret target/release/ferret \
-        --model all-minilm-l6-v2 --work /tmp/colbert-bench [--build-only]
+    v/bin/python benches/colbert_vs_fastplaid.py --model all-minilm-l6-v2 --work /tmp/colbert-bench \
+        [--build-only] [--isa avx2] [--ferret BINARY]
 
 The indexes take about an hour to build on 2 cores (fast-plaid's half of it); `--build-only`
 builds them and stops, so that the timed searches of a second run see a quiet machine.
+`--isa avx2` holds both engines to AVX2 on an AVX-512 machine (benches/isa.py: fast-plaid's
+PyTorch through ATen's and MKL's switches, ferret through FERRET_SIMD and a build without the
+gemm crate's AVX-512 kernels). Without `--ferret`, the script builds ferret itself.
 
 What it does, all on this machine in one run:
 1. ferret indexes SciFact's corpus with the model's token vectors three times: f16 vectors,
@@ -35,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from cpuinfo import cpu
+from isa import AVX2_ENV, build_ferret, describe
 
 
 def run(cmd, **kw):
@@ -104,7 +108,8 @@ def build_fast_plaid(a, work, indexes, data):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--ferret", required=True)
+    ap.add_argument("--ferret", help="the ferret binary (default: built here, for --isa if given)")
+    ap.add_argument("--isa", choices=["avx2"], help="hold both engines to AVX2 (benches/isa.py)")
     ap.add_argument("--model", default="all-minilm-l6-v2")
     ap.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared/data/beir-scifact"))
     ap.add_argument("--work", required=True)
@@ -115,6 +120,11 @@ def main():
     ap.add_argument("--build-only", action="store_true",
                     help="build the indexes and query vectors, then stop (time the searches later, on a quiet machine)")
     a = ap.parse_args()
+    if a.isa:
+        if a.ferret:
+            sys.exit("--isa avx2 builds its own ferret (without the gemm crate's AVX-512 kernels): leave out --ferret")
+        os.environ.update(AVX2_ENV)  # before PyTorch loads
+    a.ferret = a.ferret or build_ferret(a.isa)
     import torch
     from fast_plaid import search as fp_search
 
@@ -123,7 +133,10 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     data = Path(a.data)
     qrels = data / "qrels/test.tsv"
-    print(f"machine: {cpu()}; threads {a.threads}; torch {torch.__version__}")
+    print(f"machine: {cpu()}; threads {a.threads}; torch {torch.__version__}, "
+          f"ATen CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    if a.isa:
+        print("  " + describe())
 
     # 1. Indexes and query vectors.
     indexes = {}
@@ -150,10 +163,11 @@ def main():
         return
 
     rows = []  # (engine, setting, qps, r10, r100, ndcg, recall100, size MB)
+    isa = f"-{a.isa}" if a.isa else ""  # runs and timings kept apart per instruction set
 
     # 2. ferret.
     for nbits, idx in indexes.items():
-        runs = work / f"runs-{nbits}"
+        runs = work / f"runs-{nbits}{isa}"
         # Exhaustive MaxSim (the reference) once, on the f16 vectors: it takes minutes.
         methods = ["exhaustive"] if nbits == 0 else []
         methods += ["plaid", "xtr", "xtr-only"]
@@ -176,7 +190,7 @@ def main():
             rows.append(["ferret", f"{m} ({storage})", float(qps[m]), runs / f"{m}.run", size])
         if nbits != 0:
             # PLAID at fast-plaid's default depth (8 cells, 4096 documents fully scored).
-            wide = work / f"runs-{nbits}-wide"
+            wide = work / f"runs-{nbits}-wide{isa}"
             saved = wide / "plaid.timing"
             if not saved.exists():
                 text = run([a.ferret, "bench-tokens", "--index", idx, "--queries", qvec, "-k", 100,
@@ -185,7 +199,7 @@ def main():
                 saved.write_text(text)
             q = re.search(r"^plaid\s+[\d.]+s\s+([\d.]+) queries/s", saved.read_text(), re.M).group(1)
             rows.append(["ferret", f"plaid ({storage}, ncells 8, ndocs 4096)", float(q), wide / "plaid.run", size])
-    reference = load_run(work / "runs-0" / "exhaustive.run")
+    reference = load_run(work / f"runs-0{isa}" / "exhaustive.run")
 
     # 3. fast-plaid on the f16 index's vectors.
     ids = build_fast_plaid(a, work, indexes, data)
@@ -211,7 +225,7 @@ def main():
 
     # 4. Agreement, effectiveness, speed.
     print(f"\nSciFact test ({len(qrows)} queries), {a.model} token vectors, k=100, "
-          f"{a.threads} threads; machine: {cpu()}")
+          f"{a.threads} threads; machine: {cpu()}" + (f" ({describe()})" if a.isa else ""))
     print(f"{'engine':<11} {'setting':<44} {'q/s':>8} {'top10':>6} {'top100':>6} {'nDCG@10':>8} {'R@100':>6} {'MB':>7}")
     for engine, setting, qps, run_path, size in rows:
         r10, r100 = agreement(reference, run_path)

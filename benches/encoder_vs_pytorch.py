@@ -28,18 +28,11 @@ import sys
 import tempfile
 import time
 
+from cpuinfo import cpu
+from isa import AVX2_ENV, build_ferret, describe
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ferret", "encoder-bench-venv")
-
-
-# What each side is told under --isa avx2 (read when the libraries load, hence set before).
-AVX2_ENV = {
-    "ATEN_CPU_CAPABILITY": "avx2",
-    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2",
-    "FERRET_SIMD": "avx2",
-}
 
 
 def ensure_venv():
@@ -71,14 +64,7 @@ def main():
     ap.add_argument("--isa", choices=["avx2"])
     args = ap.parse_args()
 
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-    build = dict(os.environ)
-    if args.isa:
-        target = os.path.join(ROOT, "target", "gemm-avx2")
-        build["RUSTFLAGS"] = (build.get("RUSTFLAGS", "") + " --cfg ferret_gemm_avx2").strip()
-    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "ferret", "--target-dir", target], cwd=ROOT, check=True,
-                   env=build)
-    ferret = os.path.join(target, "release", "ferret")
+    ferret = build_ferret(args.isa)
     pulled = subprocess.run([ferret, "models", "pull", args.model], check=True, capture_output=True, text=True).stdout
     model_dir = pulled.split(" -> ")[1].split("\n")[0].strip()
 
@@ -124,12 +110,9 @@ def main():
         return f"min {c.min():.7f}, mean {c.mean():.7f}"
 
     n = len(texts)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from cpuinfo import cpu
     simd = os.environ.get("FERRET_SIMD")
     if args.isa:
-        print(f"\nCPU: {cpu()}\n  run as AVX2: " + ", ".join(f"{k}={v}" for k, v in AVX2_ENV.items())
-              + ", gemm crate without AVX-512 kernels")
+        print(f"\nCPU: {cpu()}\n  " + describe())
     else:
         print(f"\nCPU: {cpu()}" + (f" (ferret's own loops capped at FERRET_SIMD={simd}; its f32 GEMMs not)" if simd else ""))
     print(f"{args.model} on {n} SciFact documents, {args.threads} threads (torch {torch.__version__}, "
