@@ -1,6 +1,7 @@
-//! A local GGUF model on the CPU: small llama models run by ferret's own runtime ([`super::llama`]),
-//! larger llama-family and Qwen2 weights (quantised) by candle's `quantized_llama` and
-//! `quantized_qwen2`; the tokenizer and the chat template come from the file's metadata.
+//! A local GGUF model on the CPU: llama and Qwen2 files run by ferret's own runtime
+//! ([`super::llama`]), files of these architectures with tensors it does not know by candle's
+//! `quantized_llama` and `quantized_qwen2`; the tokenizer and the chat template come from the
+//! file's metadata.
 //! Decoding is greedy, so an answer depends only on the prompt (which makes caching sound).
 
 use std::path::{Path, PathBuf};
@@ -127,7 +128,8 @@ pub struct GgufModel {
     id: String,
     weights_sha256: String,
     /// Idle copies of the model, each with its own KV cache, so that queries on several threads
-    /// do not wait for one another (llama copies share the weights; Qwen2 copies each hold
+    /// do not wait for one another (ferret's and candle's llama copies share the weights;
+    /// candle's Qwen2 copies each hold
     /// their own, about 2 GB for the 1.5B model).
     pool: Mutex<Vec<ModelWeights>>,
     prototype: Prototype,
@@ -244,17 +246,17 @@ impl GgufModel {
         };
         let context_length = number(&ct, &format!("{arch}.context_length"))
             .map_or(quantized_llama::MAX_SEQ_LEN, |n| (n as usize).min(rotary));
-        // ferret's own decoder holds every weight in f32 too: small models only.
-        let own = llama::handles(&arch, &ct) && parameters(&ct) <= DENSE_UP_TO;
-        let (prototype, first, projection) = if own {
-            let w = llama::Weights::load(&ct, &mut file)
+        let (prototype, first, projection) = if llama::handles(&arch, &ct) {
+            // Small models keep f32 copies for their prompts too.
+            let dense = parameters(&ct) <= DENSE_UP_TO;
+            let w = llama::Weights::load(&arch, &ct, &mut file, dense)
                 .map_err(|e| bad(format!("loading the weights: {e}")))?;
             let projection = match head {
                 Head::Logits => None,
                 Head::Hidden => {
                     let (p, vocab, dim) = w.projection();
                     Some(
-                        Tensor::from_slice(p, (vocab, dim), &Device::Cpu)
+                        Tensor::from_slice(&p, (vocab, dim), &Device::Cpu)
                             .map_err(|e| bad(format!("loading the weights: {e}")))?,
                     )
                 }
@@ -474,8 +476,8 @@ impl GgufModel {
     }
 }
 
-/// How the weights are held for candle (models ferret's own decoder does not take: Qwen2, and
-/// llama files with tensors it does not know). candle multiplies f32 matrices with a fast GEMM but
+/// How the weights are held, for ferret's own decoder (f32 copies for prompts up to this size)
+/// and for candle (llama and Qwen2 files with tensors ferret's decoder does not know). candle multiplies f32 matrices with a fast GEMM but
 /// has only scalar code for some quantised types (Q4_1, Q5_0, Q5_1: about 40 tokens/s of prompt
 /// here), and quantises activations to 8 bits inside every quantised product. Small models
 /// (up to [`DENSE_UP_TO`] parameters, 540 MB for SmolLM2-135M) are therefore dequantised to f32:

@@ -2,9 +2,12 @@
 //! and one query's attention over the KV cache.
 //!
 //! A decode step reads every weight once for a handful of multiply–adds, so its speed is the
-//! speed of reading the weights: they stay in the file's 4- or 8-bit blocks, and the activation
-//! vector is quantised to 8 bits per block of 32 (llama.cpp's Q8_1: values, scale, scaled sum)
-//! so that each block's dot product is integer arithmetic. candle has these kernels too, but
+//! speed of reading the weights: they stay in the file's 4-, 6- or 8-bit blocks, and the
+//! activation vector is quantised to 8 bits per block of 32 (llama.cpp's Q8_1: values, scale,
+//! scaled sum) for the 32-weight formats, and per block of 256 with sums of each 16 (its Q8_K)
+//! for the K-quants, so that each block's dot product is integer arithmetic. The same kernels,
+//! over a chunk of tokens at a time, process the prompts of models too large to hold in f32
+//! ([`QMatrix::matmul`]). candle has these kernels too, but
 //! only as scalar code for Q4_1 and behind a tensor allocation per operation, which made its
 //! decoding several times slower than llama.cpp's (docs/RERANKING.md); no maintained crate
 //! offers them on their own, so they are written here: an AVX2 path (`maddubs` on the unpacked
@@ -18,8 +21,10 @@
 use half::f16;
 use rayon::prelude::*;
 
-/// Weights per block, in every format here and in the quantised activations.
+/// Weights per block of the 32-weight formats and of the quantised activations.
 pub(crate) const BLOCK: usize = 32;
+/// Weights per super-block of the K-quants.
+pub(crate) const SUPER: usize = 256;
 
 /// How a matrix's rows are stored: GGML's block layouts, byte for byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +34,13 @@ pub(crate) enum Format {
     Q4_1,
     /// Per block: f16 scale d, 32 signed bytes; weight = d·q.
     Q8_0,
+    /// Per 256 weights: f16 d, f16 dmin, 12 bytes packing a 6-bit scale and minimum for each
+    /// of 8 sub-blocks of 32, then 128 bytes of nibbles; weight = d·scale·q − dmin·min. Bytes
+    /// 32c … 32c + 31 hold sub-block 2c in their low nibbles and 2c + 1 in their high ones.
+    Q4K,
+    /// Per 256 weights: 128 bytes of low nibbles, 64 of 2-bit high parts, 16 signed scales (one
+    /// per 16 weights), f16 d; weight = d·scale·(q − 32).
+    Q6K,
 }
 
 impl Format {
@@ -36,6 +48,16 @@ impl Format {
         match self {
             Format::Q4_1 => 20,
             Format::Q8_0 => 34,
+            Format::Q4K => 144,
+            Format::Q6K => 210,
+        }
+    }
+
+    /// Weights per block.
+    const fn block_len(self) -> usize {
+        match self {
+            Format::Q4_1 | Format::Q8_0 => BLOCK,
+            Format::Q4K | Format::Q6K => SUPER,
         }
     }
 }
@@ -72,15 +94,15 @@ pub(crate) struct QMatrix {
 }
 
 impl QMatrix {
-    /// A matrix from GGML block bytes (`cols` a multiple of [`BLOCK`]).
+    /// A matrix from GGML block bytes (`cols` a multiple of the format's block).
     pub(crate) fn from_blocks(
         format: Format,
         rows: usize,
         cols: usize,
         bytes: Vec<u8>,
     ) -> Result<Self, String> {
-        if !cols.is_multiple_of(BLOCK) || bytes.len() != rows * cols / BLOCK * format.block_bytes()
-        {
+        let n = format.block_len();
+        if !cols.is_multiple_of(n) || bytes.len() != rows * cols / n * format.block_bytes() {
             return Err(format!(
                 "{format:?} matrix of {rows}×{cols} cannot be {} bytes",
                 bytes.len()
@@ -130,7 +152,6 @@ impl QMatrix {
         self.format
     }
 
-    #[cfg(test)]
     pub(crate) fn rows(&self) -> usize {
         self.rows
     }
@@ -141,16 +162,34 @@ impl QMatrix {
     }
 
     /// Row `r` as f32 (exactly the file's weights).
-    #[cfg(test)]
     pub(crate) fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         let bb = self.format.block_bytes();
         for (block, y) in self
             .row(r)
             .chunks_exact(bb)
-            .zip(out.chunks_exact_mut(BLOCK))
+            .zip(out.chunks_exact_mut(self.format.block_len()))
         {
             let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
             match self.format {
+                Format::Q4K => {
+                    let dmin = f16::from_le_bytes([block[2], block[3]]).to_f32();
+                    let (sc, m) = q4k_scales(&block[4..16]);
+                    for (c, qs) in block[16..].chunks_exact(32).enumerate() {
+                        for (l, &q) in qs.iter().enumerate() {
+                            y[64 * c + l] =
+                                d * sc[2 * c] as f32 * (q & 15) as f32 - dmin * m[2 * c] as f32;
+                            y[64 * c + 32 + l] = d * sc[2 * c + 1] as f32 * (q >> 4) as f32
+                                - dmin * m[2 * c + 1] as f32;
+                        }
+                    }
+                }
+                Format::Q6K => {
+                    let d = f16::from_le_bytes([block[208], block[209]]).to_f32();
+                    for (i, y) in y.iter_mut().enumerate() {
+                        let (q, scale) = q6k_weight(block, i);
+                        *y = d * scale as f32 * q as f32;
+                    }
+                }
                 Format::Q4_1 => {
                     let m = f16::from_le_bytes([block[2], block[3]]).to_f32();
                     for (j, &q) in block[4..].iter().enumerate() {
@@ -168,7 +207,6 @@ impl QMatrix {
     }
 
     /// The whole matrix as f32, row-major.
-    #[cfg(test)]
     pub(crate) fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0f32; self.rows * self.cols];
         for (r, row) in out.chunks_exact_mut(self.cols).enumerate() {
@@ -177,9 +215,67 @@ impl QMatrix {
         out
     }
 
-    /// y = W x, rows spread over the rayon pool.
-    pub(crate) fn matvec(&self, x: &Q8Vector, y: &mut [f32], kernels: Kernels) {
+    /// Y = X Wᵀ for a chunk of tokens (`xs`, one quantised vector each): row t of Y is
+    /// `y[t * width + offset ..][..rows]`, added to when `accumulate`. Each thread takes a range
+    /// of rows and runs every token through four rows at a time, so the weights are read from
+    /// memory once per chunk rather than once per token.
+    pub(crate) fn matmul(
+        &self,
+        xs: &[Q8Vector],
+        y: &mut [f32],
+        width: usize,
+        offset: usize,
+        accumulate: bool,
+        kernels: Kernels,
+    ) {
+        let t = xs.len();
+        assert!(offset + self.rows <= width && y.len() >= t * width);
+        for x in xs {
+            self.check_width(x);
+        }
+        let rows_per_task = (self.rows / (4 * rayon::current_num_threads())).max(4) / 4 * 4;
+        // Row-major by weight row (rows × tokens), then added into Y's layout.
+        let mut yt = vec![0f32; self.rows * t];
+        yt.par_chunks_mut(rows_per_task * t)
+            .enumerate()
+            .for_each(|(c, out)| {
+                let first = c * rows_per_task;
+                let n = out.len() / t;
+                for r in (0..n / 4 * 4).step_by(4) {
+                    for (i, x) in xs.iter().enumerate() {
+                        for (j, v) in self.dot4(first + r, x, kernels).into_iter().enumerate() {
+                            out[(r + j) * t + i] = v;
+                        }
+                    }
+                }
+                for r in n / 4 * 4..n {
+                    for (i, x) in xs.iter().enumerate() {
+                        out[r * t + i] = self.dot(first + r, x, kernels);
+                    }
+                }
+            });
+        for (i, row) in y.chunks_exact_mut(width).take(t).enumerate() {
+            let row = &mut row[offset..offset + self.rows];
+            for (r, v) in row.iter_mut().enumerate() {
+                let got = yt[r * t + i];
+                *v = if accumulate { *v + got } else { got };
+            }
+        }
+    }
+
+    fn check_width(&self, x: &Q8Vector) {
         assert_eq!(x.q.len(), self.cols, "matrix–vector product: widths differ");
+        if self.format.block_len() == SUPER {
+            assert_eq!(x.kq.len(), self.cols, "activations not quantised per 256");
+        }
+    }
+
+    /// y = W x, rows spread over the rayon pool. One row after the other, so that each thread
+    /// reads its weights as one sequential stream: taking four rows at a time (interleaved
+    /// streams) made Qwen2.5-1.5B's steps three times slower on an AMD EPYC (Zen 4) and
+    /// SmolLM2's 1.5–2× slower, the loads waiting on memory.
+    pub(crate) fn matvec(&self, x: &Q8Vector, y: &mut [f32], kernels: Kernels) {
+        self.check_width(x);
         assert_eq!(y.len(), self.rows, "matrix–vector product: heights differ");
         // Enough pieces to balance the threads, each large enough to outweigh handing it out.
         let rows_per_task = (self.rows / (8 * rayon::current_num_threads())).max(16);
@@ -187,28 +283,27 @@ impl QMatrix {
             .enumerate()
             .for_each(|(c, out)| {
                 let first = c * rows_per_task;
-                let done = first + out.len() / 4 * 4;
-                let mut quads = out.chunks_exact_mut(4);
-                for (i, y) in (&mut quads).enumerate() {
-                    y.copy_from_slice(&self.dot4(first + 4 * i, x, kernels));
-                }
-                for (i, y) in quads.into_remainder().iter_mut().enumerate() {
-                    *y = self.dot(done + i, x, kernels);
+                for (i, y) in out.iter_mut().enumerate() {
+                    *y = self.dot(first + i, x, kernels);
                 }
             });
     }
 
-    /// Rows `r` … `r + 3` · x. Four rows at a time share each block of activations and give
-    /// the CPU four independent streams of weights and sums to overlap.
+    /// Rows `r` … `r + 3` · x, for [`QMatrix::matmul`], where the rows stay in cache across a
+    /// chunk's tokens and four at a time share each load of activations.
     fn dot4(&self, r: usize, x: &Q8Vector, kernels: Kernels) -> [f32; 4] {
         match kernels {
             // SAFETY: as in `dot`; rows r..r+4 exist (the caller takes whole quads).
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2 => unsafe {
                 let rows = &self.bytes[r * self.row_bytes()..(r + 4) * self.row_bytes()];
+                let n = self.row_bytes();
+                let p = std::array::from_fn(|i| rows.as_ptr().add(i * n));
                 match self.format {
                     Format::Q4_1 => avx2::dot4_q4_1(rows, x),
                     Format::Q8_0 => avx2::dot4_q8_0(rows, x),
+                    Format::Q4K => avx2::dot_q4k(p, self.cols / SUPER, x),
+                    Format::Q6K => avx2::dot_q6k(p, self.cols / SUPER, x),
                 }
             },
             _ => std::array::from_fn(|i| self.dot(r + i, x, kernels)),
@@ -216,7 +311,7 @@ impl QMatrix {
     }
 
     fn row_bytes(&self) -> usize {
-        self.cols / BLOCK * self.format.block_bytes()
+        self.cols / self.format.block_len() * self.format.block_bytes()
     }
 
     /// Row `r` · x.
@@ -226,6 +321,8 @@ impl QMatrix {
             Kernels::Scalar => match self.format {
                 Format::Q4_1 => dot_q4_1_scalar(row, x),
                 Format::Q8_0 => dot_q8_0_scalar(row, x),
+                Format::Q4K => dot_q4k_scalar(row, x),
+                Format::Q6K => dot_q6k_scalar(row, x),
             },
             // SAFETY: `Kernels::Avx2` is only chosen where the CPU has AVX2, FMA and F16C; the
             // row holds cols / 32 blocks and x as many blocks of activations (asserted by
@@ -235,6 +332,8 @@ impl QMatrix {
                 match self.format {
                     Format::Q4_1 => avx2::dot_q4_1(row, x),
                     Format::Q8_0 => avx2::dot_q8_0(row, x),
+                    Format::Q4K => avx2::dot_q4k([row.as_ptr()], self.cols / SUPER, x)[0],
+                    Format::Q6K => avx2::dot_q6k([row.as_ptr()], self.cols / SUPER, x)[0],
                 }
             },
         }
@@ -279,12 +378,19 @@ pub(crate) fn attend(
 }
 
 /// A vector quantised for [`QMatrix::matvec`]: per block of 32, signed bytes `q`, scale `d`
-/// (largest magnitude / 127) and `s` = d · Σq (what Q4_1's minimum multiplies).
+/// (largest magnitude / 127) and `s` = d · Σq (what Q4_1's minimum multiplies); and, when its
+/// length is a multiple of 256, quantised again per 256 for the K-quants: `kq`, `kd`, and the
+/// sums of each 16 and each 32 values `ksums16`, `ksums32` (what the rows' offsets and
+/// minimums multiply; at most 32 · 127 in magnitude).
 #[derive(Default)]
 pub(crate) struct Q8Vector {
     q: Vec<i8>,
     d: Vec<f32>,
     s: Vec<f32>,
+    kq: Vec<i8>,
+    kd: Vec<f32>,
+    ksums16: Vec<i16>,
+    ksums32: Vec<i16>,
 }
 
 impl Q8Vector {
@@ -310,7 +416,112 @@ impl Q8Vector {
             self.d.push(d);
             self.s.push(d * sum as f32);
         }
+        self.kq.clear();
+        self.kd.clear();
+        self.ksums16.clear();
+        self.ksums32.clear();
+        if !x.len().is_multiple_of(SUPER) {
+            return;
+        }
+        for block in x.chunks_exact(SUPER) {
+            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+            for sixteen in block.chunks_exact(16) {
+                let mut sum = 0i16;
+                for v in sixteen {
+                    let q = (v * inv).round() as i8;
+                    sum += q as i16;
+                    self.kq.push(q);
+                }
+                self.ksums16.push(sum);
+            }
+            let n = self.ksums16.len();
+            for pair in self.ksums16[n - 16..].chunks_exact(2) {
+                self.ksums32.push(pair[0] + pair[1]);
+            }
+            self.kd.push(d);
+        }
     }
+
+    /// Quantises each `cols`-wide row of `x` into `out` (grown as needed; buffers reused).
+    pub(crate) fn quantize_rows(x: &[f32], cols: usize, out: &mut Vec<Q8Vector>) {
+        let rows = x.len() / cols;
+        if out.len() < rows {
+            out.resize_with(rows, Q8Vector::default);
+        }
+        out[..rows]
+            .par_iter_mut()
+            .zip(x.par_chunks_exact(cols))
+            .for_each(|(q, x)| q.quantize(x));
+    }
+}
+
+/// The 6-bit scales and minimums of a Q4_K super-block's 8 sub-blocks, from their 12 bytes.
+fn q4k_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let mut sc = [0u8; 8];
+    let mut m = [0u8; 8];
+    for j in 0..8 {
+        (sc[j], m[j]) = if j < 4 {
+            (s[j] & 63, s[j + 4] & 63)
+        } else {
+            (
+                (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4),
+                (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
+            )
+        };
+    }
+    (sc, m)
+}
+
+/// Weight `i` of a Q6_K super-block as (q − 32, its sub-block's scale). Weight 128h + 32k + l
+/// takes its low four bits from byte 64h + 32(k mod 2) + l of the nibbles (low half for k < 2)
+/// and its high two from bits 2k … 2k + 1 of byte 32h + l of the high parts.
+fn q6k_weight(block: &[u8], i: usize) -> (i32, i8) {
+    let (h, k, l) = (i / 128, i % 128 / 32, i % 32);
+    let low = block[64 * h + 32 * (k % 2) + l] >> (4 * (k / 2)) & 15;
+    let high = (block[128 + 32 * h + l] >> (2 * k)) & 3;
+    ((low | high << 4) as i32 - 32, block[192 + i / 16] as i8)
+}
+
+fn dot_q4k_scalar(row: &[u8], x: &Q8Vector) -> f32 {
+    let mut sum = 0f32;
+    for (b, block) in row.chunks_exact(Format::Q4K.block_bytes()).enumerate() {
+        let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+        let dmin = f16::from_le_bytes([block[2], block[3]]).to_f32();
+        let (sc, m) = q4k_scales(&block[4..16]);
+        let a = &x.kq[b * SUPER..(b + 1) * SUPER];
+        let sums = &x.ksums32[b * 8..(b + 1) * 8];
+        let mut products = 0i32;
+        for (c, qs) in block[16..].chunks_exact(32).enumerate() {
+            let (mut lo, mut hi) = (0i32, 0i32);
+            for (l, &q) in qs.iter().enumerate() {
+                lo += (q & 15) as i32 * a[64 * c + l] as i32;
+                hi += (q >> 4) as i32 * a[64 * c + 32 + l] as i32;
+            }
+            products += sc[2 * c] as i32 * lo + sc[2 * c + 1] as i32 * hi;
+        }
+        let mins: i32 = m.iter().zip(sums).map(|(&m, &s)| m as i32 * s as i32).sum();
+        let xd = x.kd[b];
+        sum += d * xd * products as f32 - dmin * xd * mins as f32;
+    }
+    sum
+}
+
+fn dot_q6k_scalar(row: &[u8], x: &Q8Vector) -> f32 {
+    let mut sum = 0f32;
+    for (b, block) in row.chunks_exact(Format::Q6K.block_bytes()).enumerate() {
+        let d = f16::from_le_bytes([block[208], block[209]]).to_f32();
+        let a = &x.kq[b * SUPER..(b + 1) * SUPER];
+        let products: i32 = (0..SUPER)
+            .map(|i| {
+                let (q, scale) = q6k_weight(block, i);
+                scale as i32 * q * a[i] as i32
+            })
+            .sum();
+        sum += d * x.kd[b] * products as f32;
+    }
+    sum
 }
 
 fn dot_q4_1_scalar(row: &[u8], x: &Q8Vector) -> f32 {
@@ -345,7 +556,7 @@ fn dot_q8_0_scalar(row: &[u8], x: &Q8Vector) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Format, Q8Vector, BLOCK};
+    use super::{Format, Q8Vector, BLOCK, SUPER};
     use half::f16;
     use std::arch::x86_64::*;
 
@@ -447,6 +658,178 @@ mod avx2 {
         std::array::from_fn(|r| sum(acc[r]))
     }
 
+    /// A Q4_K super-block's 12 bytes of scales and minimums (at `p`) unpacked to 8 scales then
+    /// 8 minimums, one byte each (GGML's own bit shuffle, on 32-bit words).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q4k_scales_mins(p: *const u8) -> __m128i {
+        const LOW6: u32 = 0x3f3f_3f3f;
+        const LOW4: u32 = 0x0f0f_0f0f;
+        const LOW2: u32 = 0x0303_0303;
+        let w = p as *const u32;
+        let (u0, u1, u2) = (
+            w.read_unaligned(),
+            w.add(1).read_unaligned(),
+            w.add(2).read_unaligned(),
+        );
+        let scales_lo = u0 & LOW6;
+        let scales_hi = (u2 & LOW4) | (((u0 >> 6) & LOW2) << 4);
+        let mins_lo = u1 & LOW6;
+        let mins_hi = ((u2 >> 4) & LOW4) | (((u1 >> 6) & LOW2) << 4);
+        _mm_set_epi32(
+            mins_hi as i32,
+            mins_lo as i32,
+            scales_hi as i32,
+            scales_lo as i32,
+        )
+    }
+
+    /// Shuffles that copy 16-bit lane `j` (0 … 7) of each 128-bit half to the whole half.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn lane(j: i32) -> __m256i {
+        _mm256_set1_epi16(((2 * j) | ((2 * j + 1) << 8)) as i16)
+    }
+
+    /// `N` rows of `blocks` Q4_K super-blocks each (starting at `rows`) · x. Per super-block
+    /// the products are summed in integers with each sub-block's scale applied by `madd`, then
+    /// converted once; the minimums meet the activations' sums per 32 the same way. The rows
+    /// share each load of activations.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q4k<const N: usize>(
+        rows: [*const u8; N],
+        blocks: usize,
+        x: &Q8Vector,
+    ) -> [f32; N] {
+        let bb = Format::Q4K.block_bytes();
+        let nibble = _mm256_set1_epi8(0x0F);
+        let mut acc = [_mm256_setzero_ps(); N];
+        let mut mins = [_mm_setzero_ps(); N];
+        for b in 0..blocks {
+            let xd = *x.kd.get_unchecked(b);
+            let a = x.kq.as_ptr().add(b * SUPER);
+            let sums = _mm_loadu_si128(x.ksums32.as_ptr().add(b * 8) as *const __m128i);
+            let mut scales = [_mm256_setzero_si256(); N];
+            let mut d = [0f32; N];
+            for r in 0..N {
+                let p = rows[r].add(b * bb);
+                let (dr, dmin) = halves(p);
+                let sm = _mm256_cvtepu8_epi16(q4k_scales_mins(p.add(4)));
+                let m = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), sums);
+                mins[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(m), _mm_set1_ps(dmin * xd), mins[r]);
+                scales[r] = _mm256_permute2x128_si256(sm, sm, 0x00);
+                d[r] = dr * xd;
+            }
+            let mut products = [_mm256_setzero_si256(); N];
+            for c in 0..4 {
+                let a0 = _mm256_loadu_si256(a.add(64 * c) as *const __m256i);
+                let a1 = _mm256_loadu_si256(a.add(64 * c + 32) as *const __m256i);
+                let (s0, s1) = (lane(2 * c as i32), lane(2 * c as i32 + 1));
+                for r in 0..N {
+                    let q = _mm256_loadu_si256(rows[r].add(b * bb + 16 + 32 * c) as *const __m256i);
+                    let lo = _mm256_maddubs_epi16(_mm256_and_si256(q, nibble), a0);
+                    let hi =
+                        _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), nibble), a1);
+                    let lo = _mm256_madd_epi16(lo, _mm256_shuffle_epi8(scales[r], s0));
+                    let hi = _mm256_madd_epi16(hi, _mm256_shuffle_epi8(scales[r], s1));
+                    products[r] = _mm256_add_epi32(products[r], _mm256_add_epi32(lo, hi));
+                }
+            }
+            for r in 0..N {
+                acc[r] = _mm256_fmadd_ps(
+                    _mm256_cvtepi32_ps(products[r]),
+                    _mm256_set1_ps(d[r]),
+                    acc[r],
+                );
+            }
+        }
+        std::array::from_fn(|r| {
+            let m = _mm_add_ps(mins[r], _mm_movehl_ps(mins[r], mins[r]));
+            let m = _mm_add_ss(m, _mm_movehdup_ps(m));
+            sum(acc[r]) - _mm_cvtss_f32(m)
+        })
+    }
+
+    /// `N` rows of `blocks` Q6_K super-blocks each · x, as [`dot_q4k`]: weights 0 … 63 times
+    /// activations by `maddubs`, each 16's scale by `madd`, and the offset of 32 taken off in
+    /// the same integer sums from the activations' sums per 16.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q6k<const N: usize>(
+        rows: [*const u8; N],
+        blocks: usize,
+        x: &Q8Vector,
+    ) -> [f32; N] {
+        let bb = Format::Q6K.block_bytes();
+        let (nibble, two) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
+        // Lane 2k of the low half and 2k + 1 of the high half, for k = 0 … 3.
+        let pick: [__m256i; 4] = std::array::from_fn(|k| {
+            let (lo, hi) = (2 * k as i16, 2 * k as i16 + 1);
+            let (lo, hi) = (
+                (2 * lo) | ((2 * lo + 1) << 8),
+                (2 * hi) | ((2 * hi + 1) << 8),
+            );
+            _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo))
+        });
+        let mut acc = [_mm256_setzero_ps(); N];
+        for b in 0..blocks {
+            let xd = *x.kd.get_unchecked(b);
+            let a = x.kq.as_ptr().add(b * SUPER);
+            let sums = _mm256_loadu_si256(x.ksums16.as_ptr().add(b * 16) as *const __m256i);
+            let mut scales = [_mm256_setzero_si256(); N];
+            let mut products = [_mm256_setzero_si256(); N];
+            let mut d = [0f32; N];
+            for r in 0..N {
+                let p = rows[r].add(b * bb);
+                d[r] = f16::from_le_bytes([*p.add(208), *p.add(209)]).to_f32() * xd;
+                scales[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
+                let offset = _mm256_madd_epi16(scales[r], sums);
+                products[r] = _mm256_sub_epi32(products[r], _mm256_slli_epi32(offset, 5));
+            }
+            for h in 0..2 {
+                for (k, &pick) in pick.iter().enumerate() {
+                    let av = _mm256_loadu_si256(a.add(128 * h + 32 * k) as *const __m256i);
+                    for r in 0..N {
+                        let p = rows[r].add(b * bb);
+                        let low =
+                            _mm256_loadu_si256(p.add(64 * h + 32 * (k % 2)) as *const __m256i);
+                        let low = if k < 2 {
+                            low
+                        } else {
+                            _mm256_srli_epi16(low, 4)
+                        };
+                        let high = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
+                        let high = match k {
+                            0 => high,
+                            1 => _mm256_srli_epi16(high, 2),
+                            2 => _mm256_srli_epi16(high, 4),
+                            _ => _mm256_srli_epi16(high, 6),
+                        };
+                        let q = _mm256_or_si256(
+                            _mm256_and_si256(low, nibble),
+                            _mm256_slli_epi16(_mm256_and_si256(high, two), 4),
+                        );
+                        let half = if h == 0 {
+                            _mm256_permute2x128_si256(scales[r], scales[r], 0x00)
+                        } else {
+                            _mm256_permute2x128_si256(scales[r], scales[r], 0x11)
+                        };
+                        let scale = _mm256_shuffle_epi8(half, pick);
+                        let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(q, av), scale);
+                        products[r] = _mm256_add_epi32(products[r], prod);
+                    }
+                }
+            }
+            for r in 0..N {
+                acc[r] = _mm256_fmadd_ps(
+                    _mm256_cvtepi32_ps(products[r]),
+                    _mm256_set1_ps(d[r]),
+                    acc[r],
+                );
+            }
+        }
+        std::array::from_fn(|r| sum(acc[r]))
+    }
+
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn attend(
         q: &[f32],
@@ -524,16 +907,48 @@ mod tests {
         k
     }
 
+    /// A K-quant matrix of random bytes (every scale, minimum and level a file may hold).
+    fn random_k(format: Format, rows: usize, cols: usize, seed: u64) -> QMatrix {
+        let bb = format.block_bytes();
+        let r = noise(rows * cols / SUPER * bb, seed);
+        let mut bytes: Vec<u8> = r.iter().map(|v| ((v + 1.0) * 127.99) as u8).collect();
+        for (block, r) in bytes.chunks_exact_mut(bb).zip(r.chunks_exact(bb)) {
+            let d = f16::from_f32(r[0].abs() * 0.01 + 1e-4).to_le_bytes();
+            match format {
+                Format::Q4K => {
+                    block[..2].copy_from_slice(&d);
+                    block[2..4].copy_from_slice(&f16::from_f32(r[1].abs() * 0.01).to_le_bytes());
+                }
+                _ => block[208..].copy_from_slice(&d),
+            }
+        }
+        QMatrix::from_blocks(format, rows, cols, bytes).unwrap()
+    }
+
+    /// The activations as the kernels for `format` see them, in float64.
+    fn dequantized_activations(xq: &Q8Vector, format: Format) -> Vec<f64> {
+        if format.block_len() == SUPER {
+            let d = |i: usize| xq.kd[i / SUPER] as f64;
+            xq.kq
+                .iter()
+                .enumerate()
+                .map(|(i, &q)| q as f64 * d(i))
+                .collect()
+        } else {
+            let d = |i: usize| xq.d[i / BLOCK] as f64;
+            xq.q.iter()
+                .enumerate()
+                .map(|(i, &q)| q as f64 * d(i))
+                .collect()
+        }
+    }
+
     /// Every kernel this CPU runs (the scalar one always) against float64 arithmetic on the
     /// dequantised weights and quantised activations: they must agree to f32 rounding.
     fn check_exact(m: &QMatrix, x: &[f32]) {
         let mut xq = Q8Vector::default();
         xq.quantize(x);
-        let xd: Vec<f64> =
-            xq.q.iter()
-                .enumerate()
-                .map(|(i, &q)| q as f64 * xq.d[i / BLOCK] as f64)
-                .collect();
+        let xd = dequantized_activations(&xq, m.format);
         let w = m.dequantize();
         for k in kernels() {
             let mut y = vec![0f32; m.rows];
@@ -577,6 +992,74 @@ mod tests {
         // Large activations of both signs exercise the sign trick at ±127.
         let x: Vec<f32> = noise(1536, 5).iter().map(|v| v * 40.0).collect();
         check_exact(&m, &x);
+    }
+
+    #[test]
+    fn k_quant_kernels_equal_float64_on_the_dequantised_weights() {
+        // Large activations of both signs: the integer sums at their widest.
+        let x: Vec<f32> = noise(1536, 5).iter().map(|v| v * 40.0).collect();
+        for format in [Format::Q4K, Format::Q6K] {
+            check_exact(&random_k(format, 23, 1536, 3), &x);
+        }
+    }
+
+    /// The K-quant layouts read as GGML writes them: candle's quantiser and dequantiser (a port
+    /// of GGML's) against ferret's reading of the same bytes.
+    #[test]
+    fn k_quant_layouts_are_ggmls() {
+        use candle_core::quantized::{GgmlDType, QTensor};
+        let (rows, cols) = (5, 512);
+        let w = candle_core::Tensor::from_vec(
+            noise(rows * cols, 13),
+            (rows, cols),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        for (dtype, format) in [(GgmlDType::Q4K, Format::Q4K), (GgmlDType::Q6K, Format::Q6K)] {
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let theirs: Vec<f32> = q
+                .dequantize(&candle_core::Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let bytes = q.data().unwrap().into_owned();
+            let m = QMatrix::from_blocks(format, rows, cols, bytes).unwrap();
+            assert_eq!(m.dequantize(), theirs, "{format:?}");
+            check_exact(&m, &noise(cols, 17));
+        }
+    }
+
+    /// A chunk of tokens through [`QMatrix::matmul`] gives each token's [`QMatrix::matvec`],
+    /// written into (or added to) its columns of the output.
+    #[test]
+    fn matmul_over_tokens_equals_matvec_per_token() {
+        let (rows, cols, t) = (22, 512, 5);
+        let x = noise(t * cols, 19);
+        let mut xs = Vec::new();
+        Q8Vector::quantize_rows(&x, cols, &mut xs);
+        for m in [
+            random_k(Format::Q4K, rows, cols, 1),
+            random_k(Format::Q6K, rows, cols, 2),
+            random_q4_1(rows, cols),
+        ] {
+            for k in kernels() {
+                let width = rows + 3;
+                let mut y = vec![1f32; t * width];
+                m.matmul(&xs[..t], &mut y, width, 2, true, k);
+                for (i, x) in xs[..t].iter().enumerate() {
+                    let mut want = vec![0f32; rows];
+                    m.matvec(x, &mut want, k);
+                    let row = &y[i * width..(i + 1) * width];
+                    assert_eq!(&row[..2], &[1.0, 1.0]);
+                    assert_eq!(row[width - 1], 1.0);
+                    for (got, want) in row[2..2 + rows].iter().zip(&want) {
+                        assert_eq!(*got, want + 1.0, "{k:?} {:?}", m.format);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -633,6 +1116,19 @@ mod tests {
                 .map(|(b, d)| d * b.iter().map(|&v| v as i32).sum::<i32>() as f32)
                 .collect();
         assert_eq!(sums, q.s);
+        // Per 256, with the sum of each 16 levels.
+        let x = noise(512, 21);
+        q.quantize(&x);
+        for (i, v) in x.iter().enumerate() {
+            let d = q.kd[i / SUPER];
+            assert!((q.kq[i] as f32 * d - v).abs() <= d * 0.5 + 1e-7);
+        }
+        let sums = |n: usize| -> Vec<i16> {
+            q.kq.chunks(n)
+                .map(|b| b.iter().map(|&v| v as i16).sum())
+                .collect()
+        };
+        assert_eq!((sums(16), sums(32)), (q.ksums16.clone(), q.ksums32.clone()));
         // All zeros: scale 0, no division by zero.
         q.quantize(&[0.0; 32]);
         assert_eq!((q.d[0], q.s[0]), (0.0, 0.0));

@@ -1,14 +1,17 @@
-//! The llama architecture run by ferret itself, for models small enough to hold in f32
-//! (SmolLM2-135M: 540 MB).
+//! The llama and Qwen2 architectures run by ferret itself (Qwen2 is llama with biases on the
+//! query, key and value projections and rotary pairs split by halves rather than interleaved).
 //!
-//! Each projection is kept twice: as f32 rows for prompts, where a GEMM over a chunk of tokens
-//! is compute-bound and exact arithmetic keeps ferret's log-probabilities on the file's weights
-//! (checked against a float64 forward pass), and in the file's quantised blocks for generated
-//! tokens, where one token's step is bound by reading the weights ([`super::kernels`]). Both fill
-//! the same KV cache. candle ran this model before: its prompts were fast, but each generated
-//! token went through f32 weights and a tensor allocation per operation, at under a fifth of
-//! llama.cpp's speed.
+//! Generated tokens go through the file's quantised blocks, where one token's step is bound by
+//! reading the weights ([`super::kernels`]). Prompts of a small model (SmolLM2-135M: 540 MB in
+//! f32) use f32 copies of the projections: a GEMM over a chunk of tokens is compute-bound, and
+//! exact arithmetic keeps ferret's log-probabilities on the file's weights (checked against a
+//! float64 forward pass). A larger model (Qwen2.5-1.5B would be 7 GB in f32) keeps only its
+//! blocks and runs prompts through the same integer kernels a chunk of tokens at a time. Both
+//! fill the same KV cache. candle ran these models before: a tensor allocation per operation and
+//! f32 weights (SmolLM2) or f32 per-row scales in repacked blocks (Qwen2) held its generation
+//! well below llama.cpp's speed.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::Content;
@@ -33,6 +36,9 @@ struct Config {
     vocab: usize,
     eps: f32,
     theta: f64,
+    /// Rotary pairs are (i, i + head_dim / 2) (GPT-NeoX's layout, Qwen2) rather than
+    /// (2i, 2i + 1) (llama's GGUF layout).
+    neox: bool,
 }
 
 impl Config {
@@ -41,17 +47,48 @@ impl Config {
     }
 }
 
-/// A projection y = W x with W `rows × cols`, in both forms (see the module comment).
+/// A projection y = W x with W `rows × cols`: quantised, as one matrix or as stacked parts of
+/// different formats, and in f32 for a small model's prompts (see the module comment).
 struct Linear {
-    f32: Vec<f32>,
-    q: QMatrix,
+    f32: Option<Vec<f32>>,
+    q: Vec<QMatrix>,
     rows: usize,
     cols: usize,
 }
 
 impl Linear {
-    /// Y (`tokens × rows`) = X Wᵀ, or Y += X Wᵀ when `accumulate`.
-    fn gemm(&self, x: &[f32], tokens: usize, y: &mut [f32], accumulate: bool) {
+    /// y = W x on the quantised weights.
+    fn matvec(&self, x: &Q8Vector, y: &mut [f32], k: Kernels) {
+        let mut at = 0;
+        for part in &self.q {
+            part.matvec(x, &mut y[at..at + part.rows()], k);
+            at += part.rows();
+        }
+    }
+
+    /// Y (`tokens × rows`) = X Wᵀ, or Y += X Wᵀ when `accumulate`: an f32 GEMM where the f32
+    /// weights are kept, else the quantised kernels over `X` quantised into `scratch`.
+    fn forward(
+        &self,
+        x: &[f32],
+        tokens: usize,
+        y: &mut [f32],
+        accumulate: bool,
+        k: Kernels,
+        scratch: &mut Vec<Q8Vector>,
+    ) {
+        if let Some(w) = &self.f32 {
+            return self.gemm(w, x, tokens, y, accumulate);
+        }
+        Q8Vector::quantize_rows(&x[..tokens * self.cols], self.cols, scratch);
+        let mut at = 0;
+        for part in &self.q {
+            part.matmul(&scratch[..tokens], y, self.rows, at, accumulate, k);
+            at += part.rows();
+        }
+    }
+
+    fn gemm(&self, w: &[f32], x: &[f32], tokens: usize, y: &mut [f32], accumulate: bool) {
         assert!(x.len() >= tokens * self.cols && y.len() >= tokens * self.rows);
         // SAFETY: x holds tokens×cols floats, W rows×cols (read as its transpose) and y
         // tokens×rows (asserted); the strides are those row-major shapes.
@@ -67,7 +104,7 @@ impl Linear {
                 x.as_ptr(),
                 1,
                 self.cols as isize,
-                self.f32.as_ptr(),
+                w.as_ptr(),
                 self.cols as isize,
                 1,
                 1.0,
@@ -86,31 +123,45 @@ struct Layer {
     ffn_norm: Vec<f32>,
     /// Query, key and value rows stacked.
     qkv: Linear,
+    /// Their biases, stacked the same way (Qwen2).
+    qkv_bias: Option<Vec<f32>>,
     out: Linear,
     /// Gate and up rows stacked.
     gate_up: Linear,
     down: Linear,
 }
 
+/// Token embeddings (vocabulary × dim): f32 for a small model, else the file's blocks, one row
+/// dequantised per token.
+enum Embeddings {
+    F32(Vec<f32>),
+    Quantized(QMatrix),
+}
+
 /// The weights, shared by every [`Session`].
 pub(crate) struct Weights {
     cfg: Config,
-    /// Token embeddings (f32, vocabulary × dim).
-    embed: Vec<f32>,
+    embed: Embeddings,
     layers: Vec<Layer>,
     output_norm: Vec<f32>,
-    /// The vocabulary projection: f32 for a prompt's last position, quantised for steps.
-    /// Tied to `embed` when the file has no `output.weight`.
+    /// The vocabulary projection in f32 for a small model's prompts (`None` when tied to f32
+    /// embeddings, or for a large model), and quantised.
     output_f32: Option<Vec<f32>>,
     output_q: QMatrix,
     kernels: Kernels,
+    /// Prompts in exact f32 arithmetic (a small model, held in f32). Otherwise they follow
+    /// llama.cpp's numerics: 8-bit activations, and attention over keys and values rounded to
+    /// f16 as in its cache (which brings Qwen2.5-1.5B's log-probabilities from within 0.28 of
+    /// llama.cpp's to within 0.1).
+    exact: bool,
     /// Rotary inverse frequencies, one per pair of dimensions.
     inv_freq: Vec<f64>,
 }
 
-/// Whether ferret's own runtime takes this file: llama, with only the tensors it knows.
+/// Whether ferret's own runtime takes this file: llama or Qwen2, with only the tensors it
+/// knows.
 pub(crate) fn handles(arch: &str, ct: &Content) -> bool {
-    arch == "llama"
+    matches!(arch, "llama" | "qwen2")
         && ct.tensor_infos.keys().all(|name| {
             matches!(
                 name.as_str(),
@@ -123,6 +174,9 @@ pub(crate) fn handles(arch: &str, ct: &Content) -> bool {
                             | "attn_q.weight"
                             | "attn_k.weight"
                             | "attn_v.weight"
+                            | "attn_q.bias"
+                            | "attn_k.bias"
+                            | "attn_v.bias"
                             | "attn_output.weight"
                             | "ffn_norm.weight"
                             | "ffn_gate.weight"
@@ -162,9 +216,15 @@ impl Reader<'_> {
         Ok(v)
     }
 
-    /// A `rows × cols` matrix: the file's blocks where a kernel reads them (Q4_1, Q8_0), else
-    /// requantised to Q8_0 from its f32 values.
-    fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<Linear, String> {
+    /// A `rows × cols` matrix: the file's blocks where a kernel reads them (Q4_1, Q8_0, Q4_K,
+    /// Q6_K), else requantised to Q8_0 from its f32 values; and those f32 values when `dense`.
+    fn matrix(
+        &mut self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        dense: bool,
+    ) -> Result<Linear, String> {
         let t = self.tensor(name)?;
         let dims = t.shape().dims();
         if dims != [rows, cols] {
@@ -172,21 +232,32 @@ impl Reader<'_> {
                 "tensor {name} has shape {dims:?}, expected [{rows}, {cols}]"
             ));
         }
-        let f32 = dequantize(&t, name)?;
         let format = match t.dtype() {
             GgmlDType::Q4_1 => Some(Format::Q4_1),
             GgmlDType::Q8_0 => Some(Format::Q8_0),
+            GgmlDType::Q4K => Some(Format::Q4K),
+            GgmlDType::Q6K => Some(Format::Q6K),
             _ => None,
         };
-        let q = match format {
+        let f32 = match (dense, format) {
+            (false, Some(_)) => None,
+            _ => Some(dequantize(&t, name)?),
+        };
+        let q = match (format, &f32) {
             // candle holds these types as GGML's blocks, byte for byte.
-            Some(format) => {
+            (Some(format), _) => {
                 let bytes = t.data().map_err(|e| format!("tensor {name}: {e}"))?;
                 QMatrix::from_blocks(format, rows, cols, bytes.into_owned())?
             }
-            None => QMatrix::quantize_q8_0(rows, cols, &f32)?,
+            (None, Some(f32)) => QMatrix::quantize_q8_0(rows, cols, f32)?,
+            (None, None) => unreachable!("dequantised above"),
         };
-        Ok(Linear { f32, q, rows, cols })
+        Ok(Linear {
+            f32: f32.filter(|_| dense),
+            q: vec![q],
+            rows,
+            cols,
+        })
     }
 }
 
@@ -196,30 +267,45 @@ fn dequantize(t: &QTensor, name: &str) -> Result<Vec<f32>, String> {
         .map_err(|e| format!("tensor {name}: {e}"))
 }
 
-/// Stacks projections that read the same input (their quantised forms converted to Q8_0 when
-/// the file stores them in different formats).
+/// Stacks projections that read the same input: one quantised matrix when the file stores them
+/// in one format, else one part per format run (Q4_K_M files keep some value projections in
+/// Q6_K).
 fn stack(parts: Vec<Linear>) -> Result<Linear, String> {
     let cols = parts[0].cols;
     let rows = parts.iter().map(|p| p.rows).sum();
-    let same = parts.iter().all(|p| p.q.format() == parts[0].q.format());
-    let f32: Vec<f32> = parts.iter().flat_map(|p| p.f32.iter().copied()).collect();
-    let q = if same {
-        QMatrix::stack(parts.into_iter().map(|p| p.q).collect())?
-    } else {
-        QMatrix::quantize_q8_0(rows, cols, &f32)?
-    };
+    let f32 = parts
+        .iter()
+        .map(|p| p.f32.as_deref())
+        .collect::<Option<Vec<_>>>()
+        .map(|f| f.concat());
+    let mut q: Vec<QMatrix> = Vec::new();
+    for m in parts.into_iter().flat_map(|p| p.q) {
+        match q.last_mut() {
+            Some(last) if last.format() == m.format() => {
+                let prev = q.pop().expect("a last part");
+                q.push(QMatrix::stack(vec![prev, m])?);
+            }
+            _ => q.push(m),
+        }
+    }
     Ok(Linear { f32, q, rows, cols })
 }
 
 impl Weights {
-    pub(crate) fn load(ct: &Content, file: &mut std::fs::File) -> Result<Self, String> {
-        let key = |k: &str| number(ct, &format!("llama.{k}")).map(|n| n as usize);
-        let float = |k: &str| match ct.metadata.get(&format!("llama.{k}")) {
+    /// The weights of a `arch` file ([`handles`]); with `dense`, f32 copies for prompts too.
+    pub(crate) fn load(
+        arch: &str,
+        ct: &Content,
+        file: &mut std::fs::File,
+        dense: bool,
+    ) -> Result<Self, String> {
+        let key = |k: &str| number(ct, &format!("{arch}.{k}")).map(|n| n as usize);
+        let float = |k: &str| match ct.metadata.get(&format!("{arch}.{k}")) {
             Some(candle_core::quantized::gguf_file::Value::F32(x)) => Some(*x as f64),
             Some(candle_core::quantized::gguf_file::Value::F64(x)) => Some(*x),
             _ => None,
         };
-        let need = |k: &str| key(k).ok_or(format!("GGUF metadata has no llama.{k}"));
+        let need = |k: &str| key(k).ok_or(format!("GGUF metadata has no {arch}.{k}"));
         let dim = need("embedding_length")?;
         let heads = need("attention.head_count")?;
         let kv_heads = key("attention.head_count_kv").unwrap_or(heads);
@@ -237,7 +323,13 @@ impl Weights {
             return Err("rotary dimensions other than the head size are not supported".into());
         }
         let mut reader = Reader { ct, file };
-        let (embed_dims, embed) = reader.f32("token_embd.weight")?;
+        let embed_dims = ct
+            .tensor_infos
+            .get("token_embd.weight")
+            .ok_or("GGUF has no token_embd.weight")?
+            .shape
+            .dims()
+            .to_vec();
         let vocab = embed_dims[0];
         let cfg = Config {
             layers: need("block_count")?,
@@ -249,6 +341,7 @@ impl Weights {
             vocab,
             eps: float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5) as f32,
             theta: float("rope.freq_base").unwrap_or(10_000.0),
+            neox: arch == "qwen2",
         };
         if embed_dims != [vocab, dim]
             || !dim.is_multiple_of(BLOCK)
@@ -259,11 +352,18 @@ impl Weights {
                 cfg.ffn
             ));
         }
+        let embed = if dense {
+            Embeddings::F32(reader.f32("token_embd.weight")?.1)
+        } else {
+            let e = reader.matrix("token_embd.weight", vocab, dim, false)?;
+            Embeddings::Quantized(e.q.into_iter().next().expect("one part"))
+        };
         let kv = cfg.kv_dim();
         let mut layers = Vec::with_capacity(cfg.layers);
         for i in 0..cfg.layers {
-            let mut m =
-                |t: &str, rows, cols| reader.matrix(&format!("blk.{i}.{t}.weight"), rows, cols);
+            let mut m = |t: &str, rows, cols| {
+                reader.matrix(&format!("blk.{i}.{t}.weight"), rows, cols, dense)
+            };
             let qkv = stack(vec![
                 m("attn_q", dim, dim)?,
                 m("attn_k", kv, dim)?,
@@ -275,22 +375,33 @@ impl Weights {
                 m("ffn_up", cfg.ffn, dim)?,
             ])?;
             let down = m("ffn_down", dim, cfg.ffn)?;
+            let bias = |t: &str| format!("blk.{i}.attn_{t}.bias");
+            let qkv_bias = if ct.tensor_infos.contains_key(&bias("q")) {
+                let mut b = reader.vector(&bias("q"), dim)?;
+                b.extend(reader.vector(&bias("k"), kv)?);
+                b.extend(reader.vector(&bias("v"), kv)?);
+                Some(b)
+            } else {
+                None
+            };
             layers.push(Layer {
                 attn_norm: reader.vector(&format!("blk.{i}.attn_norm.weight"), dim)?,
                 ffn_norm: reader.vector(&format!("blk.{i}.ffn_norm.weight"), dim)?,
                 qkv,
+                qkv_bias,
                 out,
                 gate_up,
                 down,
             });
         }
         let output_norm = reader.vector("output_norm.weight", dim)?;
-        let (output_f32, output_q) = if ct.tensor_infos.contains_key("output.weight") {
-            let o = reader.matrix("output.weight", vocab, dim)?;
-            (Some(o.f32), o.q)
+        let name = if ct.tensor_infos.contains_key("output.weight") {
+            "output.weight"
         } else {
-            (None, reader.matrix("token_embd.weight", vocab, dim)?.q)
+            "token_embd.weight"
         };
+        let o = reader.matrix(name, vocab, dim, dense && name == "output.weight")?;
+        let (output_f32, output_q) = (o.f32, o.q.into_iter().next().expect("one part"));
         let inv_freq = (0..head_dim / 2)
             .map(|i| cfg.theta.powf(-((2 * i) as f64) / head_dim as f64))
             .collect();
@@ -302,29 +413,49 @@ impl Weights {
             output_f32,
             output_q,
             kernels: Kernels::detect(),
+            exact: dense,
             inv_freq,
         })
     }
 
-    /// The vocabulary projection (vocabulary × dim, f32).
-    pub(crate) fn projection(&self) -> (&[f32], usize, usize) {
-        let p = self.output_f32.as_deref().unwrap_or(&self.embed);
+    /// The f32 vocabulary projection of a small model's prompts, if it has one.
+    fn projection_f32(&self) -> Option<&[f32]> {
+        match (&self.output_f32, &self.embed) {
+            (Some(p), _) | (None, Embeddings::F32(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The vocabulary projection (vocabulary × dim, f32; dequantised for a large model).
+    pub(crate) fn projection(&self) -> (Cow<'_, [f32]>, usize, usize) {
+        let p = match self.projection_f32() {
+            Some(p) => Cow::Borrowed(p),
+            None => Cow::Owned(self.output_q.dequantize()),
+        };
         (p, self.cfg.vocab, self.cfg.dim)
     }
 
-    fn embedding(&self, token: u32) -> Result<&[f32], String> {
-        let t = token as usize;
+    /// Appends token `token`'s embedding to `out`.
+    fn embed_into(&self, token: u32, out: &mut Vec<f32>) -> Result<(), String> {
+        let (t, dim) = (token as usize, self.cfg.dim);
         if t >= self.cfg.vocab {
             return Err(format!(
                 "token {t} is outside the vocabulary of {}",
                 self.cfg.vocab
             ));
         }
-        Ok(&self.embed[t * self.cfg.dim..(t + 1) * self.cfg.dim])
+        match &self.embed {
+            Embeddings::F32(e) => out.extend_from_slice(&e[t * dim..(t + 1) * dim]),
+            Embeddings::Quantized(m) => {
+                let at = out.len();
+                out.resize(at + dim, 0.0);
+                m.dequantize_row(t, &mut out[at..]);
+            }
+        }
+        Ok(())
     }
 
-    /// Rotates each head of `x` (interleaved pairs, as llama's GGUF weights are laid out) to
-    /// `position`.
+    /// Rotates each head of `x` to `position` (pairs as [`Config::neox`] says).
     fn rope(&self, x: &mut [f32], position: usize) {
         let (cos, sin): (Vec<f32>, Vec<f32>) = self
             .inv_freq
@@ -334,11 +465,17 @@ impl Weights {
                 (a.cos() as f32, a.sin() as f32)
             })
             .unzip();
+        let half = self.cfg.head_dim / 2;
         for head in x.chunks_exact_mut(self.cfg.head_dim) {
-            for (i, pair) in head.chunks_exact_mut(2).enumerate() {
-                let (a, b) = (pair[0], pair[1]);
-                pair[0] = a * cos[i] - b * sin[i];
-                pair[1] = a * sin[i] + b * cos[i];
+            for i in 0..half {
+                let (ia, ib) = if self.cfg.neox {
+                    (i, i + half)
+                } else {
+                    (2 * i, 2 * i + 1)
+                };
+                let (a, b) = (head[ia], head[ib]);
+                head[ia] = a * cos[i] - b * sin[i];
+                head[ib] = a * sin[i] + b * cos[i];
             }
         }
     }
@@ -368,6 +505,8 @@ pub(crate) struct Session {
     values16: Vec<Vec<f16>>,
     len: usize,
     xq: Q8Vector,
+    /// A prompt chunk's quantised rows (large models).
+    rows: Vec<Q8Vector>,
 }
 
 impl Session {
@@ -381,6 +520,7 @@ impl Session {
             values16: vec![Vec::new(); n],
             len: 0,
             xq: Q8Vector::default(),
+            rows: Vec::new(),
         }
     }
 
@@ -401,8 +541,14 @@ impl Session {
             let at = l * c.kv_heads + g;
             let k = &qkv[dim + g * hd..dim + (g + 1) * hd];
             let v = &qkv[dim + kv + g * hd..dim + kv + (g + 1) * hd];
-            self.keys[at].extend_from_slice(k);
-            self.values[at].extend_from_slice(v);
+            if self.w.exact {
+                self.keys[at].extend_from_slice(k);
+                self.values[at].extend_from_slice(v);
+            } else {
+                let rounded = |x: &f32| f16::from_f32(*x).to_f32();
+                self.keys[at].extend(k.iter().map(rounded));
+                self.values[at].extend(v.iter().map(rounded));
+            }
             self.keys16[at].extend(k.iter().map(|&x| f16::from_f32(x)));
             self.values16[at].extend(v.iter().map(|&x| f16::from_f32(x)));
         }
@@ -419,7 +565,8 @@ impl Session {
     }
 
     /// Runs a chunk of prompt tokens at `position` (= tokens already in the cache) with f32
-    /// GEMMs; the final hidden state of the last token (after the output norm).
+    /// GEMMs or the quantised kernels ([`Linear::forward`]); the final hidden state of the last
+    /// token (after the output norm).
     pub(crate) fn prompt(&mut self, tokens: &[u32], position: usize) -> Result<Vec<f32>, String> {
         self.check_position(position)?;
         if tokens.is_empty() {
@@ -429,9 +576,10 @@ impl Session {
         let c = &w.cfg;
         let (t, dim, kv, hd) = (tokens.len(), c.dim, c.kv_dim(), c.head_dim);
         let width = dim + 2 * kv;
+        let k = w.kernels;
         let mut x = Vec::with_capacity(t * dim);
         for &tok in tokens {
-            x.extend_from_slice(w.embedding(tok)?);
+            w.embed_into(tok, &mut x)?;
         }
         let mut h = vec![0f32; t * dim];
         let mut qkv = vec![0f32; t * width];
@@ -446,8 +594,11 @@ impl Session {
             for (xr, hr) in x.chunks_exact(dim).zip(h.chunks_exact_mut(dim)) {
                 rms_norm(xr, &layer.attn_norm, c.eps, hr);
             }
-            layer.qkv.gemm(&h, t, &mut qkv, false);
+            layer.qkv.forward(&h, t, &mut qkv, false, k, &mut self.rows);
             for (i, row) in qkv.chunks_exact_mut(width).enumerate() {
+                if let Some(b) = &layer.qkv_bias {
+                    row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+                }
                 w.rope(&mut row[..dim + kv], position + i);
                 self.append(l, row);
             }
@@ -518,18 +669,20 @@ impl Session {
                     ctx[i * dim + head * hd..i * dim + (head + 1) * hd].copy_from_slice(row);
                 }
             }
-            layer.out.gemm(&ctx, t, &mut x, true);
+            layer.out.forward(&ctx, t, &mut x, true, k, &mut self.rows);
             for (xr, hr) in x.chunks_exact(dim).zip(h.chunks_exact_mut(dim)) {
                 rms_norm(xr, &layer.ffn_norm, c.eps, hr);
             }
-            layer.gate_up.gemm(&h, t, &mut gu, false);
+            layer
+                .gate_up
+                .forward(&h, t, &mut gu, false, k, &mut self.rows);
             for (g, a) in gu.chunks_exact(2 * c.ffn).zip(act.chunks_exact_mut(c.ffn)) {
                 let (gate, up) = g.split_at(c.ffn);
                 for ((a, &g), &u) in a.iter_mut().zip(gate).zip(up) {
                     *a = silu(g) * u;
                 }
             }
-            layer.down.gemm(&act, t, &mut x, true);
+            layer.down.forward(&act, t, &mut x, true, k, &mut self.rows);
         }
         self.len = total;
         let mut last = vec![0f32; dim];
@@ -537,11 +690,17 @@ impl Session {
         Ok(last)
     }
 
-    /// Logits from a final hidden state, in f32 (exact on the file's weights).
-    pub(crate) fn logits(&self, hidden: &[f32]) -> Vec<f32> {
-        let (p, vocab, dim) = self.w.projection();
-        assert!(hidden.len() == dim && p.len() == vocab * dim);
+    /// Logits from a final hidden state: in f32 (exact on the file's weights) where the
+    /// projection is held in f32, else by the quantised kernels.
+    pub(crate) fn logits(&mut self, hidden: &[f32]) -> Vec<f32> {
+        let (vocab, dim) = (self.w.cfg.vocab, self.w.cfg.dim);
         let mut out = vec![0f32; vocab];
+        let Some(p) = self.w.projection_f32() else {
+            self.xq.quantize(hidden);
+            self.w.output_q.matvec(&self.xq, &mut out, self.w.kernels);
+            return out;
+        };
+        assert!(hidden.len() == dim && p.len() == vocab * dim);
         // SAFETY: hidden is 1×dim, p vocab×dim (read as its transpose), out 1×vocab (asserted).
         unsafe {
             gemm::gemm(
@@ -576,7 +735,8 @@ impl Session {
         let c = &w.cfg;
         let (dim, kv, hd) = (c.dim, c.kv_dim(), c.head_dim);
         let k = w.kernels;
-        let mut x = w.embedding(token)?.to_vec();
+        let mut x = Vec::with_capacity(dim);
+        w.embed_into(token, &mut x)?;
         let mut h = vec![0f32; dim];
         let mut qkv = vec![0f32; dim + 2 * kv];
         let mut ctx = vec![0f32; dim];
@@ -588,7 +748,10 @@ impl Session {
         for (l, layer) in w.layers.iter().enumerate() {
             rms_norm(&x, &layer.attn_norm, c.eps, &mut h);
             self.xq.quantize(&h);
-            layer.qkv.q.matvec(&self.xq, &mut qkv, k);
+            layer.qkv.matvec(&self.xq, &mut qkv, k);
+            if let Some(b) = &layer.qkv_bias {
+                qkv.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+            }
             w.rope(&mut qkv[..dim + kv], position);
             self.append(l, &qkv);
             let groups = l * c.kv_heads..(l + 1) * c.kv_heads;
@@ -601,17 +764,17 @@ impl Session {
                 attend(qh, &keys[g], &values[g], scale, &mut scores, out, k);
             });
             self.xq.quantize(&ctx);
-            layer.out.q.matvec(&self.xq, &mut o, k);
+            layer.out.matvec(&self.xq, &mut o, k);
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
             rms_norm(&x, &layer.ffn_norm, c.eps, &mut h);
             self.xq.quantize(&h);
-            layer.gate_up.q.matvec(&self.xq, &mut gu, k);
+            layer.gate_up.matvec(&self.xq, &mut gu, k);
             let (gate, up) = gu.split_at(c.ffn);
             for ((a, &g), &u) in act.iter_mut().zip(gate).zip(up) {
                 *a = silu(g) * u;
             }
             self.xq.quantize(&act);
-            layer.down.q.matvec(&self.xq, &mut o, k);
+            layer.down.matvec(&self.xq, &mut o, k);
             x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
         }
         self.len = total;
