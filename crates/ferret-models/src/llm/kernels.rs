@@ -217,8 +217,9 @@ impl QMatrix {
 
     /// Y = X Wᵀ for a chunk of tokens (`xs`, one quantised vector each): row t of Y is
     /// `y[t * width + offset ..][..rows]`, added to when `accumulate`. Each thread takes a range
-    /// of rows and runs every token through four rows at a time, so the weights are read from
-    /// memory once per chunk rather than once per token.
+    /// of rows small enough to stay in its L2 cache and runs every token through it, four tokens
+    /// at a time, so the weights are read from memory once per chunk and each row's blocks are
+    /// unpacked once per four tokens.
     pub(crate) fn matmul(
         &self,
         xs: &[Q8Vector],
@@ -233,24 +234,29 @@ impl QMatrix {
         for x in xs {
             self.check_width(x);
         }
-        let rows_per_task = (self.rows / (4 * rayon::current_num_threads())).max(4) / 4 * 4;
+        let cached = (256 << 10) / self.row_bytes();
+        let rows_per_task = (self.rows / (4 * rayon::current_num_threads()))
+            .min(cached)
+            .max(1);
         // Row-major by weight row (rows × tokens), then added into Y's layout.
         let mut yt = vec![0f32; self.rows * t];
         yt.par_chunks_mut(rows_per_task * t)
             .enumerate()
             .for_each(|(c, out)| {
                 let first = c * rows_per_task;
-                let n = out.len() / t;
-                for r in (0..n / 4 * 4).step_by(4) {
-                    for (i, x) in xs.iter().enumerate() {
-                        for (j, v) in self.dot4(first + r, x, kernels).into_iter().enumerate() {
-                            out[(r + j) * t + i] = v;
-                        }
+                // Four tokens' activations (6 KB for 1,536 inputs) stay in L1 while the range's
+                // rows stream past from L2: far less traffic than the other way round.
+                let mut fours = xs.chunks_exact(4);
+                for (i, x) in (&mut fours).enumerate() {
+                    let x = std::array::from_fn(|j| &x[j]);
+                    for (r, out) in out.chunks_exact_mut(t).enumerate() {
+                        out[4 * i..4 * i + 4].copy_from_slice(&self.dot4(first + r, x, kernels));
                     }
                 }
-                for r in n / 4 * 4..n {
-                    for (i, x) in xs.iter().enumerate() {
-                        out[r * t + i] = self.dot(first + r, x, kernels);
+                let done = t / 4 * 4;
+                for (i, x) in fours.remainder().iter().enumerate() {
+                    for (r, out) in out.chunks_exact_mut(t).enumerate() {
+                        out[done + i] = self.dot(first + r, x, kernels);
                     }
                 }
             });
@@ -289,24 +295,21 @@ impl QMatrix {
             });
     }
 
-    /// Rows `r` … `r + 3` · x, for [`QMatrix::matmul`], where the rows stay in cache across a
-    /// chunk's tokens and four at a time share each load of activations.
-    fn dot4(&self, r: usize, x: &Q8Vector, kernels: Kernels) -> [f32; 4] {
-        match kernels {
-            // SAFETY: as in `dot`; rows r..r+4 exist (the caller takes whole quads).
+    /// Row `r` · four tokens' activations, for [`QMatrix::matmul`]: the K-quant kernels
+    /// unpack each block once for the four.
+    fn dot4(&self, r: usize, xs: [&Q8Vector; 4], kernels: Kernels) -> [f32; 4] {
+        let row = self.row(r);
+        match (kernels, self.format) {
+            // SAFETY: as in `dot`, for each of the four vectors.
             #[cfg(target_arch = "x86_64")]
-            Kernels::Avx2 => unsafe {
-                let rows = &self.bytes[r * self.row_bytes()..(r + 4) * self.row_bytes()];
-                let n = self.row_bytes();
-                let p = std::array::from_fn(|i| rows.as_ptr().add(i * n));
-                match self.format {
-                    Format::Q4_1 => avx2::dot4_q4_1(rows, x),
-                    Format::Q8_0 => avx2::dot4_q8_0(rows, x),
-                    Format::Q4K => avx2::dot_q4k(p, self.cols / SUPER, x),
-                    Format::Q6K => avx2::dot_q6k(p, self.cols / SUPER, x),
-                }
+            (Kernels::Avx2, Format::Q4K) => unsafe {
+                avx2::dot_q4k(row.as_ptr(), self.cols / SUPER, xs)
             },
-            _ => std::array::from_fn(|i| self.dot(r + i, x, kernels)),
+            #[cfg(target_arch = "x86_64")]
+            (Kernels::Avx2, Format::Q6K) => unsafe {
+                avx2::dot_q6k(row.as_ptr(), self.cols / SUPER, xs)
+            },
+            _ => xs.map(|x| self.dot(r, x, kernels)),
         }
     }
 
@@ -332,8 +335,8 @@ impl QMatrix {
                 match self.format {
                     Format::Q4_1 => avx2::dot_q4_1(row, x),
                     Format::Q8_0 => avx2::dot_q8_0(row, x),
-                    Format::Q4K => avx2::dot_q4k([row.as_ptr()], self.cols / SUPER, x)[0],
-                    Format::Q6K => avx2::dot_q6k([row.as_ptr()], self.cols / SUPER, x)[0],
+                    Format::Q4K => avx2::dot_q4k(row.as_ptr(), self.cols / SUPER, [x])[0],
+                    Format::Q6K => avx2::dot_q6k(row.as_ptr(), self.cols / SUPER, [x])[0],
                 }
             },
         }
@@ -613,51 +616,6 @@ mod avx2 {
         sum(acc) + mins
     }
 
-    /// Four consecutive rows (`rows` holds exactly them) · x.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot4_q4_1(rows: &[u8], x: &Q8Vector) -> [f32; 4] {
-        let bb = Format::Q4_1.block_bytes();
-        let stride = rows.len() / 4;
-        let nibble = _mm_set1_epi8(0x0F);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut mins = [0f32; 4];
-        for b in 0..stride / bb {
-            let a = _mm256_loadu_si256(x.q.as_ptr().add(b * BLOCK) as *const __m256i);
-            let (xd, xs) = (*x.d.get_unchecked(b), *x.s.get_unchecked(b));
-            for (r, (acc, min)) in acc.iter_mut().zip(&mut mins).enumerate() {
-                let p = rows.as_ptr().add(r * stride + b * bb);
-                let (d, m) = halves(p);
-                let packed = _mm_loadu_si128(p.add(4) as *const __m128i);
-                let lo = _mm_and_si128(packed, nibble);
-                let hi = _mm_and_si128(_mm_srli_epi16(packed, 4), nibble);
-                let w = _mm256_set_m128i(hi, lo);
-                *acc = _mm256_fmadd_ps(products(w, a), _mm256_set1_ps(d * xd), *acc);
-                *min += m * xs;
-            }
-        }
-        std::array::from_fn(|r| sum(acc[r]) + mins[r])
-    }
-
-    /// Four consecutive rows (`rows` holds exactly them) · x.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot4_q8_0(rows: &[u8], x: &Q8Vector) -> [f32; 4] {
-        let bb = Format::Q8_0.block_bytes();
-        let stride = rows.len() / 4;
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for b in 0..stride / bb {
-            let a = _mm256_loadu_si256(x.q.as_ptr().add(b * BLOCK) as *const __m256i);
-            let xd = *x.d.get_unchecked(b);
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let p = rows.as_ptr().add(r * stride + b * bb);
-                let (d, _) = halves(p);
-                let w = _mm256_loadu_si256(p.add(2) as *const __m256i);
-                let prod = products(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
-                *acc = _mm256_fmadd_ps(prod, _mm256_set1_ps(d * xd), *acc);
-            }
-        }
-        std::array::from_fn(|r| sum(acc[r]))
-    }
-
     /// A Q4_K super-block's 12 bytes of scales and minimums (at `p`) unpacked to 8 scales then
     /// 8 minimums, one byte each (GGML's own bit shuffle, on 32-bit words).
     #[inline]
@@ -691,74 +649,69 @@ mod avx2 {
         _mm256_set1_epi16(((2 * j) | ((2 * j + 1) << 8)) as i16)
     }
 
-    /// `N` rows of `blocks` Q4_K super-blocks each (starting at `rows`) · x. Per super-block
+    /// A row of `blocks` Q4_K super-blocks · each of `T` activation vectors. Per super-block
     /// the products are summed in integers with each sub-block's scale applied by `madd`, then
-    /// converted once; the minimums meet the activations' sums per 32 the same way. The rows
-    /// share each load of activations.
+    /// converted once; the minimums meet the activations' sums per 32 the same way. Each block
+    /// is unpacked once for the `T` vectors.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot_q4k<const N: usize>(
-        rows: [*const u8; N],
+    pub(super) unsafe fn dot_q4k<const T: usize>(
+        row: *const u8,
         blocks: usize,
-        x: &Q8Vector,
-    ) -> [f32; N] {
+        xs: [&Q8Vector; T],
+    ) -> [f32; T] {
         let bb = Format::Q4K.block_bytes();
         let nibble = _mm256_set1_epi8(0x0F);
-        let mut acc = [_mm256_setzero_ps(); N];
-        let mut mins = [_mm_setzero_ps(); N];
+        let mut acc = [_mm256_setzero_ps(); T];
+        let mut mins = [_mm_setzero_ps(); T];
         for b in 0..blocks {
-            let xd = *x.kd.get_unchecked(b);
-            let a = x.kq.as_ptr().add(b * SUPER);
-            let sums = _mm_loadu_si128(x.ksums32.as_ptr().add(b * 8) as *const __m128i);
-            let mut scales = [_mm256_setzero_si256(); N];
-            let mut d = [0f32; N];
-            for r in 0..N {
-                let p = rows[r].add(b * bb);
-                let (dr, dmin) = halves(p);
-                let sm = _mm256_cvtepu8_epi16(q4k_scales_mins(p.add(4)));
-                let m = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), sums);
-                mins[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(m), _mm_set1_ps(dmin * xd), mins[r]);
-                scales[r] = _mm256_permute2x128_si256(sm, sm, 0x00);
-                d[r] = dr * xd;
+            let p = row.add(b * bb);
+            let (d, dmin) = halves(p);
+            let sm = _mm256_cvtepu8_epi16(q4k_scales_mins(p.add(4)));
+            let m = _mm256_extracti128_si256(sm, 1);
+            let scales = _mm256_permute2x128_si256(sm, sm, 0x00);
+            for (t, x) in xs.iter().enumerate() {
+                let sums = _mm_loadu_si128(x.ksums32.as_ptr().add(b * 8) as *const __m128i);
+                let xd = *x.kd.get_unchecked(b);
+                let m = _mm_cvtepi32_ps(_mm_madd_epi16(m, sums));
+                mins[t] = _mm_fmadd_ps(m, _mm_set1_ps(dmin * xd), mins[t]);
             }
-            let mut products = [_mm256_setzero_si256(); N];
+            let mut products = [_mm256_setzero_si256(); T];
             for c in 0..4 {
-                let a0 = _mm256_loadu_si256(a.add(64 * c) as *const __m256i);
-                let a1 = _mm256_loadu_si256(a.add(64 * c + 32) as *const __m256i);
-                let (s0, s1) = (lane(2 * c as i32), lane(2 * c as i32 + 1));
-                for r in 0..N {
-                    let q = _mm256_loadu_si256(rows[r].add(b * bb + 16 + 32 * c) as *const __m256i);
-                    let lo = _mm256_maddubs_epi16(_mm256_and_si256(q, nibble), a0);
-                    let hi =
-                        _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), nibble), a1);
-                    let lo = _mm256_madd_epi16(lo, _mm256_shuffle_epi8(scales[r], s0));
-                    let hi = _mm256_madd_epi16(hi, _mm256_shuffle_epi8(scales[r], s1));
-                    products[r] = _mm256_add_epi32(products[r], _mm256_add_epi32(lo, hi));
+                let q = _mm256_loadu_si256(p.add(16 + 32 * c) as *const __m256i);
+                let lo = _mm256_and_si256(q, nibble);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nibble);
+                let s0 = _mm256_shuffle_epi8(scales, lane(2 * c as i32));
+                let s1 = _mm256_shuffle_epi8(scales, lane(2 * c as i32 + 1));
+                for (t, x) in xs.iter().enumerate() {
+                    let a = x.kq.as_ptr().add(b * SUPER + 64 * c);
+                    let a0 = _mm256_loadu_si256(a as *const __m256i);
+                    let a1 = _mm256_loadu_si256(a.add(32) as *const __m256i);
+                    let lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a0), s0);
+                    let hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a1), s1);
+                    products[t] = _mm256_add_epi32(products[t], _mm256_add_epi32(lo, hi));
                 }
             }
-            for r in 0..N {
-                acc[r] = _mm256_fmadd_ps(
-                    _mm256_cvtepi32_ps(products[r]),
-                    _mm256_set1_ps(d[r]),
-                    acc[r],
-                );
+            for (t, x) in xs.iter().enumerate() {
+                let scale = _mm256_set1_ps(d * *x.kd.get_unchecked(b));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products[t]), scale, acc[t]);
             }
         }
-        std::array::from_fn(|r| {
-            let m = _mm_add_ps(mins[r], _mm_movehl_ps(mins[r], mins[r]));
+        std::array::from_fn(|t| {
+            let m = _mm_add_ps(mins[t], _mm_movehl_ps(mins[t], mins[t]));
             let m = _mm_add_ss(m, _mm_movehdup_ps(m));
-            sum(acc[r]) - _mm_cvtss_f32(m)
+            sum(acc[t]) - _mm_cvtss_f32(m)
         })
     }
 
-    /// `N` rows of `blocks` Q6_K super-blocks each · x, as [`dot_q4k`]: weights 0 … 63 times
-    /// activations by `maddubs`, each 16's scale by `madd`, and the offset of 32 taken off in
-    /// the same integer sums from the activations' sums per 16.
+    /// A row of `blocks` Q6_K super-blocks · each of `T` activation vectors, as [`dot_q4k`]:
+    /// weights 0 … 63 times activations by `maddubs`, each 16's scale by `madd`, and the offset
+    /// of 32 taken off in the same integer sums from the activations' sums per 16.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot_q6k<const N: usize>(
-        rows: [*const u8; N],
+    pub(super) unsafe fn dot_q6k<const T: usize>(
+        row: *const u8,
         blocks: usize,
-        x: &Q8Vector,
-    ) -> [f32; N] {
+        xs: [&Q8Vector; T],
+    ) -> [f32; T] {
         let bb = Format::Q6K.block_bytes();
         let (nibble, two) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
         // Lane 2k of the low half and 2k + 1 of the high half, for k = 0 … 3.
@@ -770,64 +723,56 @@ mod avx2 {
             );
             _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo))
         });
-        let mut acc = [_mm256_setzero_ps(); N];
+        let mut acc = [_mm256_setzero_ps(); T];
         for b in 0..blocks {
-            let xd = *x.kd.get_unchecked(b);
-            let a = x.kq.as_ptr().add(b * SUPER);
-            let sums = _mm256_loadu_si256(x.ksums16.as_ptr().add(b * 16) as *const __m256i);
-            let mut scales = [_mm256_setzero_si256(); N];
-            let mut products = [_mm256_setzero_si256(); N];
-            let mut d = [0f32; N];
-            for r in 0..N {
-                let p = rows[r].add(b * bb);
-                d[r] = f16::from_le_bytes([*p.add(208), *p.add(209)]).to_f32() * xd;
-                scales[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
-                let offset = _mm256_madd_epi16(scales[r], sums);
-                products[r] = _mm256_sub_epi32(products[r], _mm256_slli_epi32(offset, 5));
+            let p = row.add(b * bb);
+            let d = f16::from_le_bytes([*p.add(208), *p.add(209)]).to_f32();
+            let scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
+            let mut products = [_mm256_setzero_si256(); T];
+            for (t, x) in xs.iter().enumerate() {
+                let sums = _mm256_loadu_si256(x.ksums16.as_ptr().add(b * 16) as *const __m256i);
+                let offset = _mm256_madd_epi16(scales, sums);
+                products[t] = _mm256_sub_epi32(products[t], _mm256_slli_epi32(offset, 5));
             }
             for h in 0..2 {
+                let high = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
+                let half = if h == 0 {
+                    _mm256_permute2x128_si256(scales, scales, 0x00)
+                } else {
+                    _mm256_permute2x128_si256(scales, scales, 0x11)
+                };
                 for (k, &pick) in pick.iter().enumerate() {
-                    let av = _mm256_loadu_si256(a.add(128 * h + 32 * k) as *const __m256i);
-                    for r in 0..N {
-                        let p = rows[r].add(b * bb);
-                        let low =
-                            _mm256_loadu_si256(p.add(64 * h + 32 * (k % 2)) as *const __m256i);
-                        let low = if k < 2 {
-                            low
-                        } else {
-                            _mm256_srli_epi16(low, 4)
-                        };
-                        let high = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
-                        let high = match k {
-                            0 => high,
-                            1 => _mm256_srli_epi16(high, 2),
-                            2 => _mm256_srli_epi16(high, 4),
-                            _ => _mm256_srli_epi16(high, 6),
-                        };
-                        let q = _mm256_or_si256(
-                            _mm256_and_si256(low, nibble),
-                            _mm256_slli_epi16(_mm256_and_si256(high, two), 4),
-                        );
-                        let half = if h == 0 {
-                            _mm256_permute2x128_si256(scales[r], scales[r], 0x00)
-                        } else {
-                            _mm256_permute2x128_si256(scales[r], scales[r], 0x11)
-                        };
-                        let scale = _mm256_shuffle_epi8(half, pick);
+                    let low = _mm256_loadu_si256(p.add(64 * h + 32 * (k % 2)) as *const __m256i);
+                    let low = if k < 2 {
+                        low
+                    } else {
+                        _mm256_srli_epi16(low, 4)
+                    };
+                    let high = match k {
+                        0 => high,
+                        1 => _mm256_srli_epi16(high, 2),
+                        2 => _mm256_srli_epi16(high, 4),
+                        _ => _mm256_srli_epi16(high, 6),
+                    };
+                    let q = _mm256_or_si256(
+                        _mm256_and_si256(low, nibble),
+                        _mm256_slli_epi16(_mm256_and_si256(high, two), 4),
+                    );
+                    let scale = _mm256_shuffle_epi8(half, pick);
+                    for (t, x) in xs.iter().enumerate() {
+                        let a = x.kq.as_ptr().add(b * SUPER + 128 * h + 32 * k);
+                        let av = _mm256_loadu_si256(a as *const __m256i);
                         let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(q, av), scale);
-                        products[r] = _mm256_add_epi32(products[r], prod);
+                        products[t] = _mm256_add_epi32(products[t], prod);
                     }
                 }
             }
-            for r in 0..N {
-                acc[r] = _mm256_fmadd_ps(
-                    _mm256_cvtepi32_ps(products[r]),
-                    _mm256_set1_ps(d[r]),
-                    acc[r],
-                );
+            for (t, x) in xs.iter().enumerate() {
+                let scale = _mm256_set1_ps(d * *x.kd.get_unchecked(b));
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products[t]), scale, acc[t]);
             }
         }
-        std::array::from_fn(|r| sum(acc[r]))
+        std::array::from_fn(|t| sum(acc[t]))
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
