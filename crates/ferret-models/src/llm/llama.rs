@@ -455,16 +455,20 @@ impl Weights {
         Ok(())
     }
 
-    /// Rotates each head of `x` to `position` (pairs as [`Config::neox`] says).
-    fn rope(&self, x: &mut [f32], position: usize) {
-        let (cos, sin): (Vec<f32>, Vec<f32>) = self
-            .inv_freq
+    /// The rotation (cosine, sine) of each pair of dimensions at `position`; computed once per
+    /// token, shared by the layers.
+    fn rotation(&self, position: usize) -> Vec<(f32, f32)> {
+        self.inv_freq
             .iter()
             .map(|f| {
                 let a = position as f64 * f;
                 (a.cos() as f32, a.sin() as f32)
             })
-            .unzip();
+            .collect()
+    }
+
+    /// Rotates each head of `x` by `rotation` (pairs as [`Config::neox`] says).
+    fn rope(&self, x: &mut [f32], rotation: &[(f32, f32)]) {
         let half = self.cfg.head_dim / 2;
         for head in x.chunks_exact_mut(self.cfg.head_dim) {
             for i in 0..half {
@@ -473,9 +477,9 @@ impl Weights {
                 } else {
                     (2 * i, 2 * i + 1)
                 };
-                let (a, b) = (head[ia], head[ib]);
-                head[ia] = a * cos[i] - b * sin[i];
-                head[ib] = a * sin[i] + b * cos[i];
+                let ((cos, sin), (a, b)) = (rotation[i], (head[ia], head[ib]));
+                head[ia] = a * cos - b * sin;
+                head[ib] = a * sin + b * cos;
             }
         }
     }
@@ -588,6 +592,7 @@ impl Session {
         let mut act = vec![0f32; t * c.ffn];
         let total = position + t;
         let scale = 1.0 / (hd as f32).sqrt();
+        let rotations: Vec<_> = (0..t).map(|i| w.rotation(position + i)).collect();
         // Each head's scores (t × total) and output (t × hd), reused by every layer.
         let mut per_head = vec![(vec![0f32; t * total], vec![0f32; t * hd]); c.heads];
         for (l, layer) in w.layers.iter().enumerate() {
@@ -599,7 +604,7 @@ impl Session {
                 if let Some(b) = &layer.qkv_bias {
                     row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
                 }
-                w.rope(&mut row[..dim + kv], position + i);
+                w.rope(&mut row[..dim + kv], &rotations[i]);
                 self.append(l, row);
             }
             let groups = l * c.kv_heads..(l + 1) * c.kv_heads;
@@ -745,6 +750,7 @@ impl Session {
         let mut act = vec![0f32; c.ffn];
         let total = position + 1;
         let scale = 1.0 / (hd as f32).sqrt();
+        let rotation = w.rotation(position);
         for (l, layer) in w.layers.iter().enumerate() {
             rms_norm(&x, &layer.attn_norm, c.eps, &mut h);
             self.xq.quantize(&h);
@@ -752,7 +758,7 @@ impl Session {
             if let Some(b) = &layer.qkv_bias {
                 qkv.iter_mut().zip(b).for_each(|(v, b)| *v += b);
             }
-            w.rope(&mut qkv[..dim + kv], position);
+            w.rope(&mut qkv[..dim + kv], &rotation);
             self.append(l, &qkv);
             let groups = l * c.kv_heads..(l + 1) * c.kv_heads;
             let (keys, values) = (&self.keys16[groups.clone()], &self.values16[groups]);
