@@ -471,13 +471,13 @@ impl Weights {
     fn rope(&self, x: &mut [f32], rotation: &[(f32, f32)]) {
         let half = self.cfg.head_dim / 2;
         for head in x.chunks_exact_mut(self.cfg.head_dim) {
-            for i in 0..half {
+            for (i, &(cos, sin)) in rotation.iter().enumerate() {
                 let (ia, ib) = if self.cfg.neox {
                     (i, i + half)
                 } else {
                     (2 * i, 2 * i + 1)
                 };
-                let ((cos, sin), (a, b)) = (rotation[i], (head[ia], head[ib]));
+                let (a, b) = (head[ia], head[ib]);
                 head[ia] = a * cos - b * sin;
                 head[ib] = a * sin + b * cos;
             }
