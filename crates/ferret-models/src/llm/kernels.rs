@@ -69,20 +69,56 @@ pub(crate) enum Kernels {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX2, with AVX-VNNI's `dpwssd` in the K-quant kernels.
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
+    /// AVX2, with AVX-512 VNNI's `dpwssd` (on 256-bit vectors) in the K-quant kernels.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
 }
 
 impl Kernels {
     /// The fastest this CPU runs, within `FERRET_SIMD` ([`crate::fastmath::cap`]).
     pub(crate) fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
-        if crate::fastmath::cap() >= crate::fastmath::Cap::Avx2
-            && is_x86_feature_detected!("avx2")
+        {
+            use crate::fastmath::{cap, Cap};
+            let all = Self::available();
+            let best = |k: Kernels, needs: Cap| all.contains(&k) && cap() >= needs;
+            if best(Kernels::Avx512Vnni, Cap::Avx512) {
+                return Kernels::Avx512Vnni;
+            }
+            if best(Kernels::AvxVnni, Cap::AvxVnni) {
+                return Kernels::AvxVnni;
+            }
+            if best(Kernels::Avx2, Cap::Avx2) {
+                return Kernels::Avx2;
+            }
+        }
+        Kernels::Scalar
+    }
+
+    /// Every kernel set this CPU can run, whatever `FERRET_SIMD` says (for tests).
+    pub(crate) fn available() -> Vec<Self> {
+        #[allow(unused_mut)]
+        let mut all = vec![Kernels::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
         {
-            return Kernels::Avx2;
+            all.push(Kernels::Avx2);
+            if is_x86_feature_detected!("avxvnni") {
+                all.push(Kernels::AvxVnni);
+            }
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni")
+            {
+                all.push(Kernels::Avx512Vnni);
+            }
         }
-        Kernels::Scalar
+        all
     }
 }
 
@@ -310,19 +346,42 @@ impl QMatrix {
     /// Row `r` · four tokens' activations, for [`QMatrix::matmul`]: the K-quant kernels
     /// unpack each block once for the four.
     fn dot4(&self, r: usize, xs: [&Q8Vector; TILE], kernels: Kernels) -> [f32; TILE] {
-        let row = self.row(r);
-        match (kernels, self.format) {
-            // SAFETY: as in `dot`, for each of the four vectors.
-            #[cfg(target_arch = "x86_64")]
-            (Kernels::Avx2, Format::Q4K) => unsafe {
-                avx2::dot_q4k(row.as_ptr(), self.cols / SUPER, xs)
-            },
-            #[cfg(target_arch = "x86_64")]
-            (Kernels::Avx2, Format::Q6K) => unsafe {
-                avx2::dot_q6k(row.as_ptr(), self.cols / SUPER, xs)
-            },
-            _ => xs.map(|x| self.dot(r, x, kernels)),
+        self.k_quant(r, xs, kernels)
+            .unwrap_or_else(|| xs.map(|x| self.dot(r, x, kernels)))
+    }
+
+    /// Row `r` · each of `xs` by a SIMD K-quant kernel; `None` for other formats and for the
+    /// scalar kernels.
+    fn k_quant<const T: usize>(
+        &self,
+        r: usize,
+        xs: [&Q8Vector; T],
+        kernels: Kernels,
+    ) -> Option<[f32; T]> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (row, blocks) = (self.row(r).as_ptr(), self.cols / SUPER);
+            // SAFETY: each variant is chosen only where the CPU has its features ([`Kernels`]);
+            // the row holds `blocks` super-blocks and each vector as many blocks of activations
+            // quantised per 256 (checked by the callers' widths).
+            unsafe {
+                return match (kernels, self.format) {
+                    (Kernels::Avx2, Format::Q4K) => Some(k_avx2::dot_q4k(row, blocks, xs)),
+                    (Kernels::Avx2, Format::Q6K) => Some(k_avx2::dot_q6k(row, blocks, xs)),
+                    (Kernels::AvxVnni, Format::Q4K) => Some(k_avx_vnni::dot_q4k(row, blocks, xs)),
+                    (Kernels::AvxVnni, Format::Q6K) => Some(k_avx_vnni::dot_q6k(row, blocks, xs)),
+                    (Kernels::Avx512Vnni, Format::Q4K) => {
+                        Some(k_avx512_vnni::dot_q4k(row, blocks, xs))
+                    }
+                    (Kernels::Avx512Vnni, Format::Q6K) => {
+                        Some(k_avx512_vnni::dot_q6k(row, blocks, xs))
+                    }
+                    _ => None,
+                };
+            }
         }
+        #[allow(unreachable_code)]
+        None
     }
 
     fn row_bytes(&self) -> usize {
@@ -331,6 +390,9 @@ impl QMatrix {
 
     /// Row `r` · x.
     pub(crate) fn dot(&self, r: usize, x: &Q8Vector, kernels: Kernels) -> f32 {
+        if let Some([y]) = self.k_quant(r, [x], kernels) {
+            return y;
+        }
         let row = self.row(r);
         match kernels {
             Kernels::Scalar => match self.format {
@@ -339,16 +401,15 @@ impl QMatrix {
                 Format::Q4K => dot_q4k_scalar(row, x),
                 Format::Q6K => dot_q6k_scalar(row, x),
             },
-            // SAFETY: `Kernels::Avx2` is only chosen where the CPU has AVX2, FMA and F16C; the
+            // SAFETY: these kernels are only chosen where the CPU has AVX2, FMA and F16C; the
             // row holds cols / 32 blocks and x as many blocks of activations (asserted by
             // the caller's widths).
             #[cfg(target_arch = "x86_64")]
-            Kernels::Avx2 => unsafe {
+            _ => unsafe {
                 match self.format {
                     Format::Q4_1 => avx2::dot_q4_1(row, x),
                     Format::Q8_0 => avx2::dot_q8_0(row, x),
-                    Format::Q4K => avx2::dot_q4k(row.as_ptr(), self.cols / SUPER, [x])[0],
-                    Format::Q6K => avx2::dot_q6k(row.as_ptr(), self.cols / SUPER, [x])[0],
+                    Format::Q4K | Format::Q6K => unreachable!("taken by k_quant"),
                 }
             },
         }
@@ -372,7 +433,7 @@ pub(crate) fn attend(
         #[cfg(target_arch = "x86_64")]
         // SAFETY: chosen only where the CPU has AVX2 and FMA; rows are whole multiples of 8
         // floats (checked here) and the lengths asserted above.
-        Kernels::Avx2 if hd.is_multiple_of(8) => unsafe {
+        Kernels::Avx2 | Kernels::AvxVnni | Kernels::Avx512Vnni if hd.is_multiple_of(8) => unsafe {
             avx2::attend(q, keys, values, scale, scores, out)
         },
         _ => {
@@ -576,16 +637,150 @@ fn dot_q8_0_scalar(row: &[u8], x: &Q8Vector) -> f32 {
     sum
 }
 
+/// The K-quant kernels, compiled once per way of adding 16-bit pair products, scaled, into
+/// 32-bit sums: `madd` then `add` on AVX2, one `dpwssd` where the CPU has VNNI.
+#[cfg(target_arch = "x86_64")]
+macro_rules! k_quant_kernels {
+    ($features:literal, $scaled_add:ident) => {
+        /// A row of `blocks` Q4_K super-blocks · each of `T` activation vectors. Per super-block
+        /// the products are summed in integers with each sub-block's scale applied by `madd`, then
+        /// converted once; the minimums meet the activations' sums per 32 the same way. Each block
+        /// is unpacked once for the `T` vectors.
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn dot_q4k<const T: usize>(
+            row: *const u8,
+            blocks: usize,
+            xs: [&Q8Vector; T],
+        ) -> [f32; T] {
+            let bb = Format::Q4K.block_bytes();
+            let nibble = _mm256_set1_epi8(0x0F);
+            let mut acc = [_mm256_setzero_ps(); T];
+            let mut mins = [_mm_setzero_ps(); T];
+            for b in 0..blocks {
+                let p = row.add(b * bb);
+                let (d, dmin) = halves(p);
+                let sm = _mm256_cvtepu8_epi16(q4k_scales_mins(p.add(4)));
+                let m = _mm256_extracti128_si256(sm, 1);
+                let scales = _mm256_permute2x128_si256(sm, sm, 0x00);
+                for (t, x) in xs.iter().enumerate() {
+                    let sums = _mm_loadu_si128(x.ksums32.as_ptr().add(b * 8) as *const __m128i);
+                    let xd = *x.kd.get_unchecked(b);
+                    let m = _mm_cvtepi32_ps(_mm_madd_epi16(m, sums));
+                    mins[t] = _mm_fmadd_ps(m, _mm_set1_ps(dmin * xd), mins[t]);
+                }
+                let mut products = [_mm256_setzero_si256(); T];
+                for c in 0..4 {
+                    let q = _mm256_loadu_si256(p.add(16 + 32 * c) as *const __m256i);
+                    let lo = _mm256_and_si256(q, nibble);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nibble);
+                    let s0 = _mm256_shuffle_epi8(scales, lane(2 * c as i32));
+                    let s1 = _mm256_shuffle_epi8(scales, lane(2 * c as i32 + 1));
+                    for (t, x) in xs.iter().enumerate() {
+                        let a = x.kq.as_ptr().add(b * SUPER + 64 * c);
+                        let a0 = _mm256_loadu_si256(a as *const __m256i);
+                        let a1 = _mm256_loadu_si256(a.add(32) as *const __m256i);
+                        let lo = _mm256_maddubs_epi16(lo, a0);
+                        let hi = _mm256_maddubs_epi16(hi, a1);
+                        products[t] = $scaled_add($scaled_add(products[t], lo, s0), hi, s1);
+                    }
+                }
+                for (t, x) in xs.iter().enumerate() {
+                    let scale = _mm256_set1_ps(d * *x.kd.get_unchecked(b));
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products[t]), scale, acc[t]);
+                }
+            }
+            std::array::from_fn(|t| {
+                let m = _mm_add_ps(mins[t], _mm_movehl_ps(mins[t], mins[t]));
+                let m = _mm_add_ss(m, _mm_movehdup_ps(m));
+                sum(acc[t]) - _mm_cvtss_f32(m)
+            })
+        }
+
+        /// A row of `blocks` Q6_K super-blocks · each of `T` activation vectors, as [`dot_q4k`]:
+        /// weights 0 … 63 times activations by `maddubs`, each 16's scale by `madd`, and the offset
+        /// of 32 taken off in the same integer sums from the activations' sums per 16.
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn dot_q6k<const T: usize>(
+            row: *const u8,
+            blocks: usize,
+            xs: [&Q8Vector; T],
+        ) -> [f32; T] {
+            let bb = Format::Q6K.block_bytes();
+            let (nibble, two) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
+            // Lane 2k of the low half and 2k + 1 of the high half, for k = 0 … 3.
+            let pick: [__m256i; 4] = std::array::from_fn(|k| {
+                let (lo, hi) = (2 * k as i16, 2 * k as i16 + 1);
+                let (lo, hi) = (
+                    (2 * lo) | ((2 * lo + 1) << 8),
+                    (2 * hi) | ((2 * hi + 1) << 8),
+                );
+                _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo))
+            });
+            let mut acc = [_mm256_setzero_ps(); T];
+            for b in 0..blocks {
+                let p = row.add(b * bb);
+                let d = f16::from_le_bytes([*p.add(208), *p.add(209)]).to_f32();
+                let scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
+                let mut products = [_mm256_setzero_si256(); T];
+                for (t, x) in xs.iter().enumerate() {
+                    let sums = _mm256_loadu_si256(x.ksums16.as_ptr().add(b * 16) as *const __m256i);
+                    let offset = _mm256_madd_epi16(scales, sums);
+                    products[t] = _mm256_sub_epi32(products[t], _mm256_slli_epi32(offset, 5));
+                }
+                for h in 0..2 {
+                    let high = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
+                    let half = if h == 0 {
+                        _mm256_permute2x128_si256(scales, scales, 0x00)
+                    } else {
+                        _mm256_permute2x128_si256(scales, scales, 0x11)
+                    };
+                    for (k, &pick) in pick.iter().enumerate() {
+                        let low =
+                            _mm256_loadu_si256(p.add(64 * h + 32 * (k % 2)) as *const __m256i);
+                        let low = if k < 2 {
+                            low
+                        } else {
+                            _mm256_srli_epi16(low, 4)
+                        };
+                        let high = match k {
+                            0 => high,
+                            1 => _mm256_srli_epi16(high, 2),
+                            2 => _mm256_srli_epi16(high, 4),
+                            _ => _mm256_srli_epi16(high, 6),
+                        };
+                        let q = _mm256_or_si256(
+                            _mm256_and_si256(low, nibble),
+                            _mm256_slli_epi16(_mm256_and_si256(high, two), 4),
+                        );
+                        let scale = _mm256_shuffle_epi8(half, pick);
+                        for (t, x) in xs.iter().enumerate() {
+                            let a = x.kq.as_ptr().add(b * SUPER + 128 * h + 32 * k);
+                            let av = _mm256_loadu_si256(a as *const __m256i);
+                            let pairs = _mm256_maddubs_epi16(q, av);
+                            products[t] = $scaled_add(products[t], pairs, scale);
+                        }
+                    }
+                }
+                for (t, x) in xs.iter().enumerate() {
+                    let scale = _mm256_set1_ps(d * *x.kd.get_unchecked(b));
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products[t]), scale, acc[t]);
+                }
+            }
+            std::array::from_fn(|t| sum(acc[t]))
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Format, Q8Vector, BLOCK, SUPER};
+    use super::{Format, Q8Vector, BLOCK};
     use half::f16;
     use std::arch::x86_64::*;
 
     /// The two f16 values at `p` (scale, minimum) as f32.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn halves(p: *const u8) -> (f32, f32) {
+    pub(super) unsafe fn halves(p: *const u8) -> (f32, f32) {
         let v = _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const i32).read_unaligned()));
         (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_shuffle_ps(v, v, 1)))
     }
@@ -599,7 +794,7 @@ mod avx2 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn sum(v: __m256) -> f32 {
+    pub(super) unsafe fn sum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
@@ -639,7 +834,7 @@ mod avx2 {
     /// 8 minimums, one byte each (GGML's own bit shuffle, on 32-bit words).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn q4k_scales_mins(p: *const u8) -> __m128i {
+    pub(super) unsafe fn q4k_scales_mins(p: *const u8) -> __m128i {
         const LOW6: u32 = 0x3f3f_3f3f;
         const LOW4: u32 = 0x0f0f_0f0f;
         const LOW2: u32 = 0x0303_0303;
@@ -664,134 +859,8 @@ mod avx2 {
     /// Shuffles that copy 16-bit lane `j` (0 … 7) of each 128-bit half to the whole half.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn lane(j: i32) -> __m256i {
+    pub(super) unsafe fn lane(j: i32) -> __m256i {
         _mm256_set1_epi16(((2 * j) | ((2 * j + 1) << 8)) as i16)
-    }
-
-    /// A row of `blocks` Q4_K super-blocks · each of `T` activation vectors. Per super-block
-    /// the products are summed in integers with each sub-block's scale applied by `madd`, then
-    /// converted once; the minimums meet the activations' sums per 32 the same way. Each block
-    /// is unpacked once for the `T` vectors.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot_q4k<const T: usize>(
-        row: *const u8,
-        blocks: usize,
-        xs: [&Q8Vector; T],
-    ) -> [f32; T] {
-        let bb = Format::Q4K.block_bytes();
-        let nibble = _mm256_set1_epi8(0x0F);
-        let mut acc = [_mm256_setzero_ps(); T];
-        let mut mins = [_mm_setzero_ps(); T];
-        for b in 0..blocks {
-            let p = row.add(b * bb);
-            let (d, dmin) = halves(p);
-            let sm = _mm256_cvtepu8_epi16(q4k_scales_mins(p.add(4)));
-            let m = _mm256_extracti128_si256(sm, 1);
-            let scales = _mm256_permute2x128_si256(sm, sm, 0x00);
-            for (t, x) in xs.iter().enumerate() {
-                let sums = _mm_loadu_si128(x.ksums32.as_ptr().add(b * 8) as *const __m128i);
-                let xd = *x.kd.get_unchecked(b);
-                let m = _mm_cvtepi32_ps(_mm_madd_epi16(m, sums));
-                mins[t] = _mm_fmadd_ps(m, _mm_set1_ps(dmin * xd), mins[t]);
-            }
-            let mut products = [_mm256_setzero_si256(); T];
-            for c in 0..4 {
-                let q = _mm256_loadu_si256(p.add(16 + 32 * c) as *const __m256i);
-                let lo = _mm256_and_si256(q, nibble);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nibble);
-                let s0 = _mm256_shuffle_epi8(scales, lane(2 * c as i32));
-                let s1 = _mm256_shuffle_epi8(scales, lane(2 * c as i32 + 1));
-                for (t, x) in xs.iter().enumerate() {
-                    let a = x.kq.as_ptr().add(b * SUPER + 64 * c);
-                    let a0 = _mm256_loadu_si256(a as *const __m256i);
-                    let a1 = _mm256_loadu_si256(a.add(32) as *const __m256i);
-                    let lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a0), s0);
-                    let hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a1), s1);
-                    products[t] = _mm256_add_epi32(products[t], _mm256_add_epi32(lo, hi));
-                }
-            }
-            for (t, x) in xs.iter().enumerate() {
-                let scale = _mm256_set1_ps(d * *x.kd.get_unchecked(b));
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products[t]), scale, acc[t]);
-            }
-        }
-        std::array::from_fn(|t| {
-            let m = _mm_add_ps(mins[t], _mm_movehl_ps(mins[t], mins[t]));
-            let m = _mm_add_ss(m, _mm_movehdup_ps(m));
-            sum(acc[t]) - _mm_cvtss_f32(m)
-        })
-    }
-
-    /// A row of `blocks` Q6_K super-blocks · each of `T` activation vectors, as [`dot_q4k`]:
-    /// weights 0 … 63 times activations by `maddubs`, each 16's scale by `madd`, and the offset
-    /// of 32 taken off in the same integer sums from the activations' sums per 16.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot_q6k<const T: usize>(
-        row: *const u8,
-        blocks: usize,
-        xs: [&Q8Vector; T],
-    ) -> [f32; T] {
-        let bb = Format::Q6K.block_bytes();
-        let (nibble, two) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
-        // Lane 2k of the low half and 2k + 1 of the high half, for k = 0 … 3.
-        let pick: [__m256i; 4] = std::array::from_fn(|k| {
-            let (lo, hi) = (2 * k as i16, 2 * k as i16 + 1);
-            let (lo, hi) = (
-                (2 * lo) | ((2 * lo + 1) << 8),
-                (2 * hi) | ((2 * hi + 1) << 8),
-            );
-            _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo))
-        });
-        let mut acc = [_mm256_setzero_ps(); T];
-        for b in 0..blocks {
-            let p = row.add(b * bb);
-            let d = f16::from_le_bytes([*p.add(208), *p.add(209)]).to_f32();
-            let scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
-            let mut products = [_mm256_setzero_si256(); T];
-            for (t, x) in xs.iter().enumerate() {
-                let sums = _mm256_loadu_si256(x.ksums16.as_ptr().add(b * 16) as *const __m256i);
-                let offset = _mm256_madd_epi16(scales, sums);
-                products[t] = _mm256_sub_epi32(products[t], _mm256_slli_epi32(offset, 5));
-            }
-            for h in 0..2 {
-                let high = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
-                let half = if h == 0 {
-                    _mm256_permute2x128_si256(scales, scales, 0x00)
-                } else {
-                    _mm256_permute2x128_si256(scales, scales, 0x11)
-                };
-                for (k, &pick) in pick.iter().enumerate() {
-                    let low = _mm256_loadu_si256(p.add(64 * h + 32 * (k % 2)) as *const __m256i);
-                    let low = if k < 2 {
-                        low
-                    } else {
-                        _mm256_srli_epi16(low, 4)
-                    };
-                    let high = match k {
-                        0 => high,
-                        1 => _mm256_srli_epi16(high, 2),
-                        2 => _mm256_srli_epi16(high, 4),
-                        _ => _mm256_srli_epi16(high, 6),
-                    };
-                    let q = _mm256_or_si256(
-                        _mm256_and_si256(low, nibble),
-                        _mm256_slli_epi16(_mm256_and_si256(high, two), 4),
-                    );
-                    let scale = _mm256_shuffle_epi8(half, pick);
-                    for (t, x) in xs.iter().enumerate() {
-                        let a = x.kq.as_ptr().add(b * SUPER + 128 * h + 32 * k);
-                        let av = _mm256_loadu_si256(a as *const __m256i);
-                        let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(q, av), scale);
-                        products[t] = _mm256_add_epi32(products[t], prod);
-                    }
-                }
-            }
-            for (t, x) in xs.iter().enumerate() {
-                let scale = _mm256_set1_ps(d * *x.kd.get_unchecked(b));
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products[t]), scale, acc[t]);
-            }
-        }
-        std::array::from_fn(|t| sum(acc[t]))
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -846,6 +915,58 @@ mod avx2 {
     }
 }
 
+/// The K-quant kernels on AVX2 alone.
+#[cfg(target_arch = "x86_64")]
+mod k_avx2 {
+    use super::avx2::{halves, lane, q4k_scales_mins, sum};
+    use super::{Format, Q8Vector, SUPER};
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scaled_add(acc: __m256i, pairs: __m256i, scale: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scale))
+    }
+
+    k_quant_kernels!("avx2,fma,f16c", scaled_add);
+}
+
+/// The K-quant kernels with AVX-VNNI's `dpwssd` (Intel since Alder Lake).
+#[cfg(target_arch = "x86_64")]
+mod k_avx_vnni {
+    use super::avx2::{halves, lane, q4k_scales_mins, sum};
+    use super::{Format, Q8Vector, SUPER};
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+    unsafe fn scaled_add(acc: __m256i, pairs: __m256i, scale: __m256i) -> __m256i {
+        _mm256_dpwssd_avx_epi32(acc, pairs, scale)
+    }
+
+    k_quant_kernels!("avx2,fma,f16c,avxvnni", scaled_add);
+}
+
+/// The K-quant kernels with AVX-512 VNNI's `dpwssd` on 256-bit vectors (Intel since Ice Lake,
+/// AMD since Zen 4).
+#[cfg(target_arch = "x86_64")]
+mod k_avx512_vnni {
+    use super::avx2::{halves, lane, q4k_scales_mins, sum};
+    use super::{Format, Q8Vector, SUPER};
+    use half::f16;
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
+    unsafe fn scaled_add(acc: __m256i, pairs: __m256i, scale: __m256i) -> __m256i {
+        _mm256_dpwssd_epi32(acc, pairs, scale)
+    }
+
+    k_quant_kernels!("avx2,fma,f16c,avx512f,avx512vl,avx512vnni", scaled_add);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -864,11 +985,7 @@ mod tests {
     }
 
     fn kernels() -> Vec<Kernels> {
-        let mut k = vec![Kernels::Scalar];
-        if Kernels::detect() != Kernels::Scalar {
-            k.push(Kernels::detect());
-        }
-        k
+        Kernels::available()
     }
 
     /// A K-quant matrix of random bytes (every scale, minimum and level a file may hold).
