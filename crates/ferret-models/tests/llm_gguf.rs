@@ -168,8 +168,8 @@ fn qwen2_5_coder_1_5b_matches_llama_cpp() {
     let r = reference("qwen2.5-coder-1.5b-llamacpp.json");
     // Both engines multiply Q4_K/Q6_K weights by activations quantised to 8 bits per 256
     // (Q8_K) and attend over an f16 cache, with different summation orders through 28 layers:
-    // measured here, Yes/No log-probabilities within 0.09 and top-20 logits (about 20) within
-    // 0.20, the same next token and answers.
+    // measured here, Yes/No log-probabilities within 0.13 and top-20 logits (about 20) within
+    // 0.22, the same next token and answers.
     let tol = Tolerance {
         logprob: 0.25,
         logit: 0.5,
