@@ -18,6 +18,7 @@ fi
 LLM=${LLM:-smollm2}
 MODEL=$(ls "$("$FERRET" models pull "$LLM" | awk '/->/ {print $3}')"/*.gguf)
 python3 -c "import sys; sys.path.insert(0, 'benches'); from cpuinfo import cpu; print('CPU:', cpu())"
+echo "ferret's kernels: ${FERRET_SIMD:+capped by FERRET_SIMD=$FERRET_SIMD, }the best this CPU runs (llama.cpp: as built)"
 echo "model: $MODEL; llama-cpp-python $("$VENV/bin/python" -c 'import llama_cpp; print(llama_cpp.__version__)')"
 TEXT=docs/ARCHITECTURE.md
 "$FERRET" bench-llm --model "$MODEL" --text "$TEXT" --prompt-tokens "$P" --generate "$G" | tee /tmp/ferret-llm-bench.json
