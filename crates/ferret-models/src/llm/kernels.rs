@@ -643,7 +643,25 @@ fn dot_q8_0_scalar(row: &[u8], x: &Q8Vector) -> f32 {
 /// 32-bit sums: `madd` then `add` on AVX2, one `dpwssd` where the CPU has VNNI.
 #[cfg(target_arch = "x86_64")]
 macro_rules! k_quant_kernels {
-    ($features:literal, $scaled_add:ident) => {
+    (
+        $(#[$doc:meta])*
+        $module:ident,
+        $features:literal,
+        |$acc:ident, $pairs:ident, $scale:ident| $add:expr
+    ) => {
+        $(#[$doc])*
+        mod $module {
+        use super::avx2::{halves, lane, q4k_scales_mins, sum};
+        use super::{Format, Q8Vector, SUPER};
+        use half::f16;
+        use std::arch::x86_64::*;
+
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn scaled_add($acc: __m256i, $pairs: __m256i, $scale: __m256i) -> __m256i {
+            $add
+        }
+
         /// A row of `blocks` Q4_K super-blocks · each of `T` activation vectors. Per super-block
         /// the products are summed in integers with each sub-block's scale applied by `madd`, then
         /// converted once; the minimums meet the activations' sums per 32 the same way. Each block
@@ -683,7 +701,7 @@ macro_rules! k_quant_kernels {
                         let a1 = _mm256_loadu_si256(a.add(32) as *const __m256i);
                         let lo = _mm256_maddubs_epi16(lo, a0);
                         let hi = _mm256_maddubs_epi16(hi, a1);
-                        products[t] = $scaled_add($scaled_add(products[t], lo, s0), hi, s1);
+                        products[t] = scaled_add(scaled_add(products[t], lo, s0), hi, s1);
                     }
                 }
                 for (t, x) in xs.iter().enumerate() {
@@ -759,7 +777,7 @@ macro_rules! k_quant_kernels {
                             let a = x.kq.as_ptr().add(b * SUPER + 128 * h + 32 * k);
                             let av = _mm256_loadu_si256(a as *const __m256i);
                             let pairs = _mm256_maddubs_epi16(q, av);
-                            products[t] = $scaled_add(products[t], pairs, scale);
+                            products[t] = scaled_add(products[t], pairs, scale);
                         }
                     }
                 }
@@ -769,6 +787,7 @@ macro_rules! k_quant_kernels {
                 }
             }
             std::array::from_fn(|t| sum(acc[t]))
+        }
         }
     };
 }
@@ -917,57 +936,30 @@ mod avx2 {
     }
 }
 
-/// The K-quant kernels on AVX2 alone.
 #[cfg(target_arch = "x86_64")]
-mod k_avx2 {
-    use super::avx2::{halves, lane, q4k_scales_mins, sum};
-    use super::{Format, Q8Vector, SUPER};
-    use half::f16;
-    use std::arch::x86_64::*;
+k_quant_kernels!(
+    /// The K-quant kernels on AVX2 alone.
+    k_avx2,
+    "avx2,fma,f16c",
+    |acc, pairs, scale| _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scale))
+);
 
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn scaled_add(acc: __m256i, pairs: __m256i, scale: __m256i) -> __m256i {
-        _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, scale))
-    }
-
-    k_quant_kernels!("avx2,fma,f16c", scaled_add);
-}
-
-/// The K-quant kernels with AVX-VNNI's `dpwssd` (Intel since Alder Lake).
 #[cfg(target_arch = "x86_64")]
-mod k_avx_vnni {
-    use super::avx2::{halves, lane, q4k_scales_mins, sum};
-    use super::{Format, Q8Vector, SUPER};
-    use half::f16;
-    use std::arch::x86_64::*;
+k_quant_kernels!(
+    /// The K-quant kernels with AVX-VNNI's `dpwssd` (Intel since Alder Lake).
+    k_avx_vnni,
+    "avx2,fma,f16c,avxvnni",
+    |acc, pairs, scale| _mm256_dpwssd_avx_epi32(acc, pairs, scale)
+);
 
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
-    unsafe fn scaled_add(acc: __m256i, pairs: __m256i, scale: __m256i) -> __m256i {
-        _mm256_dpwssd_avx_epi32(acc, pairs, scale)
-    }
-
-    k_quant_kernels!("avx2,fma,f16c,avxvnni", scaled_add);
-}
-
-/// The K-quant kernels with AVX-512 VNNI's `dpwssd` on 256-bit vectors (Intel since Ice Lake,
-/// AMD since Zen 4).
 #[cfg(target_arch = "x86_64")]
-mod k_avx512_vnni {
-    use super::avx2::{halves, lane, q4k_scales_mins, sum};
-    use super::{Format, Q8Vector, SUPER};
-    use half::f16;
-    use std::arch::x86_64::*;
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vl,avx512vnni")]
-    unsafe fn scaled_add(acc: __m256i, pairs: __m256i, scale: __m256i) -> __m256i {
-        _mm256_dpwssd_epi32(acc, pairs, scale)
-    }
-
-    k_quant_kernels!("avx2,fma,f16c,avx512f,avx512vl,avx512vnni", scaled_add);
-}
+k_quant_kernels!(
+    /// The K-quant kernels with AVX-512 VNNI's `dpwssd` on 256-bit vectors (Intel since Ice
+    /// Lake, AMD since Zen 4).
+    k_avx512_vnni,
+    "avx2,fma,f16c,avx512f,avx512vl,avx512vnni",
+    |acc, pairs, scale| _mm256_dpwssd_epi32(acc, pairs, scale)
+);
 
 #[cfg(test)]
 mod tests {
