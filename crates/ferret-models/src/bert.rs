@@ -15,7 +15,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::fastmath::{self, wide};
-use crate::int8::{Int8Kernels, Int8Matrix, Int8Rows};
+use crate::int8::{Int8Kernels, Int8Matrix, Int8Rows, WeightBits};
 use crate::weights::Weights;
 use crate::ModelError;
 
@@ -105,12 +105,11 @@ impl Linear {
         ))
     }
 
-    /// Replaces the f32 weights by int8 ones (per-output scales, in `planes` 8-bit planes:
-    /// [`Int8Matrix`]), multiplied with per-token-quantised activations by `kernels` from then
-    /// on.
-    pub(crate) fn quantize_int8(&mut self, kernels: Int8Kernels, planes: usize) {
+    /// Replaces the f32 weights by integer ones (per-output scales on the `bits` grid:
+    /// [`Int8Matrix`]), multiplied with per-token 8-bit activations by `kernels` from then on.
+    pub(crate) fn quantize_int8(&mut self, kernels: Int8Kernels, bits: WeightBits) {
         if let LinearWeights::F32(w) = &self.w {
-            let m = Int8Matrix::quantize(w, self.out, self.inp, planes);
+            let m = Int8Matrix::quantize(w, self.out, self.inp, bits, kernels);
             self.w = LinearWeights::Int8(Box::new(m), kernels);
         }
     }
@@ -433,8 +432,8 @@ impl Bert {
 
     /// Quantises the encoder layers' linear weights to int8 (dynamic quantisation: activations
     /// per token at run time; see [`crate::int8`]). Embeddings, layer norms and attention stay
-    /// f32. The feed-forward output layers get a second weight plane: their 8-bit weights alone
-    /// cost MPNet most of its int8 error (docs/ENCODER.md).
+    /// f32. The feed-forward output layers get 12-bit weights: 8-bit ones there cost MPNet most
+    /// of its int8 error (docs/ENCODER.md).
     pub fn quantize_int8(&mut self) {
         let kernels = Int8Kernels::detect();
         for l in &mut self.layers {
@@ -445,9 +444,9 @@ impl Bert {
                 &mut l.attn_out,
                 &mut l.intermediate,
             ] {
-                linear.quantize_int8(kernels, 1);
+                linear.quantize_int8(kernels, WeightBits::Eight);
             }
-            l.output.quantize_int8(kernels, 2);
+            l.output.quantize_int8(kernels, WeightBits::Twelve);
         }
     }
 

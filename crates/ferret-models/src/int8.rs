@@ -1,6 +1,6 @@
 //! Dynamic int8 linear layers for the encoders (`--int8`): weights quantised once per output
-//! channel (symmetric, −127…127; optionally a second plane for the first's rounding error,
-//! [`Int8Matrix`]), activations per token (row) at every call, products summed exactly in
+//! channel (symmetric, −127…127, or −2047…2047 where a layer needs finer weights:
+//! [`WeightBits`]), activations per token (row) at every call, products summed exactly in
 //! 32-bit integers and scaled back to f32.
 //!
 //! Activations are asymmetric 8-bit (0…255 with a zero point per row; PyTorch's x86 dynamic
@@ -9,22 +9,23 @@
 //! 0.9953, with the outliers apart 0.9972, 8 bits with them apart 0.9987 (7-bit weights: 0.9970).
 //! Every kernel computes the same integer sums, so queries are embedded as the index's
 //! documents were whichever kernel a machine runs:
-//! - AVX-512 VNNI and AVX-VNNI: `dpbusd` (unsigned × signed bytes into 32 bits);
-//! - AVX2: both widened to 16 bits and `madd` (pairs of 16-bit products into 32 bits). The
-//!   byte instruction `maddubs` saturates its pair sums at 2¹⁵ (255 · 127 · 2 overflows), so
-//!   it needs 7-bit activations (the precision cost above) or llama.cpp's sign trick on
-//!   x − 128, which takes 7 instructions on the multiply ports per 64 products where this
-//!   takes 4. One core of a Sapphire Rapids Xeon held to AVX2: 106–119 GOP/s with the sign
-//!   trick, 125–147 with this, where the gemm crate's AVX2 f32 kernels give 90–97 GFLOP/s;
+//! - AVX-512 VNNI and AVX-VNNI: `dpbusd` (unsigned × signed bytes into 32 bits) on 8-bit
+//!   weights, `dpwssd` (16-bit pairs) on 12-bit ones;
+//! - AVX2: weights stored as 16 bits, activations widened to 16 bits once per call, `madd`
+//!   summing pairs into 32 bits. The byte instruction `maddubs` saturates its pair sums at
+//!   2¹⁵ (255 · 127 · 2 overflows), so it needs 7-bit activations (the precision cost above)
+//!   or llama.cpp's sign trick on x − 128, which takes 7 instructions on the multiply ports per
+//!   64 products where this takes 4, and nothing else: no widening in the inner loop. 12-bit
+//!   weights cost AVX2 no more than 8-bit ones;
 //! - scalar loops for other CPUs.
 //!
 //! No maintained crate offers an int8 GEMM with per-row and per-column scales that runs on
 //! stable Rust without a C++ toolchain (fbgemm and oneDNN are C++), hence this module.
 //!
-//! Weights are packed in groups of [`GROUP`] outputs: for each 4 inputs, 64 outputs × 4 bytes
-//! (one 512-bit register, or two 256-bit ones per 16 outputs). A tile is [`ROWS`] tokens ×
-//! one group; the group (at most a few hundred KB) stays in the L2 cache while every tile of
-//! rows runs over it.
+//! Weights are packed in groups of [`GROUP`] outputs, in one of two layouts ([`Packed`]): bytes
+//! in quads of inputs (`dpbusd`) or 16-bit values in pairs of inputs (`madd`, `dpwssd`). A
+//! tile is [`ROWS`] tokens × one group; the group (at most a few hundred KB) stays in the L2
+//! cache while every tile of rows runs over it.
 
 use std::ops::Range;
 
@@ -32,8 +33,19 @@ use crate::fastmath::{self, wide};
 
 /// Outputs per packed group (the widest tile).
 const GROUP: usize = 64;
-/// Tokens per tile.
+/// Tokens per tile: 4, or 6 in the AVX2 pair kernel, which has the registers for it and runs
+/// 6–8 % faster so (MiniLM on AMD Zen 4 held to AVX2; the VNNI kernels ran 8–10 % slower with 6).
 const ROWS: usize = 4;
+const AVX2_ROWS: usize = 6;
+/// The tile buffer's rows, and what activations are padded to a multiple of (serves 4 and 6).
+const MAX_ROWS: usize = 6;
+const PAD_ROWS: usize = 12;
+const _: () = assert!(
+    ROWS <= MAX_ROWS
+        && AVX2_ROWS <= MAX_ROWS
+        && PAD_ROWS.is_multiple_of(ROWS)
+        && PAD_ROWS.is_multiple_of(AVX2_ROWS)
+);
 
 /// Which code computes the integer products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +84,25 @@ impl Int8Kernels {
             }
         }
         Int8Kernels::Scalar
+    }
+
+    /// Tokens per tile in these kernels.
+    fn tile_rows(self) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if self == Int8Kernels::Avx2 {
+            return AVX2_ROWS;
+        }
+        ROWS
+    }
+
+    /// Whether 8-bit weights are packed as 16-bit pairs for these kernels (AVX2 has no byte
+    /// product that is exact on 8-bit activations).
+    fn reads_pairs(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Int8Kernels::Avx2 {
+            return true;
+        }
+        false
     }
 
     /// Every kernel this CPU can run (for tests).
@@ -122,63 +153,53 @@ wide! {
 }
 
 wide! {
-    /// y += (acc − zero · Σw) · (sx · scale), per output.
+    /// y += (acc − zero · Σw) · (sx · scale), per output. The difference is Σ (x − zero) · w,
+    /// which fits 32 bits where its two terms alone may not: wrapping arithmetic gets it exactly.
     fn dequantize_add(acc: &[i32], zero: i32, sums: &[i32], sx: f32, scales: &[f32], y: &mut [f32]) {
         for (((y, &a), &w), &s) in y.iter_mut().zip(acc).zip(sums).zip(scales) {
-            *y += (a - zero * w) as f32 * (sx * s);
+            *y += a.wrapping_sub(zero.wrapping_mul(w)) as f32 * (sx * s);
         }
     }
 }
 
-/// One 8-bit plane of a weight matrix: symmetric per output channel, packed for the kernels.
-struct Plane {
-    /// groups × (inputs / 4) × GROUP × 4 bytes; padding outputs and inputs are zero.
-    packed: Vec<i8>,
-    /// Per output: the weight scale (max |w| / 127).
+/// How finely a layer's weights are quantised, per output channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WeightBits {
+    /// −127…127.
+    Eight,
+    /// −2047…2047: 1/16 of the 8-bit rounding error. With 8-bit activations the 32-bit sums
+    /// stay exact up to [`MAX_INPUTS_12`] inputs.
+    Twelve,
+}
+
+impl WeightBits {
+    fn max(self) -> f32 {
+        match self {
+            WeightBits::Eight => 127.0,
+            WeightBits::Twelve => 2047.0,
+        }
+    }
+}
+
+/// 255 · 2047 · 4096 < 2³¹: the most inputs a 12-bit layer sums exactly in 32 bits.
+const MAX_INPUTS_12: usize = 4096;
+
+/// Quantised weights in the layout the kernels read, per group of [`GROUP`] outputs.
+enum Packed {
+    /// Bytes, for `dpbusd`: per 4 inputs, GROUP outputs × 4 (groups × kpad/4 × GROUP × 4).
+    Quads(Vec<i8>),
+    /// 16-bit values, for `madd` and `dpwssd`: per 2 inputs, GROUP outputs × 2 (groups ×
+    /// kpad/2 × GROUP × 2). Each 32-bit lane is one output's pair.
+    Pairs(Vec<i16>),
+}
+
+/// A weight matrix [out, inp] quantised per output channel, packed for one kind of kernel.
+pub(crate) struct Int8Matrix {
+    packed: Packed,
+    /// Per output: the weight scale (max |w| / the grid's largest value).
     scales: Vec<f32>,
     /// Per output: Σ q, what each row's zero point adds to the integer sums.
     sums: Vec<i32>,
-}
-
-impl Plane {
-    /// Quantises the row-major [out, inp] `w` and subtracts what the plane holds from it, which
-    /// leaves the rounding error for a next plane.
-    fn quantize(w: &mut [f32], out: usize, inp: usize, kpad: usize) -> Self {
-        let groups = out.div_ceil(GROUP);
-        let mut packed = vec![0i8; groups * kpad * GROUP];
-        let mut scales = Vec::with_capacity(out);
-        let mut sums = Vec::with_capacity(out);
-        for (o, row) in w.chunks_exact_mut(inp).enumerate() {
-            let max = fastmath::max_abs(row);
-            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-            scales.push(scale);
-            let (g, lane) = (o / GROUP, o % GROUP);
-            let base = g * kpad * GROUP;
-            let mut sum = 0i32;
-            for (k, v) in row.iter_mut().enumerate() {
-                let q = quantize_value(*v, 1.0 / scale, 0.0, -127.0, 127.0);
-                sum += q;
-                packed[base + (k / 4) * GROUP * 4 + lane * 4 + k % 4] = q as i8;
-                *v -= q as f32 * scale;
-            }
-            sums.push(sum);
-        }
-        Plane {
-            packed,
-            scales,
-            sums,
-        }
-    }
-}
-
-/// A weight matrix [out, inp] quantised per output channel into one or two 8-bit planes.
-///
-/// A second plane quantises the first's rounding error, so the weights carry about 15 bits for
-/// twice the integer work. MPNet needs it in the feed-forward output layers: their 8-bit
-/// weights alone are off by 1.1–1.5 % per output (the row maximum is ~5× the row's RMS), which
-/// is most of its int8 error (docs/ENCODER.md).
-pub(crate) struct Int8Matrix {
-    planes: Vec<Plane>,
     /// The f32 weights transposed (inputs × outputs), for outlier inputs.
     columns: Vec<f32>,
     /// Inputs rounded up to a multiple of 4.
@@ -187,24 +208,54 @@ pub(crate) struct Int8Matrix {
 }
 
 impl Int8Matrix {
-    /// From a row-major f32 weight [out, inp] (PyTorch's `Linear` layout), in `planes` (1 or 2)
-    /// 8-bit planes.
-    pub(crate) fn quantize(w: &[f32], out: usize, inp: usize, planes: usize) -> Self {
+    /// From a row-major f32 weight [out, inp] (PyTorch's `Linear` layout), on the `bits` grid,
+    /// packed for `kernels`: 16-bit pairs for 12-bit weights and for AVX2, byte quads
+    /// otherwise.
+    pub(crate) fn quantize(
+        w: &[f32],
+        out: usize,
+        inp: usize,
+        bits: WeightBits,
+        kernels: Int8Kernels,
+    ) -> Self {
         assert_eq!(w.len(), out * inp, "weight shape");
-        assert!((1..=2).contains(&planes), "one or two weight planes");
         let kpad = inp.div_ceil(4) * 4;
-        let mut rest = w.to_vec();
-        let planes = (0..planes)
-            .map(|_| Plane::quantize(&mut rest, out, inp, kpad))
-            .collect();
+        assert!(
+            bits == WeightBits::Eight || kpad <= MAX_INPUTS_12,
+            "12-bit weights sum exactly over at most {MAX_INPUTS_12} inputs, not {inp}"
+        );
+        let pairs = bits == WeightBits::Twelve || kernels.reads_pairs();
+        let size = out.div_ceil(GROUP) * kpad * GROUP;
+        let mut packed = if pairs {
+            Packed::Pairs(vec![0; size])
+        } else {
+            Packed::Quads(vec![0; size])
+        };
+        let mut scales = Vec::with_capacity(out);
+        let mut sums = Vec::with_capacity(out);
         let mut columns = vec![0f32; out * inp];
         for (o, row) in w.chunks_exact(inp).enumerate() {
+            let max = fastmath::max_abs(row);
+            let scale = if max > 0.0 { max / bits.max() } else { 1.0 };
+            scales.push(scale);
+            let (g, lane) = (o / GROUP, o % GROUP);
+            let base = g * kpad * GROUP;
+            let mut sum = 0i32;
             for (k, &v) in row.iter().enumerate() {
+                let q = quantize_value(v, 1.0 / scale, 0.0, -bits.max(), bits.max());
+                sum += q;
                 columns[k * out + o] = v;
+                match &mut packed {
+                    Packed::Quads(p) => p[base + (k / 4) * GROUP * 4 + lane * 4 + k % 4] = q as i8,
+                    Packed::Pairs(p) => p[base + (k / 2) * GROUP * 2 + lane * 2 + k % 2] = q as i16,
+                }
             }
+            sums.push(sum);
         }
         Int8Matrix {
-            planes,
+            packed,
+            scales,
+            sums,
             columns,
             kpad,
             out,
@@ -215,7 +266,7 @@ impl Int8Matrix {
     /// (indexed by output).
     pub(crate) fn matmul(
         &self,
-        x: &Int8Rows,
+        x: &mut Int8Rows,
         outputs: Range<usize>,
         bias: &[f32],
         y: &mut Vec<f32>,
@@ -229,26 +280,39 @@ impl Int8Matrix {
         if n == 0 {
             return;
         }
-        let kq = self.kpad / 4;
-        let mut tile = [0i32; ROWS * GROUP];
-        let mut wide = Vec::new();
+        let kpad = self.kpad;
+        if let Packed::Pairs(_) = self.packed {
+            x.widen();
+        }
+        let x = &*x;
+        let mut tile = [0i32; MAX_ROWS * GROUP];
+        let tile_rows = kernels.tile_rows();
         for g in outputs.start / GROUP..outputs.end.div_ceil(GROUP) {
             let first = (g * GROUP).max(outputs.start);
             let last = ((g + 1) * GROUP).min(outputs.end);
-            for r0 in (0..x.rows).step_by(ROWS) {
-                let xs = &x.q[r0 * self.kpad..][..ROWS * self.kpad];
-                for (p, plane) in self.planes.iter().enumerate() {
-                    let w = &plane.packed[g * self.kpad * GROUP..][..self.kpad * GROUP];
-                    tile_products(kernels, xs, self.kpad, w, kq, &mut wide, &mut tile);
-                    for r in r0..(r0 + ROWS).min(x.rows) {
-                        let y = &mut y[r * n + first - outputs.start..][..last - first];
-                        let acc = &tile[(r - r0) * GROUP + first - g * GROUP..][..last - first];
-                        let (sums, scales) = (&plane.sums[first..last], &plane.scales[first..last]);
-                        if p == 0 {
-                            y.copy_from_slice(&bias[first..last]);
-                        }
-                        dequantize_add(acc, x.zeros[r], sums, x.scales[r], scales, y);
-                    }
+            for r0 in (0..x.rows).step_by(tile_rows) {
+                match &self.packed {
+                    Packed::Quads(w) => tile_quads(
+                        kernels,
+                        &x.q[r0 * kpad..][..tile_rows * kpad],
+                        kpad,
+                        &w[g * kpad * GROUP..][..kpad * GROUP],
+                        &mut tile,
+                    ),
+                    Packed::Pairs(w) => tile_pairs(
+                        kernels,
+                        &x.wide[r0 * kpad..][..tile_rows * kpad],
+                        kpad,
+                        &w[g * kpad * GROUP..][..kpad * GROUP],
+                        &mut tile,
+                    ),
+                }
+                for r in r0..(r0 + tile_rows).min(x.rows) {
+                    let y = &mut y[r * n + first - outputs.start..][..last - first];
+                    let acc = &tile[(r - r0) * GROUP + first - g * GROUP..][..last - first];
+                    let (sums, scales) = (&self.sums[first..last], &self.scales[first..last]);
+                    y.copy_from_slice(&bias[first..last]);
+                    dequantize_add(acc, x.zeros[r], sums, x.scales[r], scales, y);
                 }
             }
         }
@@ -292,7 +356,7 @@ wide! {
 const OUTLIER: f32 = 6.0;
 
 /// Activations quantised per row (0…127, a scale and a zero point each), rows padded to a
-/// multiple of [`ROWS`] and columns to a multiple of 4 with zeros; outlier columns
+/// multiple of [`PAD_ROWS`] and columns to a multiple of 4 with zeros; outlier columns
 /// ([`OUTLIER`]) kept in f32 and at the zero point in the 8-bit part.
 #[derive(Default)]
 pub(crate) struct Int8Rows {
@@ -304,6 +368,9 @@ pub(crate) struct Int8Rows {
     /// Outlier columns, ascending, and their values (rows × outliers, row-major).
     outliers: Vec<usize>,
     values: Vec<f32>,
+    /// `q` widened to 16 bits for the pair kernels, once per call ([`Int8Rows::widen`]).
+    wide: Vec<i16>,
+    widened: bool,
     /// Scratch: outlier flags per column, a row with its outliers zeroed.
     flags: Vec<u8>,
     row: Vec<f32>,
@@ -318,8 +385,10 @@ impl Int8Rows {
         );
         self.kpad = cols.div_ceil(4) * 4;
         self.rows = rows;
+        self.widened = false;
         // The buffer is reused as it is: each row and the padding are written below.
-        self.q.resize(rows.div_ceil(ROWS) * ROWS * self.kpad, 0);
+        self.q
+            .resize(rows.div_ceil(PAD_ROWS) * PAD_ROWS * self.kpad, 0);
         self.scales.clear();
         self.zeros.clear();
         let x = &x[..rows * cols];
@@ -351,44 +420,49 @@ impl Int8Rows {
         }
         self.q[rows * self.kpad..].fill(0);
     }
+
+    /// Fills `wide` from `q`, once per quantisation.
+    fn widen(&mut self) {
+        if !self.widened {
+            self.wide.clear();
+            self.wide.extend(self.q.iter().map(|&v| v as i16));
+            self.widened = true;
+        }
+    }
 }
 
-/// tile[r·GROUP + o] = Σ_k x[r][k] · w[o][k] for the ROWS rows at `x` (stride `kpad`) and the
-/// group of packed weights `w`; `wide` is the AVX2 kernel's scratch.
-fn tile_products(
+/// tile[r·GROUP + o] = Σ_k x[r][k] · w[o][k] for the `kernels.tile_rows()` rows at `x` (stride `kpad`) and one
+/// group of weights packed as [`Packed::Quads`].
+fn tile_quads(
     kernels: Int8Kernels,
     x: &[u8],
     kpad: usize,
     w: &[i8],
-    kq: usize,
-    wide: &mut Vec<i16>,
-    tile: &mut [i32; ROWS * GROUP],
+    tile: &mut [i32; MAX_ROWS * GROUP],
 ) {
-    assert!(x.len() >= ROWS * kpad && w.len() >= kq * GROUP * 4 && kpad >= kq * 4);
+    assert!(
+        x.len() >= kernels.tile_rows() * kpad && w.len() >= kpad * GROUP && kpad.is_multiple_of(4)
+    );
     match kernels {
-        Int8Kernels::Scalar => tile_scalar(x, kpad, w, kq, tile),
+        // AVX2 reads pairs (Int8Kernels::reads_pairs); the scalar loop serves any matrix packed
+        // for another CPU.
+        Int8Kernels::Scalar => tile_quads_scalar(x, kpad, w, tile),
+        #[cfg(target_arch = "x86_64")]
+        Int8Kernels::Avx2 => tile_quads_scalar(x, kpad, w, tile),
         // SAFETY (each arm): detect()/available() chose the kernel from the CPU's features; the
-        // slices hold ROWS rows of kpad bytes and kq groups of GROUP × 4 bytes (asserted).
+        // slices hold the tile's rows of kpad bytes and kpad/4 quads of GROUP × 4 bytes (asserted).
         #[cfg(target_arch = "x86_64")]
-        Int8Kernels::Avx2 => unsafe {
-            x86::tile_avx2(x.as_ptr(), kpad, w.as_ptr(), kq, wide, tile)
-        },
-        #[cfg(target_arch = "x86_64")]
-        Int8Kernels::AvxVnni => unsafe {
-            x86::tile_avxvnni(x.as_ptr(), kpad, w.as_ptr(), kq, tile)
-        },
+        Int8Kernels::AvxVnni => unsafe { x86::quads_avxvnni(x.as_ptr(), kpad, w.as_ptr(), tile) },
         #[cfg(target_arch = "x86_64")]
         Int8Kernels::Avx512Vnni => unsafe {
-            x86::tile_avx512vnni(x.as_ptr(), kpad, w.as_ptr(), kq, tile)
+            x86::quads_avx512vnni(x.as_ptr(), kpad, w.as_ptr(), tile)
         },
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = wide;
 }
 
-fn tile_scalar(x: &[u8], kpad: usize, w: &[i8], kq: usize, tile: &mut [i32; ROWS * GROUP]) {
+fn tile_quads_scalar(x: &[u8], kpad: usize, w: &[i8], tile: &mut [i32; MAX_ROWS * GROUP]) {
     tile.fill(0);
-    for q in 0..kq {
+    for q in 0..kpad / 4 {
         let wq = &w[q * GROUP * 4..][..GROUP * 4];
         for r in 0..ROWS {
             let xr = &x[r * kpad + q * 4..][..4];
@@ -404,9 +478,53 @@ fn tile_scalar(x: &[u8], kpad: usize, w: &[i8], kq: usize, tile: &mut [i32; ROWS
     }
 }
 
+/// As [`tile_quads`], for activations widened to 16 bits and weights packed as
+/// [`Packed::Pairs`].
+fn tile_pairs(
+    kernels: Int8Kernels,
+    x: &[i16],
+    kpad: usize,
+    w: &[i16],
+    tile: &mut [i32; MAX_ROWS * GROUP],
+) {
+    assert!(
+        x.len() >= kernels.tile_rows() * kpad && w.len() >= kpad * GROUP && kpad.is_multiple_of(2)
+    );
+    match kernels {
+        Int8Kernels::Scalar => tile_pairs_scalar(x, kpad, w, tile),
+        // SAFETY (each arm): as in tile_quads, with kpad/2 pairs of GROUP × 2 values.
+        #[cfg(target_arch = "x86_64")]
+        Int8Kernels::Avx2 => unsafe {
+            x86::pairs_avx2::<AVX2_ROWS>(x.as_ptr(), kpad, w.as_ptr(), tile)
+        },
+        #[cfg(target_arch = "x86_64")]
+        Int8Kernels::AvxVnni => unsafe {
+            x86::pairs_avxvnni::<ROWS>(x.as_ptr(), kpad, w.as_ptr(), tile)
+        },
+        #[cfg(target_arch = "x86_64")]
+        Int8Kernels::Avx512Vnni => unsafe {
+            x86::pairs_avx512vnni(x.as_ptr(), kpad, w.as_ptr(), tile)
+        },
+    }
+}
+
+fn tile_pairs_scalar(x: &[i16], kpad: usize, w: &[i16], tile: &mut [i32; MAX_ROWS * GROUP]) {
+    tile.fill(0);
+    for p in 0..kpad / 2 {
+        let wp = &w[p * GROUP * 2..][..GROUP * 2];
+        for r in 0..ROWS {
+            let xr = &x[r * kpad + p * 2..][..2];
+            let tr = &mut tile[r * GROUP..][..GROUP];
+            for (t, wo) in tr.iter_mut().zip(wp.chunks_exact(2)) {
+                *t += xr[0] as i32 * wo[0] as i32 + xr[1] as i32 * wo[1] as i32;
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{GROUP, ROWS};
+    use super::{GROUP, MAX_ROWS, ROWS};
     use std::arch::x86_64::*;
 
     /// The 4 input bytes of row `r` at input quad `q`, for every 32-bit lane.
@@ -415,61 +533,103 @@ mod x86 {
         std::ptr::read_unaligned(x.add(r * kpad + q * 4) as *const i32)
     }
 
-    /// 16-bit products: the tile's activations widened once (into `wide`), each group of 8
-    /// outputs' weights widened as loaded, `madd` summing pairs into 32 bits. Exact, as
-    /// `dpbusd` is: |x · w| ≤ 255 · 127, so a pair cannot overflow.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn tile_avx2(
-        x: *const u8,
-        kpad: usize,
-        w: *const i8,
-        kq: usize,
-        wide: &mut Vec<i16>,
-        tile: &mut [i32; ROWS * GROUP],
-    ) {
-        wide.clear();
-        wide.extend(
-            std::slice::from_raw_parts(x, ROWS * kpad)
-                .iter()
-                .map(|&v| v as i16),
-        );
-        let xw = wide.as_ptr();
-        // 8 outputs at a time (two registers of 4 outputs × 2 pair sums), all ROWS rows.
-        for part in 0..GROUP / 8 {
-            let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
-            for q in 0..kq {
-                let wb = _mm256_loadu_si256(w.add(q * GROUP * 4 + part * 32) as *const __m256i);
-                let w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(wb));
-                let w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(wb));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    // The row's 4 inputs of this quad, in every 64-bit lane.
-                    let quad = std::ptr::read_unaligned(xw.add(r * kpad + q * 4) as *const i64);
-                    let xb = _mm256_set1_epi64x(quad);
-                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(xb, w0));
-                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(xb, w1));
+    /// The 2 16-bit inputs of row `r` at input pair `p`, for every 32-bit lane.
+    #[inline(always)]
+    unsafe fn pair(x: *const i16, kpad: usize, r: usize, p: usize) -> i32 {
+        std::ptr::read_unaligned(x.add(r * kpad + p * 2) as *const i32)
+    }
+
+    /// A pair kernel on 256-bit registers, 16 outputs (two registers) × R rows at a time,
+    /// compiled once per way of adding 16-bit pair products into 32-bit sums.
+    macro_rules! pairs_ymm {
+        ($(#[$doc:meta])* $name:ident, $features:literal, |$acc:ident, $x:ident, $w:ident| $add:expr) => {
+            $(#[$doc])*
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $name<const R: usize>(
+                x: *const i16,
+                kpad: usize,
+                w: *const i16,
+                tile: &mut [i32; MAX_ROWS * GROUP],
+            ) {
+                #[inline]
+                #[target_feature(enable = $features)]
+                unsafe fn add($acc: __m256i, $x: __m256i, $w: __m256i) -> __m256i {
+                    $add
+                }
+                for part in 0..GROUP / 16 {
+                    let mut acc = [[_mm256_setzero_si256(); 2]; R];
+                    for p in 0..kpad / 2 {
+                        let wp = w.add(p * GROUP * 2 + part * 32);
+                        let w0 = _mm256_loadu_si256(wp as *const __m256i);
+                        let w1 = _mm256_loadu_si256(wp.add(16) as *const __m256i);
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let xb = _mm256_set1_epi32(pair(x, kpad, r, p));
+                            acc[0] = add(acc[0], xb, w0);
+                            acc[1] = add(acc[1], xb, w1);
+                        }
+                    }
+                    for (r, acc) in acc.iter().enumerate() {
+                        let out = tile.as_mut_ptr().add(r * GROUP + part * 16);
+                        _mm256_storeu_si256(out as *mut __m256i, acc[0]);
+                        _mm256_storeu_si256(out.add(8) as *mut __m256i, acc[1]);
+                    }
                 }
             }
-            for (r, acc) in acc.iter().enumerate() {
-                // Pair sums → outputs 0 1 4 5 | 2 3 6 7 → 0…7.
-                let s = _mm256_hadd_epi32(acc[0], acc[1]);
-                let s = _mm256_permute4x64_epi64::<0b11_01_10_00>(s);
-                let out = tile.as_mut_ptr().add(r * GROUP + part * 8);
-                _mm256_storeu_si256(out as *mut __m256i, s);
+        };
+    }
+
+    pairs_ymm!(
+        /// `madd` then `add`: 2 multiply-port instructions per 32 products, nothing else in
+        /// the inner loop but loads.
+        pairs_avx2,
+        "avx2",
+        |acc, x, w| _mm256_add_epi32(acc, _mm256_madd_epi16(x, w))
+    );
+
+    pairs_ymm!(
+        /// AVX-VNNI's `dpwssd`.
+        pairs_avxvnni,
+        "avx2,avxvnni",
+        |acc, x, w| _mm256_dpwssd_avx_epi32(acc, x, w)
+    );
+
+    /// AVX-512 VNNI's `dpwssd` on 512-bit registers: the whole group per row at once.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn pairs_avx512vnni(
+        x: *const i16,
+        kpad: usize,
+        w: *const i16,
+        tile: &mut [i32; MAX_ROWS * GROUP],
+    ) {
+        let mut acc = [[_mm512_setzero_si512(); 4]; ROWS];
+        for p in 0..kpad / 2 {
+            let wp = w.add(p * GROUP * 2);
+            let ws = [
+                _mm512_loadu_si512(wp as *const __m512i),
+                _mm512_loadu_si512(wp.add(32) as *const __m512i),
+                _mm512_loadu_si512(wp.add(64) as *const __m512i),
+                _mm512_loadu_si512(wp.add(96) as *const __m512i),
+            ];
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let xb = _mm512_set1_epi32(pair(x, kpad, r, p));
+                for (a, w) in acc.iter_mut().zip(ws) {
+                    *a = _mm512_dpwssd_epi32(*a, xb, w);
+                }
             }
         }
+        store_512(&acc, tile);
     }
 
     #[target_feature(enable = "avx2,avxvnni")]
-    pub(super) unsafe fn tile_avxvnni(
+    pub(super) unsafe fn quads_avxvnni(
         x: *const u8,
         kpad: usize,
         w: *const i8,
-        kq: usize,
-        tile: &mut [i32; ROWS * GROUP],
+        tile: &mut [i32; MAX_ROWS * GROUP],
     ) {
         for part in 0..GROUP / 16 {
             let mut acc = [[_mm256_setzero_si256(); 2]; ROWS];
-            for q in 0..kq {
+            for q in 0..kpad / 4 {
                 let wp = w.add(q * GROUP * 4 + part * 64);
                 let w0 = _mm256_loadu_si256(wp as *const __m256i);
                 let w1 = _mm256_loadu_si256(wp.add(32) as *const __m256i);
@@ -488,15 +648,14 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn tile_avx512vnni(
+    pub(super) unsafe fn quads_avx512vnni(
         x: *const u8,
         kpad: usize,
         w: *const i8,
-        kq: usize,
-        tile: &mut [i32; ROWS * GROUP],
+        tile: &mut [i32; MAX_ROWS * GROUP],
     ) {
         let mut acc = [[_mm512_setzero_si512(); 4]; ROWS];
-        for q in 0..kq {
+        for q in 0..kpad / 4 {
             let wp = w.add(q * GROUP * 4);
             let ws = [
                 _mm512_loadu_si512(wp as *const __m512i),
@@ -511,6 +670,12 @@ mod x86 {
                 }
             }
         }
+        store_512(&acc, tile);
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store_512(acc: &[[__m512i; 4]; ROWS], tile: &mut [i32; MAX_ROWS * GROUP]) {
         for (r, acc) in acc.iter().enumerate() {
             for (j, a) in acc.iter().enumerate() {
                 let out = tile.as_mut_ptr().add(r * GROUP + j * 16);
@@ -529,62 +694,107 @@ mod tests {
     /// of 4.
     const SHAPES: [(usize, usize, usize); 3] = [(7, 70, 38), (4, 64, 384), (13, 130, 101)];
 
+    impl Int8Matrix {
+        /// The quantised weight of output `o`, input `k`, from either layout.
+        fn weight(&self, o: usize, k: usize) -> i64 {
+            let base = (o / GROUP) * self.kpad * GROUP;
+            match &self.packed {
+                Packed::Quads(p) => p[base + (k / 4) * GROUP * 4 + (o % GROUP) * 4 + k % 4] as i64,
+                Packed::Pairs(p) => p[base + (k / 2) * GROUP * 2 + (o % GROUP) * 2 + k % 2] as i64,
+            }
+        }
+    }
+
     #[test]
     fn every_kernel_computes_the_exact_integer_products() {
-        for ((rows, out, inp), planes) in SHAPES.into_iter().zip([1, 2, 2]) {
+        let bits = [WeightBits::Eight, WeightBits::Twelve, WeightBits::Twelve];
+        for ((rows, out, inp), bits) in SHAPES.into_iter().zip(bits) {
             let w = noise(out * inp, 1);
             let mut x = noise(rows * inp, 2);
             // Two outlier inputs, each in one row only.
             x[5] = 9.0;
             x[(rows - 1) * inp + 17] = -7.5;
-            let m = Int8Matrix::quantize(&w, out, inp, planes);
             let mut xq = Int8Rows::default();
             xq.quantize(&x, rows, inp);
             assert_eq!(xq.outliers, [5, 17]);
             let bias = noise(out, 3);
-            // The reference: integer sums of the quantised values, in i64, dequantised in f64.
-            let mut want = vec![0f64; rows * out];
-            for r in 0..rows {
-                for o in 0..out {
-                    let mut y = 0f64;
-                    for plane in &m.planes {
-                        let mut acc = 0i64;
-                        for k in 0..inp {
-                            let wq = plane.packed[(o / GROUP) * m.kpad * GROUP
-                                + (k / 4) * GROUP * 4
-                                + (o % GROUP) * 4
-                                + k % 4];
-                            acc += (xq.q[r * xq.kpad + k] as i64 - xq.zeros[r] as i64) * wq as i64;
-                        }
-                        y += acc as f64 * xq.scales[r] as f64 * plane.scales[o] as f64;
-                    }
-                    // Outlier inputs sit at the zero point above and are added in f32.
-                    let outliers: f64 = xq
-                        .outliers
-                        .iter()
-                        .map(|&k| x[r * inp + k] as f64 * w[o * inp + k] as f64)
-                        .sum();
-                    want[r * out + o] = y + outliers + bias[o] as f64;
-                }
-            }
+            let mut first: Option<Vec<f32>> = None;
             for kernels in Int8Kernels::available() {
+                let m = Int8Matrix::quantize(&w, out, inp, bits, kernels);
+                // The reference: integer sums of the quantised values, in i64, dequantised in
+                // f64.
+                let mut want = vec![0f64; rows * out];
+                for r in 0..rows {
+                    for o in 0..out {
+                        let acc: i64 = (0..inp)
+                            .map(|k| {
+                                (xq.q[r * xq.kpad + k] as i64 - xq.zeros[r] as i64) * m.weight(o, k)
+                            })
+                            .sum();
+                        // Outlier inputs sit at the zero point above and are added in f32.
+                        let outliers: f64 = xq
+                            .outliers
+                            .iter()
+                            .map(|&k| x[r * inp + k] as f64 * w[o * inp + k] as f64)
+                            .sum();
+                        want[r * out + o] = acc as f64 * xq.scales[r] as f64 * m.scales[o] as f64
+                            + outliers
+                            + bias[o] as f64;
+                    }
+                }
                 let mut y = Vec::new();
-                m.matmul(&xq, 0..out, &bias, &mut y, kernels);
+                m.matmul(&mut xq, 0..out, &bias, &mut y, kernels);
                 for (i, (a, b)) in y.iter().zip(&want).enumerate() {
                     assert!(
                         (*a as f64 - b).abs() < 1e-5 * (1.0 + b.abs()),
-                        "{kernels:?} {rows}x{out}x{inp}, {planes} planes, at {i}: {a} vs {b}"
+                        "{kernels:?} {rows}x{out}x{inp}, {bits:?}, at {i}: {a} vs {b}"
                     );
+                }
+                // Every kernel, in either layout, gives the same bits.
+                match &first {
+                    None => first = Some(y.clone()),
+                    Some(f) => {
+                        assert_eq!(f, &y, "{kernels:?} {bits:?} differs from the scalar loop")
+                    }
                 }
                 // A range of outputs that starts and ends inside groups.
                 let range = 3..out - 5;
                 let mut part = Vec::new();
-                m.matmul(&xq, range.clone(), &bias, &mut part, kernels);
+                m.matmul(&mut xq, range.clone(), &bias, &mut part, kernels);
                 for r in 0..rows {
                     assert_eq!(
                         &part[r * range.len()..][..range.len()],
                         &y[r * out + range.start..r * out + range.end],
                         "{kernels:?} output range"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn twelve_bit_sums_stay_exact_at_the_widest_input() {
+        // The extreme: every activation at 255 with zero point 0 (or 0 with zero point 255)
+        // against weights at ±2047, over MAX_INPUTS_12 inputs.
+        let (rows, out, inp) = (2, 64, MAX_INPUTS_12);
+        let w: Vec<f32> = (0..out * inp)
+            .map(|i| if (i / inp) % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        let mut x = vec![1.0f32; inp];
+        x.extend(vec![-1.0f32; inp]);
+        let mut xq = Int8Rows::default();
+        xq.quantize(&x, rows, inp);
+        for kernels in Int8Kernels::available() {
+            let m = Int8Matrix::quantize(&w, out, inp, WeightBits::Twelve, kernels);
+            let mut y = Vec::new();
+            m.matmul(&mut xq, 0..out, &vec![0.0; out], &mut y, kernels);
+            for r in 0..rows {
+                for o in 0..out {
+                    let want = (inp as f32) * if (r + o) % 2 == 0 { 1.0 } else { -1.0 };
+                    let got = y[r * out + o];
+                    assert!(
+                        (got - want).abs() < 1e-3 * want.abs(),
+                        "{kernels:?} row {r} output {o}: {got}"
                     );
                 }
             }
@@ -604,11 +814,11 @@ mod tests {
             x[r * inp + 100] = 20.0;
         }
         let kernels = Int8Kernels::detect();
-        let m = Int8Matrix::quantize(&w, out, inp, 1);
+        let m = Int8Matrix::quantize(&w, out, inp, WeightBits::Eight, kernels);
         let mut xq = Int8Rows::default();
         xq.quantize(&x, rows, inp);
         let mut y = Vec::new();
-        m.matmul(&xq, 0..out, &vec![0.0; out], &mut y, kernels);
+        m.matmul(&mut xq, 0..out, &vec![0.0; out], &mut y, kernels);
         let mut worst = 0f64;
         let mut norm = 0f64;
         for r in 0..rows {
@@ -623,19 +833,20 @@ mod tests {
         assert!(worst < 0.01 * norm, "worst {worst}, largest output {norm}");
     }
 
-    /// Relative RMS error of x Wᵀ through `planes` weight planes, against f64, with
+    /// Relative RMS error of x Wᵀ with weights on the `bits` grid, against f64, with
     /// activations exactly on the 8-bit grid so that only the weights' rounding counts.
-    fn weight_error(w: &[f32], out: usize, inp: usize, planes: usize) -> f64 {
+    fn weight_error(w: &[f32], out: usize, inp: usize, bits: WeightBits) -> f64 {
         let rows = 4;
         // 0…255 times 1/255: quantised without loss (scale 1/255, zero point 0).
         let x: Vec<f32> = (0..rows * inp)
             .map(|i| ((i * 37) % 256) as f32 / 255.0)
             .collect();
-        let m = Int8Matrix::quantize(w, out, inp, planes);
+        let kernels = Int8Kernels::detect();
+        let m = Int8Matrix::quantize(w, out, inp, bits, kernels);
         let mut xq = Int8Rows::default();
         xq.quantize(&x, rows, inp);
         let mut y = Vec::new();
-        m.matmul(&xq, 0..out, &vec![0.0; out], &mut y, Int8Kernels::detect());
+        m.matmul(&mut xq, 0..out, &vec![0.0; out], &mut y, kernels);
         let (mut err, mut norm) = (0f64, 0f64);
         for r in 0..rows {
             for o in 0..out {
@@ -650,18 +861,18 @@ mod tests {
     }
 
     #[test]
-    fn a_second_plane_carries_the_first_planes_rounding_error() {
+    fn twelve_bit_weights_cut_the_rounding_error() {
         // Rows whose maximum is ~8× their RMS, as in MPNet's feed-forward output layers.
         let (out, inp) = (64, 512);
         let mut w = noise(out * inp, 6);
         for o in 0..out {
             w[o * inp + (o * 7) % inp] = 5.0;
         }
-        let one = weight_error(&w, out, inp, 1);
-        let two = weight_error(&w, out, inp, 2);
-        assert!(one > 1e-3, "8-bit weights alone: {one}");
-        // The second plane's step is 1/254 of the first's.
-        assert!(two < one / 50.0, "one plane {one}, two planes {two}");
+        let eight = weight_error(&w, out, inp, WeightBits::Eight);
+        let twelve = weight_error(&w, out, inp, WeightBits::Twelve);
+        assert!(eight > 1e-3, "8-bit weights: {eight}");
+        // The 12-bit step is 127/2047 ≈ 1/16 of the 8-bit one.
+        assert!(twelve < eight / 10.0, "8-bit {eight}, 12-bit {twelve}");
     }
 
     #[test]
