@@ -539,6 +539,9 @@ mod x86 {
         std::ptr::read_unaligned(x.add(r * kpad + p * 2) as *const i32)
     }
 
+    /// Inputs per pass of the 256-bit pair kernels.
+    const KC: usize = 512;
+
     /// A pair kernel on 256-bit registers, 16 outputs (two registers) × R rows at a time,
     /// compiled once per way of adding 16-bit pair products into 32-bit sums.
     macro_rules! pairs_ymm {
@@ -556,22 +559,34 @@ mod x86 {
                 unsafe fn add($acc: __m256i, $x: __m256i, $w: __m256i) -> __m256i {
                     $add
                 }
-                for part in 0..GROUP / 16 {
-                    let mut acc = [[_mm256_setzero_si256(); 2]; R];
-                    for p in 0..kpad / 2 {
-                        let wp = w.add(p * GROUP * 2 + part * 32);
-                        let w0 = _mm256_loadu_si256(wp as *const __m256i);
-                        let w1 = _mm256_loadu_si256(wp.add(16) as *const __m256i);
-                        for (r, acc) in acc.iter_mut().enumerate() {
-                            let xb = _mm256_set1_epi32(pair(x, kpad, r, p));
-                            acc[0] = add(acc[0], xb, w0);
-                            acc[1] = add(acc[1], xb, w1);
+                // Inputs in passes of KC: the tile's activations for one pass (R × KC × 2
+                // bytes) stay in L1 while each part of the group's weights streams past them.
+                for k0 in (0..kpad).step_by(KC) {
+                    for part in 0..GROUP / 16 {
+                        let out = tile.as_mut_ptr().add(part * 16);
+                        let mut acc = [[_mm256_setzero_si256(); 2]; R];
+                        if k0 > 0 {
+                            for (r, acc) in acc.iter_mut().enumerate() {
+                                let o = out.add(r * GROUP);
+                                acc[0] = _mm256_loadu_si256(o as *const __m256i);
+                                acc[1] = _mm256_loadu_si256(o.add(8) as *const __m256i);
+                            }
                         }
-                    }
-                    for (r, acc) in acc.iter().enumerate() {
-                        let out = tile.as_mut_ptr().add(r * GROUP + part * 16);
-                        _mm256_storeu_si256(out as *mut __m256i, acc[0]);
-                        _mm256_storeu_si256(out.add(8) as *mut __m256i, acc[1]);
+                        for p in k0 / 2..(k0 + KC).min(kpad) / 2 {
+                            let wp = w.add(p * GROUP * 2 + part * 32);
+                            let w0 = _mm256_loadu_si256(wp as *const __m256i);
+                            let w1 = _mm256_loadu_si256(wp.add(16) as *const __m256i);
+                            for (r, acc) in acc.iter_mut().enumerate() {
+                                let xb = _mm256_set1_epi32(pair(x, kpad, r, p));
+                                acc[0] = add(acc[0], xb, w0);
+                                acc[1] = add(acc[1], xb, w1);
+                            }
+                        }
+                        for (r, acc) in acc.iter().enumerate() {
+                            let o = out.add(r * GROUP);
+                            _mm256_storeu_si256(o as *mut __m256i, acc[0]);
+                            _mm256_storeu_si256(o.add(8) as *mut __m256i, acc[1]);
+                        }
                     }
                 }
             }
@@ -690,9 +705,10 @@ mod tests {
     use super::*;
     use crate::testing::noise;
 
-    /// Shapes that leave partial tiles: rows not a multiple of 4, outputs not of 64, inputs not
-    /// of 4.
-    const SHAPES: [(usize, usize, usize); 3] = [(7, 70, 38), (4, 64, 384), (13, 130, 101)];
+    /// Shapes that leave partial tiles: rows not a multiple of 4 or 6, outputs not of 64, inputs
+    /// not of 4 or of the AVX2 kernel's passes (512).
+    const SHAPES: [(usize, usize, usize); 4] =
+        [(7, 70, 38), (4, 64, 384), (13, 130, 101), (5, 70, 1100)];
 
     impl Int8Matrix {
         /// The quantised weight of output `o`, input `k`, from either layout.
@@ -707,7 +723,12 @@ mod tests {
 
     #[test]
     fn every_kernel_computes_the_exact_integer_products() {
-        let bits = [WeightBits::Eight, WeightBits::Twelve, WeightBits::Twelve];
+        let bits = [
+            WeightBits::Eight,
+            WeightBits::Twelve,
+            WeightBits::Twelve,
+            WeightBits::Eight,
+        ];
         for ((rows, out, inp), bits) in SHAPES.into_iter().zip(bits) {
             let w = noise(out * inp, 1);
             let mut x = noise(rows * inp, 2);
