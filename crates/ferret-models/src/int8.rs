@@ -152,12 +152,35 @@ wide! {
     }
 }
 
+/// What a range of outputs needs to turn integer sums into floats: Σ q, the weight scale and
+/// the bias of each.
+#[derive(Clone, Copy)]
+struct OutputTerms<'a> {
+    sums: &'a [i32],
+    scales: &'a [f32],
+    bias: &'a [f32],
+}
+
 wide! {
-    /// y += (acc − zero · Σw) · (sx · scale), per output. The difference is Σ (x − zero) · w,
-    /// which fits 32 bits where its two terms alone may not: wrapping arithmetic gets it exactly.
-    fn dequantize_add(acc: &[i32], zero: i32, sums: &[i32], sx: f32, scales: &[f32], y: &mut [f32]) {
-        for (((y, &a), &w), &s) in y.iter_mut().zip(acc).zip(sums).zip(scales) {
-            *y += a.wrapping_sub(zero.wrapping_mul(w)) as f32 * (sx * s);
+    /// y[r] = bias + (acc[r] − zero[r] · Σw) · (sx[r] · scale) per output, for a tile's rows r:
+    /// `acc` rows GROUP apart, `y` rows `n` apart. The difference is Σ (x − zero) · w, which
+    /// fits 32 bits where its two terms alone may not: wrapping arithmetic gets it exactly.
+    fn dequantize_rows(
+        acc: &[i32],
+        zeros: &[i32],
+        sx: &[f32],
+        out: OutputTerms<'_>,
+        y: &mut [f32],
+        n: usize,
+    ) {
+        let width = out.sums.len();
+        for (r, (&zero, &sx)) in zeros.iter().zip(sx).enumerate() {
+            let acc = &acc[r * GROUP..][..width];
+            let y = &mut y[r * n..][..width];
+            let terms = out.sums.iter().zip(out.scales).zip(out.bias);
+            for ((y, &a), ((&w, &s), &b)) in y.iter_mut().zip(acc).zip(terms) {
+                *y = b + a.wrapping_sub(zero.wrapping_mul(w)) as f32 * (sx * s);
+            }
         }
     }
 }
@@ -307,13 +330,19 @@ impl Int8Matrix {
                         &mut tile,
                     ),
                 }
-                for r in r0..(r0 + tile_rows).min(x.rows) {
-                    let y = &mut y[r * n + first - outputs.start..][..last - first];
-                    let acc = &tile[(r - r0) * GROUP + first - g * GROUP..][..last - first];
-                    let (sums, scales) = (&self.sums[first..last], &self.scales[first..last]);
-                    y.copy_from_slice(&bias[first..last]);
-                    dequantize_add(acc, x.zeros[r], sums, x.scales[r], scales, y);
-                }
+                let rows = r0..(r0 + tile_rows).min(x.rows);
+                dequantize_rows(
+                    &tile[first - g * GROUP..],
+                    &x.zeros[rows.clone()],
+                    &x.scales[rows],
+                    OutputTerms {
+                        sums: &self.sums[first..last],
+                        scales: &self.scales[first..last],
+                        bias: &bias[first..last],
+                    },
+                    &mut y[r0 * n + first - outputs.start..],
+                    n,
+                );
             }
         }
         // The outlier inputs, in f32.
