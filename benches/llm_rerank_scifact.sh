@@ -7,9 +7,11 @@
 # by default, PRP's sliding and all-pairs variants the first N_PRP=10 (the table in
 # docs/RERANKING.md ran all pairs on 3, for time).
 #
-# ONLY (a regular expression, default all) keeps the rows whose strategy name matches.
+# ONLY (a regular expression, default all) keeps the rows whose strategy name matches. THREADS
+# (default 1) runs that many queries at once; the model's own work shares the same threads, so
+# s / query is wall time over queries at that setting.
 #
-#   benches/llm_rerank_scifact.sh [OUT_DIR]      (FERRET_DATA, N, N_PRP, LLM, ONLY, FERRET)
+#   benches/llm_rerank_scifact.sh [OUT_DIR]      (FERRET_DATA, N, N_PRP, LLM, ONLY, THREADS, FERRET)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-target/llm-rerank}
@@ -19,6 +21,7 @@ N=${N:-30}
 N_PRP=${N_PRP:-10}
 LLM=${LLM:-smollm2}
 ONLY=${ONLY:-.}
+THREADS=${THREADS:-1}
 FERRET=${FERRET:-target/release/ferret}
 [ -x "$FERRET" ] || cargo build --release -q
 mkdir -p "$OUT"
@@ -46,7 +49,7 @@ ROWS=(
 )
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | xargs)
 isa=$(grep -qw avx512f /proc/cpuinfo && echo AVX-512 || { grep -qw avx2 /proc/cpuinfo && echo AVX2 || echo "no AVX2"; })
-echo "CPU: $cpu, $(nproc) cores, $isa; LLM $LLM" > "$OUT/table.md"
+echo "CPU: $cpu, $(nproc) cores, $isa; LLM $LLM; $THREADS thread(s)" > "$OUT/table.md"
 printf '| strategy | queries | nDCG@10 | LLM calls / query | tokens / query | s / query |\n|---|---:|---:|---:|---:|---:|\n' >> "$OUT/table.md"
 head -1 "$OUT/table.md"
 i=0
@@ -57,7 +60,7 @@ for row in "${ROWS[@]}"; do
   # cache=0: every call is made (the table reports the real cost, not cache hits).
   p=${pipeline//passage_tokens=96/passage_tokens=96, cache=0}
   "$FERRET" run --index "$OUT/index" --queries "$SCIFACT/queries.jsonl" --qrels "$OUT/qrels-$n.tsv" \
-    --pipeline "$p" -k 20 --threads 1 -o "$OUT/run-$i.txt" -m ndcg_cut.10 2> "$OUT/run-$i.log" > /dev/null
+    --pipeline "$p" -k 20 --threads "$THREADS" -o "$OUT/run-$i.txt" -m ndcg_cut.10 2> "$OUT/run-$i.log" > /dev/null
   python3 - "$OUT/run-$i.txt.card.json" "$name" "$n" >> "$OUT/table.md" <<'PY'
 import json, sys
 card = json.load(open(sys.argv[1]))
