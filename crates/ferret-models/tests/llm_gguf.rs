@@ -226,3 +226,63 @@ fn unsupported_and_broken_gguf_files_are_clear_errors() {
         .to_string();
     assert!(err.contains("no such GGUF file"), "{err}");
 }
+
+/// Pairwise-style prompts that share their beginning: the second and later ones start from the
+/// first's KV cache, and their answers are those of the same prompt run from scratch (equal
+/// here to the bit: a prompt's rows are computed independently of the chunk they are in).
+fn check_prefix_reuse(model: &GgufModel) {
+    let request = |b: &str| {
+        LlmRequest {
+        messages: vec![Message::user(format!(
+            "Given a query \"what causes tides\", which passage is more relevant?\n\nPassage A: \"The \
+             gravitational pull of the moon and the sun raises the oceans in two bulges.\"\n\n\
+             Passage B: \"{b}\"\n\nAnswer with A or B."
+        ))],
+        max_tokens: 4,
+        choices: vec!["A".into(), "B".into()],
+    }
+    };
+    let bs = [
+        "Tides are driven by the moon.",
+        "Volcanoes erupt when magma rises.",
+        "The sun's gravity also matters for the tides.",
+    ];
+    let mut reused = 0;
+    for b in bs {
+        let r = request(b);
+        let answer = model.complete(&r, &Cancel::never()).unwrap();
+        let fresh_ids = model.tokenize(&model.render(&r.messages).unwrap()).unwrap();
+        let logits = model.last_position(&fresh_ids).unwrap();
+        let fresh = log_softmax_at(&logits, model, &["A", "B"]);
+        let lp = answer.choice_logprobs.unwrap();
+        eprintln!(
+            "reused {} tokens: A/B {lp:?}, from scratch {fresh:?}",
+            answer.reused_prompt_tokens
+        );
+        assert!(
+            (lp[0] - fresh[0]).abs() < 1e-5 && (lp[1] - fresh[1]).abs() < 1e-5,
+            "with a reused prefix {lp:?}, from scratch {fresh:?}"
+        );
+        reused += answer.reused_prompt_tokens;
+    }
+    // The second and third prompts reuse everything up to Passage B's text: all but the few
+    // tokens after it of the prompt with an empty Passage B, each.
+    let prefix = model
+        .tokenize(&model.render(&request("").messages).unwrap())
+        .unwrap();
+    assert!(
+        reused as usize >= prefix.len(),
+        "{reused} tokens reused over two prompts of ~{} shared tokens each",
+        prefix.len()
+    );
+}
+
+#[test]
+fn smollm2_reuses_prompt_prefixes() {
+    check_prefix_reuse(&GgufModel::open("smollm2").unwrap());
+}
+
+#[test]
+fn qwen2_5_coder_1_5b_reuses_prompt_prefixes() {
+    check_prefix_reuse(&GgufModel::open("qwen2.5-coder-1.5b").unwrap());
+}

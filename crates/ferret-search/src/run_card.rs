@@ -52,6 +52,9 @@ pub struct LlmUsage {
     pub cache_hits: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Prompt tokens whose keys and values came from an earlier prompt instead of being run.
+    #[serde(default)]
+    pub reused_prompt_tokens: u64,
     pub calls_per_query: f64,
     pub tokens_per_query: f64,
 }
@@ -71,6 +74,7 @@ pub fn llm_usage(queries: usize) -> Vec<LlmUsage> {
             cache_hits: u.cache_hits,
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
+            reused_prompt_tokens: u.reused_prompt_tokens,
             calls_per_query: per(u.calls + u.cache_hits),
             tokens_per_query: per(u.prompt_tokens + u.completion_tokens),
         })

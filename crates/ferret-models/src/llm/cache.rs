@@ -150,6 +150,7 @@ mod tests {
             choice_logprobs: Some(vec![-0.1, -2.3]),
             prompt_tokens: 12,
             completion_tokens: 1,
+            reused_prompt_tokens: 0,
         };
         let k = key("m", &request("a"));
         assert_ne!(k, key("m", &request("b")));

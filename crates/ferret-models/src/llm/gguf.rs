@@ -13,6 +13,7 @@ use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use tokenizers::Tokenizer;
 
 use super::llama;
+use super::prefix::PrefixStore;
 use super::template::ChatTemplate;
 use super::tokenizer::{self, number, text};
 use super::{LlmBackend, LlmRequest, LlmResponse, Message};
@@ -120,6 +121,14 @@ impl Prototype {
     }
 }
 
+/// What [`GgufModel::decode`] gives: the generated tokens, the choices' log-probabilities at
+/// the first position, and how many prompt tokens came from an earlier prompt's cache.
+struct Decoded {
+    generated: Vec<u32>,
+    choice_logprobs: Vec<f32>,
+    reused: usize,
+}
+
 /// Prompt tokens per forward pass.
 const PROMPT_CHUNK: usize = 256;
 
@@ -133,6 +142,8 @@ pub struct GgufModel {
     /// their own, about 2 GB for the 1.5B model).
     pool: Mutex<Vec<ModelWeights>>,
     prototype: Prototype,
+    /// Recent prompts' KV caches, for prompts that begin the same way (ferret's runtime only).
+    prefixes: PrefixStore,
     tokenizer: Tokenizer,
     template: ChatTemplate,
     /// Tokens that end an answer (end of sequence, end of turn).
@@ -279,6 +290,7 @@ impl GgufModel {
             path,
             pool: Mutex::new(vec![first]),
             prototype,
+            prefixes: PrefixStore::from_env(),
             tokenizer,
             template,
             stop,
@@ -339,7 +351,7 @@ impl GgufModel {
                 ),
             ));
         }
-        let result = self.with_idle_model(|model| feed_prompt(model, prompt, &Cancel::never()));
+        let result = self.with_idle_model(|model| feed_prompt(model, prompt, 0, &Cancel::never()));
         result
             .map_err(|e| ModelError::invalid(&self.path, format!("inference: {e}")))?
             .ok_or(ModelError::Cancelled)
@@ -371,7 +383,7 @@ impl GgufModel {
             |e: candle_core::Error| ModelError::invalid(&self.path, format!("inference: {e}"));
         let mut model = self.prototype.instance().map_err(bad)?;
         let start = std::time::Instant::now();
-        let mut logits = feed_prompt(&mut model, prompt, &Cancel::never())
+        let mut logits = feed_prompt(&mut model, prompt, 0, &Cancel::never())
             .map_err(bad)?
             .ok_or(ModelError::Cancelled)?;
         let prompt_secs = start.elapsed().as_secs_f64();
@@ -407,7 +419,11 @@ impl GgufModel {
         let result = self.with_idle_model(|model| {
             self.decode(model, &ids, &choice_ids, request.max_tokens, cancel)
         });
-        let (generated, choice_logprobs) = result
+        let Decoded {
+            generated,
+            choice_logprobs,
+            reused,
+        } = result
             .map_err(|e| bad(format!("inference: {e}")))?
             .ok_or(ModelError::Cancelled)?;
         let text = self
@@ -419,12 +435,14 @@ impl GgufModel {
             choice_logprobs: (!choice_ids.is_empty()).then_some(choice_logprobs),
             prompt_tokens: ids.len() as u64,
             completion_tokens: generated.len() as u64,
+            reused_prompt_tokens: reused as u64,
         })
     }
 
-    /// Feeds the prompt, reads the choices' log-probabilities at the first position, then
-    /// decodes greedily. `None` when `cancel` stopped it (checked between prompt chunks and
-    /// before each generated token).
+    /// Feeds the prompt (from the stored cache of an earlier prompt that began the same way, as
+    /// far as they agree), reads the choices' log-probabilities at the first position, then
+    /// decodes greedily; also how many prompt tokens were reused. `None` when `cancel` stopped
+    /// it (checked between prompt chunks and before each generated token).
     fn decode(
         &self,
         model: &mut ModelWeights,
@@ -432,11 +450,24 @@ impl GgufModel {
         choices: &[u32],
         max_tokens: usize,
         cancel: &Cancel,
-    ) -> candle_core::Result<Option<(Vec<u32>, Vec<f32>)>> {
+    ) -> candle_core::Result<Option<Decoded>> {
         let start = std::time::Instant::now();
-        let Some(mut logits) = feed_prompt(model, prompt, cancel)? else {
+        let reused = match model {
+            ModelWeights::Own(session, _) => match self.prefixes.longest(prompt) {
+                Some((kv, n)) => {
+                    session.restore(&kv, n);
+                    n
+                }
+                None => 0,
+            },
+            _ => 0,
+        };
+        let Some(mut logits) = feed_prompt(model, &prompt[reused..], reused, cancel)? else {
             return Ok(None);
         };
+        if let ModelWeights::Own(session, _) = model {
+            self.prefixes.insert(prompt, session.snapshot());
+        }
         let prompt_time = start.elapsed();
         let choice_logprobs = if choices.is_empty() {
             Vec::new()
@@ -466,13 +497,17 @@ impl GgufModel {
             position += 1;
         }
         tracing::debug!(
-            "prompt {} tokens in {:.3} s, {} generated in {:.3} s",
+            "prompt {} tokens ({reused} reused from an earlier prompt) in {:.3} s, {} generated in {:.3} s",
             prompt.len(),
             prompt_time.as_secs_f64(),
             generated.len(),
             (start.elapsed() - prompt_time).as_secs_f64()
         );
-        Ok(Some((generated, choice_logprobs)))
+        Ok(Some(Decoded {
+            generated,
+            choice_logprobs,
+            reused,
+        }))
     }
 }
 
@@ -548,13 +583,14 @@ fn fast_layout(
     Ok((content, buffer.into_inner(), projection))
 }
 
-/// Runs the prompt through the model (filling its KV cache); the logits after the last token.
-/// In chunks: candle materialises the attention scores of a forward pass (heads × chunk ×
+/// Runs the prompt through the model (filling its KV cache after the `position` tokens it
+/// holds); the logits after the last token. In chunks: candle materialises the attention scores of a forward pass (heads × chunk ×
 /// context floats), which for a whole 3,000-token prompt is ~300 MB per layer. `None` when
 /// `cancel` stopped it between chunks.
 fn feed_prompt(
     model: &mut ModelWeights,
     prompt: &[u32],
+    position: usize,
     cancel: &Cancel,
 ) -> candle_core::Result<Option<Vec<f32>>> {
     let mut logits = Vec::new();
@@ -562,7 +598,7 @@ fn feed_prompt(
         if cancel.is_cancelled() {
             return Ok(None);
         }
-        logits = model.prompt(chunk, i * PROMPT_CHUNK)?;
+        logits = model.prompt(chunk, position + i * PROMPT_CHUNK)?;
     }
     Ok(Some(logits))
 }

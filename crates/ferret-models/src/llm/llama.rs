@@ -497,6 +497,41 @@ fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
 }
 
+/// A session's KV cache after some tokens ([`Session::snapshot`]).
+pub(crate) struct KvSnapshot {
+    len: usize,
+    keys: Vec<Vec<f32>>,
+    values: Vec<Vec<f32>>,
+    keys16: Vec<Vec<f16>>,
+    values16: Vec<Vec<f16>>,
+}
+
+impl KvSnapshot {
+    /// Positions held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Memory held, in bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        let count = |v: &[Vec<f32>]| v.iter().map(Vec::len).sum::<usize>() * 4;
+        let count16 = |v: &[Vec<f16>]| v.iter().map(Vec::len).sum::<usize>() * 2;
+        count(&self.keys) + count(&self.values) + count16(&self.keys16) + count16(&self.values16)
+    }
+
+    /// `len` positions of zeros in f16, one head of `head_dim` (for tests of what holds them).
+    #[cfg(test)]
+    pub(crate) fn zeros(len: usize, head_dim: usize) -> Self {
+        KvSnapshot {
+            len,
+            keys: Vec::new(),
+            values: Vec::new(),
+            keys16: vec![vec![f16::ZERO; len * head_dim]],
+            values16: vec![vec![f16::ZERO; len * head_dim]],
+        }
+    }
+}
+
 /// One conversation's state: the KV cache (per layer and key/value head, position × head_dim,
 /// so that a head's attention reads one contiguous block) and buffers. The cache is kept in
 /// f32 for prompts' GEMMs and in f16 for steps, which read all of it for every token (as
@@ -534,6 +569,63 @@ impl Session {
         self.keys16.iter_mut().for_each(Vec::clear);
         self.values16.iter_mut().for_each(Vec::clear);
         self.len = 0;
+    }
+
+    /// A copy of the KV cache as it is, to start later prompts that begin with the same tokens
+    /// from ([`Session::restore`]). Only the values the cache derives the rest from are kept:
+    /// f32 in exact mode, else the f16 copy (the f32 one holds the same values, rounded).
+    pub(crate) fn snapshot(&self) -> KvSnapshot {
+        let exact = self.w.exact;
+        KvSnapshot {
+            len: self.len,
+            keys: if exact { self.keys.clone() } else { Vec::new() },
+            values: if exact {
+                self.values.clone()
+            } else {
+                Vec::new()
+            },
+            keys16: if exact {
+                Vec::new()
+            } else {
+                self.keys16.clone()
+            },
+            values16: if exact {
+                Vec::new()
+            } else {
+                self.values16.clone()
+            },
+        }
+    }
+
+    /// Puts the first `len` positions of `s` in the cache, as if a prompt of those tokens had
+    /// just been fed: the same f32 and f16 values [`Session::append`] would have stored.
+    pub(crate) fn restore(&mut self, s: &KvSnapshot, len: usize) {
+        assert!(len <= s.len, "restoring {len} of {} positions", s.len);
+        let n = len * self.w.cfg.head_dim;
+        let copy32 = |to: &mut Vec<f32>, from: &[f32]| {
+            to.clear();
+            to.extend_from_slice(&from[..n]);
+        };
+        let copy16 = |to: &mut Vec<f16>, from: &[f16]| {
+            to.clear();
+            to.extend_from_slice(&from[..n]);
+        };
+        for at in 0..self.keys.len() {
+            if self.w.exact {
+                copy32(&mut self.keys[at], &s.keys[at]);
+                copy32(&mut self.values[at], &s.values[at]);
+                let half = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>();
+                self.keys16[at] = half(&self.keys[at]);
+                self.values16[at] = half(&self.values[at]);
+            } else {
+                copy16(&mut self.keys16[at], &s.keys16[at]);
+                copy16(&mut self.values16[at], &s.values16[at]);
+                let full = |v: &[f16]| v.iter().map(|x| x.to_f32()).collect::<Vec<_>>();
+                self.keys[at] = full(&self.keys16[at]);
+                self.values[at] = full(&self.values16[at]);
+            }
+        }
+        self.len = len;
     }
 
     /// Adds a token's keys and values (a row of projected queries, keys, values) to layer

@@ -9,6 +9,7 @@ pub mod gguf;
 mod kernels;
 mod llama;
 pub mod openai;
+mod prefix;
 mod template;
 mod tokenizer;
 
@@ -62,6 +63,14 @@ pub struct LlmResponse {
     pub choice_logprobs: Option<Vec<f32>>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Of the prompt tokens, those whose keys and values came from an earlier prompt that began
+    /// the same way instead of being run (a server's "cached tokens").
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reused_prompt_tokens: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What a model runtime implements.
@@ -84,6 +93,7 @@ pub struct LlmStats {
     pub cache_hits: AtomicU64,
     pub prompt_tokens: AtomicU64,
     pub completion_tokens: AtomicU64,
+    pub reused_prompt_tokens: AtomicU64,
 }
 
 /// A snapshot of [`LlmStats`].
@@ -93,6 +103,8 @@ pub struct Usage {
     pub cache_hits: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Prompt tokens not run, their keys and values taken from an earlier prompt's.
+    pub reused_prompt_tokens: u64,
 }
 
 impl Usage {
@@ -102,6 +114,7 @@ impl Usage {
             cache_hits: self.cache_hits - before.cache_hits,
             prompt_tokens: self.prompt_tokens - before.prompt_tokens,
             completion_tokens: self.completion_tokens - before.completion_tokens,
+            reused_prompt_tokens: self.reused_prompt_tokens - before.reused_prompt_tokens,
         }
     }
 }
@@ -162,6 +175,9 @@ impl Llm {
         self.stats
             .completion_tokens
             .fetch_add(response.completion_tokens, Ordering::Relaxed);
+        self.stats
+            .reused_prompt_tokens
+            .fetch_add(response.reused_prompt_tokens, Ordering::Relaxed);
         Ok((response, hit))
     }
 
@@ -171,6 +187,7 @@ impl Llm {
             cache_hits: self.stats.cache_hits.load(Ordering::Relaxed),
             prompt_tokens: self.stats.prompt_tokens.load(Ordering::Relaxed),
             completion_tokens: self.stats.completion_tokens.load(Ordering::Relaxed),
+            reused_prompt_tokens: self.stats.reused_prompt_tokens.load(Ordering::Relaxed),
         }
     }
 }

@@ -188,6 +188,7 @@ fn parse_answer(text: &str, request: &LlmRequest) -> Result<LlmResponse, String>
         choice_logprobs,
         prompt_tokens: usage("prompt_tokens").unwrap_or(0),
         completion_tokens: usage("completion_tokens").unwrap_or(0),
+        reused_prompt_tokens: usage("prompt_tokens_details/cached_tokens").unwrap_or(0),
     })
 }
 

@@ -87,8 +87,13 @@ pub fn main(a: Args) -> anyhow::Result<()> {
         }
         for u in usage {
             eprintln!(
-                "LLM {}: {} calls (+{} cached), {} prompt + {} completion tokens, {seconds:.2} s",
-                u.model, u.calls, u.cache_hits, u.prompt_tokens, u.completion_tokens
+                "LLM {}: {} calls (+{} cached), {} prompt ({} reused from earlier prompts) + {} completion tokens, {seconds:.2} s",
+                u.model,
+                u.calls,
+                u.cache_hits,
+                u.prompt_tokens,
+                u.reused_prompt_tokens,
+                u.completion_tokens
             );
         }
     }

@@ -74,11 +74,12 @@ pub fn main(a: Args) -> anyhow::Result<()> {
     eprintln!("run card -> {}", card_path.display());
     for u in &card.llm_usage {
         eprintln!(
-            "LLM {}: {} calls (+{} answered from the cache), {} prompt + {} completion tokens; per query {:.1} calls, {:.0} tokens, {:.2} s",
+            "LLM {}: {} calls (+{} answered from the cache), {} prompt ({} reused from earlier prompts) + {} completion tokens; per query {:.1} calls, {:.0} tokens, {:.2} s",
             u.model,
             u.calls,
             u.cache_hits,
             u.prompt_tokens,
+            u.reused_prompt_tokens,
             u.completion_tokens,
             u.calls_per_query,
             u.tokens_per_query,

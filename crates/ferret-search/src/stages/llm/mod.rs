@@ -150,6 +150,7 @@ impl<'a> Session<'a> {
                 self.usage.cache_hits += u64::from(hit);
                 self.usage.prompt_tokens += r.prompt_tokens;
                 self.usage.completion_tokens += r.completion_tokens;
+                self.usage.reused_prompt_tokens += r.reused_prompt_tokens;
                 Some(r)
             }
             Err(ferret_models::ModelError::Cancelled) => None,
@@ -183,6 +184,12 @@ impl<'a> Session<'a> {
                 "LLM calls {} (+{} cached), tokens {} in / {} out",
                 u.calls, u.cache_hits, u.prompt_tokens, u.completion_tokens
             );
+            if u.reused_prompt_tokens > 0 {
+                s += &format!(
+                    "; {} prompt tokens reused from earlier prompts",
+                    u.reused_prompt_tokens
+                );
+            }
             if truncated > 0 {
                 s += &format!("; {truncated} passages truncated");
             }
