@@ -7,13 +7,15 @@
 #     TOKENS=all-mpnet-base-v2 or all-minilm-l6-v2: ~40 / ~20 min of encoding on 2 cores);
 #   * each model alone on test;
 #   * z-score CombSUM of them, the weights found by coordinate ascent on train
-#     (`ferret tune --search coordinate`, restarts from random starts, seed 1), written with its
+#     (`ferret tune --search coordinate`, RESTARTS random starts, seed 1), written with its
 #     run card;
 #   * the tuned fusion against BM25 and against the best single model: paired t-test and
 #     randomisation test (`ferret eval`).
 #
 # usage: benches/best_scifact.sh [WORKDIR]
-#   FERRET (binary, default target/release/ferret), FERRET_DATA, WITH_MPNET=1, WITH_RM3=1, TOKENS=MODEL,
+#   FERRET (binary, default target/release/ferret), FERRET_DATA, RESTARTS (random starts of the
+#   coordinate ascent, default 3), WITH_MPNET=1 (MPNET_INT8=1: its
+#   corpus encoded with int8 linear layers, ~15 instead of ~40 min), WITH_RM3=1, TOKENS=MODEL,
 #   NOMIC_INDEX (an existing SciFact index with nomic-embed-text-v1.5, copied instead of
 #   encoding the corpus again: ~45 min on 2 cores)
 set -euo pipefail
@@ -46,7 +48,7 @@ NAMES=(bm25 nomic minilm splade)
 WEIGHTS="{bm25}, 1, {minilm}, {splade}"
 GRIDS=(--grid bm25=0:2:0.1 --grid minilm=0:2:0.1 --grid splade=0:2:0.1)
 if [ "${WITH_MPNET:-}" = 1 ]; then
-  has all-mpnet-base-v2 || "$FERRET" index --index "$IDX" --dense all-mpnet-base-v2
+  has all-mpnet-base-v2 || "$FERRET" index --index "$IDX" --dense all-mpnet-base-v2 ${MPNET_INT8:+--int8}
   INPUTS+=("dense(model=sentence-transformers/all-mpnet-base-v2, exact=1) % 1000")
   NAMES+=(mpnet)
   WEIGHTS="$WEIGHTS, {mpnet}"
@@ -79,7 +81,7 @@ JOINED=$(printf '%s, ' "${INPUTS[@]}")
 FUSION="combsum(${JOINED%, }, norm=zscore, weights=[$WEIGHTS])"
 echo "tuning: $FUSION"
 "$FERRET" tune --index "$IDX" --queries "$Q" --qrels "$TRAIN" --report-qrels "$TEST" \
-  --pipeline "$FUSION" "${GRIDS[@]}" --search coordinate --restarts 3 --seed 1 \
+  --pipeline "$FUSION" "${GRIDS[@]}" --search coordinate --restarts "${RESTARTS:-3}" --seed 1 \
   -m nDCG@10 R@100 -k 1000 -o "$WORK/tuned.run" > "$WORK/tune.txt"
 tail -4 "$WORK/tune.txt"
 

@@ -9,7 +9,9 @@
 #
 # ONLY (a regular expression, default all) keeps the rows whose strategy name matches. THREADS
 # (default 1) runs that many queries at once; the model's own work shares the same threads, so
-# s / query is wall time over queries at that setting.
+# s / query is wall time over queries at that setting. Prompts that begin like an earlier one
+# start from its KV cache (reused tokens are counted in the table; FERRET_LLM_PREFIX_CACHE_MB=0
+# turns that off).
 #
 #   benches/llm_rerank_scifact.sh [OUT_DIR]      (FERRET_DATA, N, N_PRP, LLM, ONLY, THREADS, FERRET)
 set -euo pipefail
@@ -50,7 +52,7 @@ ROWS=(
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | xargs)
 isa=$(grep -qw avx512f /proc/cpuinfo && echo AVX-512 || { grep -qw avx2 /proc/cpuinfo && echo AVX2 || echo "no AVX2"; })
 echo "CPU: $cpu, $(nproc) cores, $isa; LLM $LLM; $THREADS thread(s)" > "$OUT/table.md"
-printf '| strategy | queries | nDCG@10 | LLM calls / query | tokens / query | s / query |\n|---|---:|---:|---:|---:|---:|\n' >> "$OUT/table.md"
+printf '| strategy | queries | nDCG@10 | LLM calls / query | tokens / query | prompt tokens reused / query | s / query |\n|---|---:|---:|---:|---:|---:|---:|\n' >> "$OUT/table.md"
 head -1 "$OUT/table.md"
 i=0
 for row in "${ROWS[@]}"; do
@@ -68,7 +70,8 @@ ndcg = card["metrics"][0]["value"]
 u = card.get("llm_usage") or [{}]
 t = card["timings"]
 print(f"| {sys.argv[2]} | {sys.argv[3]} | {ndcg:.4f} | {u[0].get('calls_per_query', 0):.1f} | "
-      f"{u[0].get('tokens_per_query', 0):.0f} | {t['seconds'] / t['queries']:.2f} |")
+      f"{u[0].get('tokens_per_query', 0):.0f} | "
+      f"{u[0].get('reused_prompt_tokens', 0) / t['queries']:.0f} | {t['seconds'] / t['queries']:.2f} |")
 PY
   tail -1 "$OUT/table.md"
 done
