@@ -497,13 +497,17 @@ fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
 }
 
-/// A session's KV cache after some tokens ([`Session::snapshot`]).
+/// A session's KV cache after some tokens ([`Session::snapshot`]): only the values the rest
+/// derives from — f32 in exact mode, else the f16 copy (the f32 one holds the same values).
 pub(crate) struct KvSnapshot {
     len: usize,
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
-    keys16: Vec<Vec<f16>>,
-    values16: Vec<Vec<f16>>,
+    stored: Stored,
+}
+
+/// Per layer and key/value head: keys and values.
+enum Stored {
+    Exact(Vec<Vec<f32>>, Vec<Vec<f32>>),
+    Half(Vec<Vec<f16>>, Vec<Vec<f16>>),
 }
 
 impl KvSnapshot {
@@ -514,20 +518,22 @@ impl KvSnapshot {
 
     /// Memory held, in bytes.
     pub(crate) fn bytes(&self) -> usize {
-        let count = |v: &[Vec<f32>]| v.iter().map(Vec::len).sum::<usize>() * 4;
-        let count16 = |v: &[Vec<f16>]| v.iter().map(Vec::len).sum::<usize>() * 2;
-        count(&self.keys) + count(&self.values) + count16(&self.keys16) + count16(&self.values16)
+        fn count<T>(v: &[Vec<T>]) -> usize {
+            v.iter().map(Vec::len).sum::<usize>() * std::mem::size_of::<T>()
+        }
+        match &self.stored {
+            Stored::Exact(k, v) => count(k) + count(v),
+            Stored::Half(k, v) => count(k) + count(v),
+        }
     }
 
     /// `len` positions of zeros in f16, one head of `head_dim` (for tests of what holds them).
     #[cfg(test)]
     pub(crate) fn zeros(len: usize, head_dim: usize) -> Self {
+        let zeros = vec![vec![f16::ZERO; len * head_dim]];
         KvSnapshot {
             len,
-            keys: Vec::new(),
-            values: Vec::new(),
-            keys16: vec![vec![f16::ZERO; len * head_dim]],
-            values16: vec![vec![f16::ZERO; len * head_dim]],
+            stored: Stored::Half(zeros.clone(), zeros),
         }
     }
 }
@@ -572,27 +578,14 @@ impl Session {
     }
 
     /// A copy of the KV cache as it is, to start later prompts that begin with the same tokens
-    /// from ([`Session::restore`]). Only the values the cache derives the rest from are kept:
-    /// f32 in exact mode, else the f16 copy (the f32 one holds the same values, rounded).
+    /// from ([`Session::restore`]).
     pub(crate) fn snapshot(&self) -> KvSnapshot {
-        let exact = self.w.exact;
         KvSnapshot {
             len: self.len,
-            keys: if exact { self.keys.clone() } else { Vec::new() },
-            values: if exact {
-                self.values.clone()
+            stored: if self.w.exact {
+                Stored::Exact(self.keys.clone(), self.values.clone())
             } else {
-                Vec::new()
-            },
-            keys16: if exact {
-                Vec::new()
-            } else {
-                self.keys16.clone()
-            },
-            values16: if exact {
-                Vec::new()
-            } else {
-                self.values16.clone()
+                Stored::Half(self.keys16.clone(), self.values16.clone())
             },
         }
     }
@@ -602,27 +595,22 @@ impl Session {
     pub(crate) fn restore(&mut self, s: &KvSnapshot, len: usize) {
         assert!(len <= s.len, "restoring {len} of {} positions", s.len);
         let n = len * self.w.cfg.head_dim;
-        let copy32 = |to: &mut Vec<f32>, from: &[f32]| {
-            to.clear();
-            to.extend_from_slice(&from[..n]);
-        };
-        let copy16 = |to: &mut Vec<f16>, from: &[f16]| {
-            to.clear();
-            to.extend_from_slice(&from[..n]);
-        };
+        let half = |v: &[f32]| v[..n].iter().map(|&x| f16::from_f32(x)).collect();
+        let full = |v: &[f16]| v[..n].iter().map(|x| x.to_f32()).collect();
         for at in 0..self.keys.len() {
-            if self.w.exact {
-                copy32(&mut self.keys[at], &s.keys[at]);
-                copy32(&mut self.values[at], &s.values[at]);
-                let half = |v: &[f32]| v.iter().map(|&x| f16::from_f32(x)).collect::<Vec<_>>();
-                self.keys16[at] = half(&self.keys[at]);
-                self.values16[at] = half(&self.values[at]);
-            } else {
-                copy16(&mut self.keys16[at], &s.keys16[at]);
-                copy16(&mut self.values16[at], &s.values16[at]);
-                let full = |v: &[f16]| v.iter().map(|x| x.to_f32()).collect::<Vec<_>>();
-                self.keys[at] = full(&self.keys16[at]);
-                self.values[at] = full(&self.values16[at]);
+            match &s.stored {
+                Stored::Exact(k, v) => {
+                    self.keys[at] = k[at][..n].to_vec();
+                    self.values[at] = v[at][..n].to_vec();
+                    self.keys16[at] = half(&k[at]);
+                    self.values16[at] = half(&v[at]);
+                }
+                Stored::Half(k, v) => {
+                    self.keys16[at] = k[at][..n].to_vec();
+                    self.values16[at] = v[at][..n].to_vec();
+                    self.keys[at] = full(&k[at]);
+                    self.values[at] = full(&v[at]);
+                }
             }
         }
         self.len = len;
