@@ -369,14 +369,14 @@ impl QMatrix {
         mut put: impl FnMut(usize, [f32; TILE]),
     ) {
         #[cfg(target_arch = "x86_64")]
-        if self.k_quant_kernel::<TILE>(kernels).is_some() {
+        if let Some(kernel) = self.k_quant_kernel::<TILE>(kernels) {
             let blocks = self.cols / SUPER;
             // SAFETY (finish): a K-quant kernel runs only where the CPU has AVX2.
             if kernels != Kernels::Avx2 || blocks <= PASS_BLOCKS {
                 // One pass: each row's sums stay on the stack.
                 for r in rows {
                     let mut sums = [avx2::Partial::ZERO; TILE];
-                    self.k_quant(r, 0..blocks, xs, kernels, &mut sums);
+                    self.k_quant(kernel, r, 0..blocks, xs, &mut sums);
                     put(r, unsafe { avx2::Partial::finish(&sums) });
                 }
                 return;
@@ -385,7 +385,7 @@ impl QMatrix {
             for pass in (0..blocks).step_by(PASS_BLOCKS) {
                 let pass = pass..(pass + PASS_BLOCKS).min(blocks);
                 for (r, sums) in rows.clone().zip(&mut sums) {
-                    self.k_quant(r, pass.clone(), xs, kernels, sums);
+                    self.k_quant(kernel, r, pass.clone(), xs, sums);
                 }
             }
             for (r, sums) in rows.zip(&sums) {
@@ -413,20 +413,19 @@ impl QMatrix {
         })
     }
 
-    /// Row `r`'s super-blocks `blocks` · each of `xs`, added to `sums`, by the SIMD K-quant
-    /// kernel (which the caller has checked exists).
+    /// Row `r`'s super-blocks `blocks` · each of `xs`, added to `sums`, by `kernel` (from
+    /// [`QMatrix::k_quant_kernel`], looked up once by the caller).
     #[cfg(target_arch = "x86_64")]
     fn k_quant<const T: usize>(
         &self,
+        kernel: KQuantKernel<T>,
         r: usize,
         blocks: std::ops::Range<usize>,
         xs: [&Q8Vector; T],
-        kernels: Kernels,
         sums: &mut [avx2::Partial; T],
     ) {
-        let kernel = self.k_quant_kernel::<T>(kernels).expect("a K-quant kernel");
         assert!(blocks.end <= self.cols / SUPER);
-        // SAFETY: each kernel is chosen only where the CPU has its features ([`Kernels`]); the
+        // SAFETY: k_quant_kernel hands out a kernel only for a set the CPU has ([`Kernels`]); the
         // row holds cols / 256 super-blocks (asserted above: `blocks` lies inside them) and
         // each vector as many blocks of activations quantised per 256 (checked by the callers'
         // widths).
@@ -440,9 +439,9 @@ impl QMatrix {
     /// Row `r` · x.
     pub(crate) fn dot(&self, r: usize, x: &Q8Vector, kernels: Kernels) -> f32 {
         #[cfg(target_arch = "x86_64")]
-        if self.k_quant_kernel::<1>(kernels).is_some() {
+        if let Some(kernel) = self.k_quant_kernel::<1>(kernels) {
             let mut sums = [avx2::Partial::ZERO];
-            self.k_quant(r, 0..self.cols / SUPER, [x], kernels, &mut sums);
+            self.k_quant(kernel, r, 0..self.cols / SUPER, [x], &mut sums);
             // SAFETY: a K-quant kernel ran, so the CPU has AVX2.
             return unsafe { avx2::Partial::finish(&sums)[0] };
         }
