@@ -23,12 +23,14 @@
 //! stable Rust without a C++ toolchain (fbgemm and oneDNN are C++), hence this module.
 //!
 //! Weights are packed in groups of [`GROUP`] outputs, in one of two layouts ([`Packed`]): bytes
-//! in quads of inputs (`dpbusd`) or 16-bit values in pairs of inputs (`madd`, `dpwssd`). A
+//! in quads of inputs (`dpbusd`) or 16-bit values in pairs of inputs (`madd`, `dpwssd`),
+//! starting on a cache line so that no vector load of them straddles two ([`LineAligned`]). A
 //! tile is [`ROWS`] tokens × one group; the group (at most a few hundred KB) stays in the L2
 //! cache while every tile of rows runs over it.
 
 use std::ops::Range;
 
+use crate::aligned::LineAligned;
 use crate::fastmath::{self, wide};
 
 /// Outputs per packed group (the widest tile).
@@ -210,10 +212,10 @@ const MAX_INPUTS_12: usize = 4096;
 /// Quantised weights in the layout the kernels read, per group of [`GROUP`] outputs.
 enum Packed {
     /// Bytes, for `dpbusd`: per 4 inputs, GROUP outputs × 4 (groups × kpad/4 × GROUP × 4).
-    Quads(Vec<i8>),
+    Quads(LineAligned<i8>),
     /// 16-bit values, for `madd` and `dpwssd`: per 2 inputs, GROUP outputs × 2 (groups ×
     /// kpad/2 × GROUP × 2). Each 32-bit lane is one output's pair.
-    Pairs(Vec<i16>),
+    Pairs(LineAligned<i16>),
 }
 
 /// A weight matrix [out, inp] quantised per output channel, packed for one kind of kernel.
@@ -250,9 +252,9 @@ impl Int8Matrix {
         let pairs = bits == WeightBits::Twelve || kernels.reads_pairs();
         let size = out.div_ceil(GROUP) * kpad * GROUP;
         let mut packed = if pairs {
-            Packed::Pairs(vec![0; size])
+            Packed::Pairs(LineAligned::zeroed(size))
         } else {
-            Packed::Quads(vec![0; size])
+            Packed::Quads(LineAligned::zeroed(size))
         };
         let mut scales = Vec::with_capacity(out);
         let mut sums = Vec::with_capacity(out);

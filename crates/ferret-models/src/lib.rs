@@ -19,6 +19,7 @@
 //! * [`llm`]: LLMs for reranking — local GGUF models (candle's quantised kernels) and
 //!   OpenAI-compatible servers, behind one request type, a prompt cache and usage counters.
 
+mod aligned;
 mod attention;
 pub mod bert;
 pub mod cancel;
