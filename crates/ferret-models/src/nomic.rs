@@ -19,6 +19,7 @@ use tokenizers::processors::bert::BertProcessing;
 use tokenizers::Tokenizer;
 
 use crate::bert::{LayerNorm, Linear};
+use crate::fastmath::{self, wide};
 use crate::sentence::Pooling;
 use crate::ModelError;
 
@@ -410,9 +411,7 @@ impl NomicBert {
             std::mem::swap(&mut ws.x, &mut ws.tmp);
             layer.up.forward(&ws.x, len, &mut ws.up);
             layer.gate.forward(&ws.x, len, &mut ws.gate);
-            for (u, g) in ws.up.iter_mut().zip(&ws.gate) {
-                *u *= g / (1.0 + crate::fastmath::exp(-g));
-            }
+            silu_gate(&mut ws.up, &ws.gate);
             layer.down.forward(&ws.up, len, &mut ws.tmp);
             for (t, x) in ws.tmp.iter_mut().zip(&ws.x) {
                 *t += x;
@@ -470,6 +469,15 @@ impl NomicBert {
                 &mut ws.ctx,
                 |_| {},
             );
+        }
+    }
+}
+
+wide! {
+    /// SwiGLU's gate: up ·= SiLU(gate), element by element.
+    fn silu_gate(up: &mut [f32], gate: &[f32]) {
+        for (u, &g) in up.iter_mut().zip(gate) {
+            *u *= g / (1.0 + fastmath::exp::<M>(-g));
         }
     }
 }

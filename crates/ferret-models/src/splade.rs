@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use tokenizers::{Tokenizer, TruncationParams};
 
-use crate::bert::{gelu_erf, gelu_tanh, Bert, LayerNorm, Linear};
+use crate::bert::{gelu_erf_all, gelu_tanh, Bert, LayerNorm, Linear};
 use crate::weights::Weights;
 use crate::ModelError;
 
@@ -159,9 +159,10 @@ impl SpladeEncoder {
     fn term_weights(&self, hidden: &[f32], len: usize, pooling: SpladePooling) -> Vec<f32> {
         let mut x = Vec::new();
         self.transform.forward(hidden, len, &mut x);
-        let tanh = self.bert.config.hidden_act != "gelu";
-        for v in &mut x {
-            *v = if tanh { gelu_tanh(*v) } else { gelu_erf(*v) };
+        if self.bert.config.hidden_act == "gelu" {
+            gelu_erf_all(&mut x);
+        } else {
+            x.iter_mut().for_each(|v| *v = gelu_tanh(*v));
         }
         self.transform_norm.apply(&mut x);
         // The vocabulary projection in blocks of outputs, pooled as they come: a block of

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::kernels::{attend, Format, Kernels, Q8Vector, QMatrix, BLOCK};
 use super::tokenizer::number;
-use crate::fastmath::{exp, softmax};
+use crate::fastmath::{exp, softmax, Unfused};
 
 /// Shapes and constants from the GGUF metadata.
 #[derive(Debug, Clone)]
@@ -494,7 +494,7 @@ fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 fn silu(x: f32) -> f32 {
-    x / (1.0 + exp(-x))
+    x / (1.0 + exp::<Unfused>(-x))
 }
 
 /// A session's KV cache after some tokens ([`Session::snapshot`]): only the values the rest
