@@ -135,16 +135,18 @@ pub(crate) fn cap() -> Cap {
     })
 }
 
-/// eˣ to about 2 ulp for x in [-87.3, 88.7]; below, the smallest normal float (≈ 1.2e-38, where
-/// softmax needs 0 it weighs nothing), above, 2¹²⁸ overflows to +∞ as eˣ does. NaN stays NaN.
+/// The lowest argument [`exp`] and [`exp_nonpositive`] take: below, eˣ is the smallest normal
+/// float.
+const EXP_LOW: f32 = -87.336_55;
+
+/// x = n·ln 2 + r, |r| ≤ ln 2 / 2, for x in [`EXP_LOW`, 88.8]: (eʳ, n).
 #[inline(always)]
-pub(crate) fn exp<M: MulAdd>(x: f32) -> f32 {
+fn exp_reduced<M: MulAdd>(x: f32) -> (f32, i32) {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding and subtracting 1.5 · 2²³ rounds to the nearest integer (SSE2 has no round).
     const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.336_55, 88.8);
     let t = M::mul_add(x, LOG2E, ROUND);
     let n = t - ROUND;
     let r = M::mul_add(n, -LN2_LO, M::mul_add(n, -LN2_HI, x));
@@ -154,13 +156,27 @@ pub(crate) fn exp<M: MulAdd>(x: f32) -> f32 {
     let p = M::mul_add(p, r, 4.166_579_6e-2);
     let p = M::mul_add(p, r, 0.166_666_65);
     let p = M::mul_add(p, r, 0.5);
-    let e = M::mul_add(p, r * r, r) + 1.0;
+    // n as an integer from t's low mantissa bits: `as i32` would saturate element by element.
+    (
+        M::mul_add(p, r * r, r) + 1.0,
+        t.to_bits() as i32 - 0x4B40_0000,
+    )
+}
+
+/// 2ᵏ for k in −126..=127.
+#[inline(always)]
+fn pow2(k: i32) -> f32 {
+    f32::from_bits(((k + 127) << 23) as u32)
+}
+
+/// eˣ to about 2 ulp for x in [-87.3, 88.7]; below, the smallest normal float (≈ 1.2e-38, where
+/// softmax needs 0 it weighs nothing), above, 2¹²⁸ overflows to +∞ as eˣ does. NaN stays NaN.
+#[inline(always)]
+pub(crate) fn exp<M: MulAdd>(x: f32) -> f32 {
+    let (e, n) = exp_reduced::<M>(x.clamp(EXP_LOW, 88.8));
     // n is in -126..=128 after the clamp, where 2ⁿ is not always a normal float: scale by two
     // halves of it.
-    // n as an integer from t's low mantissa bits: `as i32` would saturate element by element.
-    let n = t.to_bits() as i32 - 0x4B40_0000;
     let (a, b) = (n >> 1, n - (n >> 1));
-    let pow2 = |k: i32| f32::from_bits(((k + 127) << 23) as u32);
     e * pow2(a) * pow2(b)
 }
 
@@ -169,24 +185,9 @@ pub(crate) fn exp<M: MulAdd>(x: f32) -> f32 {
 /// clamp to. Softmax (x − max) and erf (−x²) need no more.
 #[inline(always)]
 pub(crate) fn exp_nonpositive<M: MulAdd>(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const ROUND: f32 = 12_582_912.0;
     // NaN passes (f32::max would drop it); `maxps` with the operands this way round.
-    let x = if -87.336_55 > x { -87.336_55 } else { x };
-    let t = M::mul_add(x, LOG2E, ROUND);
-    let n = t - ROUND;
-    let r = M::mul_add(n, -LN2_LO, M::mul_add(n, -LN2_HI, x));
-    let p = 1.987_569_1e-4;
-    let p = M::mul_add(p, r, 1.398_199_9e-3);
-    let p = M::mul_add(p, r, 8.333_452e-3);
-    let p = M::mul_add(p, r, 4.166_579_6e-2);
-    let p = M::mul_add(p, r, 0.166_666_65);
-    let p = M::mul_add(p, r, 0.5);
-    let e = M::mul_add(p, r * r, r) + 1.0;
-    let n = t.to_bits() as i32 - 0x4B40_0000;
-    e * f32::from_bits(((n + 127) << 23) as u32)
+    let (e, n) = exp_reduced::<M>(if EXP_LOW > x { EXP_LOW } else { x });
+    e * pow2(n)
 }
 
 wide! {
