@@ -11,8 +11,8 @@
 //! one rounding) and the baseline copy, which has no FMA, rounds twice: the AVX2 and AVX-512
 //! copies give the same bits, the baseline ones may differ from them in the last bit or two
 //! (as the `gemm` crate's kernels for the attention products do between CPUs anyway). Fusing
-//! made MiniLM int8 encoding held to AVX2 5–7 % faster, its softmax and GELU being a seventh of
-//! the time there.
+//! made MiniLM int8 encoding held to AVX2 2–8 % faster (about 5 % over three alternating runs,
+//! AMD Zen 4), its softmax and GELU being a seventh of the time there.
 
 /// Defines a function whose body is compiled three times on x86-64 — for AVX-512, for AVX2 +
 /// FMA, and for the baseline — and dispatched by the CPU's features at each call (a cached
