@@ -36,11 +36,20 @@ pub(crate) const SUPER: usize = 256;
 /// blocks) and keep whole rows.
 const PASS_BLOCKS: usize = 8;
 
-/// A K-quant kernel: a row's super-blocks (a range of them) · `T` activation vectors, added to
+/// A Q6_K kernel: a row's super-blocks (a range of them) · `T` activation vectors, added to
 /// `T` running sums.
 #[cfg(target_arch = "x86_64")]
 type KQuantKernel<const T: usize> =
     unsafe fn(*const u8, std::ops::Range<usize>, [&Q8Vector; T], &mut [avx2::Partial; T]);
+
+/// A Q4_K kernel: a row's super-blocks (a range of them) · one activation vector, added to its
+/// running sums.
+#[cfg(target_arch = "x86_64")]
+type Q4kRowKernel = unsafe fn(*const u8, std::ops::Range<usize>, &Q8Vector, &mut avx2::Q4kSums);
+
+/// A Q4_K kernel: a row's super-blocks · a tile of activations, added to its running sums.
+#[cfg(target_arch = "x86_64")]
+type Q4kTileKernel = unsafe fn(*const u8, std::ops::Range<usize>, &Q8Tile, &mut avx2::Q4kTileSums);
 
 /// How a matrix's rows are stored: GGML's block layouts, byte for byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,6 +301,13 @@ impl QMatrix {
             .max(1);
         // Each range's results, token-major (tokens × its rows), then copied into Y's rows.
         let tasks = self.rows.div_ceil(rows_per_task);
+        #[cfg(target_arch = "x86_64")]
+        let q4k_tile = self.q4k_kernels(kernels).map(|(_, tile)| tile);
+        #[cfg(target_arch = "x86_64")]
+        let interleaved: Vec<Q8Tile> = match q4k_tile {
+            Some(_) => xs.par_chunks_exact(TILE).map(Q8Tile::new).collect(),
+            None => Vec::new(),
+        };
         let parts: Vec<(usize, Vec<f32>)> = (0..tasks)
             .into_par_iter()
             .map(|c| {
@@ -302,12 +318,18 @@ impl QMatrix {
                 // rows stream past from L2: far less traffic than the other way round.
                 let mut tiles = xs.chunks_exact(TILE);
                 for (i, x) in (&mut tiles).enumerate() {
-                    let x = std::array::from_fn(|j| &x[j]);
-                    self.dot_tile(first..first + n, x, kernels, |r, v| {
+                    let put = |r: usize, v: [f32; TILE]| {
                         for (j, v) in v.into_iter().enumerate() {
                             out[(TILE * i + j) * n + r - first] = v;
                         }
-                    });
+                    };
+                    #[cfg(target_arch = "x86_64")]
+                    if let Some(kernel) = q4k_tile {
+                        self.q4k_tile(kernel, kernels, first..first + n, &interleaved[i], put);
+                        continue;
+                    }
+                    let x = std::array::from_fn(|j| &x[j]);
+                    self.dot_tile(first..first + n, x, kernels, put);
                 }
                 let done = t / TILE * TILE;
                 for (i, x) in tiles.remainder().iter().enumerate() {
@@ -358,9 +380,7 @@ impl QMatrix {
     }
 
     /// Each row of `rows` · a tile of tokens' activations, handed to `put`, for
-    /// [`QMatrix::matmul`]. The K-quant kernels unpack each block once for the tile; the AVX2
-    /// ones walk wide rows in passes of [`PASS_BLOCKS`] super-blocks, each row's sums carried
-    /// from pass to pass (the same operations in the same order as one pass: the same bits).
+    /// [`QMatrix::matmul`]. The K-quant kernels unpack each block once for the tile.
     fn dot_tile(
         &self,
         rows: std::ops::Range<usize>,
@@ -370,27 +390,12 @@ impl QMatrix {
     ) {
         #[cfg(target_arch = "x86_64")]
         if let Some(kernel) = self.k_quant_kernel::<TILE>(kernels) {
-            let blocks = self.cols / SUPER;
-            // SAFETY (finish): a K-quant kernel runs only where the CPU has AVX2.
-            if kernels != Kernels::Avx2 || blocks <= PASS_BLOCKS {
-                // One pass: each row's sums stay on the stack.
-                for r in rows {
-                    let mut sums = [avx2::Partial::ZERO; TILE];
-                    self.k_quant(kernel, r, 0..blocks, xs, &mut sums);
-                    put(r, unsafe { avx2::Partial::finish(&sums) });
-                }
-                return;
-            }
-            let mut sums = vec![[avx2::Partial::ZERO; TILE]; rows.len()];
-            for pass in (0..blocks).step_by(PASS_BLOCKS) {
-                let pass = pass..(pass + PASS_BLOCKS).min(blocks);
-                for (r, sums) in rows.clone().zip(&mut sums) {
-                    self.k_quant(kernel, r, pass.clone(), xs, sums);
-                }
-            }
-            for (r, sums) in rows.zip(&sums) {
-                put(r, unsafe { avx2::Partial::finish(sums) });
-            }
+            let zero = [avx2::Partial::ZERO; TILE];
+            self.in_passes(rows, zero, kernels, |r, blocks, sums| {
+                self.k_quant(kernel, r, blocks, xs, sums);
+            })
+            // SAFETY: a K-quant kernel ran, so the CPU has AVX2.
+            .for_each(|(r, sums)| put(r, unsafe { avx2::Partial::finish(&sums) }));
             return;
         }
         for r in rows {
@@ -398,16 +403,82 @@ impl QMatrix {
         }
     }
 
-    /// The SIMD K-quant kernel for `kernels` and this matrix's format; `None` for other
+    /// Each row of `rows` · an interleaved tile of tokens' activations, handed to `put`: the
+    /// Q4_K tile kernels of [`QMatrix::q4k_kernels`].
+    #[cfg(target_arch = "x86_64")]
+    fn q4k_tile(
+        &self,
+        kernel: Q4kTileKernel,
+        kernels: Kernels,
+        rows: std::ops::Range<usize>,
+        tile: &Q8Tile,
+        mut put: impl FnMut(usize, [f32; TILE]),
+    ) {
+        assert_eq!(
+            tile.kq.len(),
+            TILE * self.cols,
+            "tile and matrix widths differ"
+        );
+        self.in_passes(rows, avx2::Q4kTileSums::ZERO, kernels, |r, blocks, sums| {
+            // SAFETY: q4k_kernels hands out a kernel only for a set the CPU has; the row holds
+            // cols / 256 super-blocks (`in_passes` keeps `blocks` inside them) and the tile as
+            // many (asserted above).
+            unsafe { kernel(self.row(r).as_ptr(), blocks, tile, sums) }
+        })
+        // SAFETY: the CPU has AVX2 (a Q4_K SIMD kernel ran).
+        .for_each(|(r, sums)| put(r, unsafe { sums.finish() }));
+    }
+
+    /// Runs `step(row, super-blocks, sums)` for every row of `rows` over all its super-blocks
+    /// and yields each row's sums. The AVX2 kernels walk wide rows in passes of
+    /// [`PASS_BLOCKS`] super-blocks, each row's sums carried from pass to pass (the same
+    /// operations in the same order as one pass: the same bits); the others take whole rows.
+    #[cfg(target_arch = "x86_64")]
+    fn in_passes<S: Copy>(
+        &self,
+        rows: std::ops::Range<usize>,
+        zero: S,
+        kernels: Kernels,
+        mut step: impl FnMut(usize, std::ops::Range<usize>, &mut S),
+    ) -> impl Iterator<Item = (usize, S)> {
+        let blocks = self.cols / SUPER;
+        let mut sums = vec![zero; rows.len()];
+        let pass = if kernels == Kernels::Avx2 {
+            PASS_BLOCKS
+        } else {
+            blocks.max(1)
+        };
+        for first in (0..blocks).step_by(pass) {
+            let pass = first..(first + pass).min(blocks);
+            for (r, sums) in rows.clone().zip(&mut sums) {
+                step(r, pass.clone(), sums);
+            }
+        }
+        rows.zip(sums)
+    }
+
+    /// The SIMD Q4_K kernels for `kernels`, one vector and a [`Q8Tile`]; `None` for other
     /// formats and for the scalar kernels.
+    #[cfg(target_arch = "x86_64")]
+    fn q4k_kernels(&self, kernels: Kernels) -> Option<(Q4kRowKernel, Q4kTileKernel)> {
+        if self.format != Format::Q4K {
+            return None;
+        }
+        Some(match kernels {
+            Kernels::Scalar => return None,
+            Kernels::Avx2 => (k_avx2::dot_q4k, k_avx2::dot_q4k_tile),
+            Kernels::AvxVnni => (k_avx_vnni::dot_q4k, k_avx_vnni::dot_q4k_tile),
+            Kernels::Avx512Vnni => (k_avx512_vnni::dot_q4k, k_avx512_vnni::dot_q4k_tile),
+        })
+    }
+
+    /// The SIMD Q6_K kernel for `kernels` (`T` vectors at a time); `None` for other formats
+    /// and for the scalar kernels.
     #[cfg(target_arch = "x86_64")]
     fn k_quant_kernel<const T: usize>(&self, kernels: Kernels) -> Option<KQuantKernel<T>> {
         Some(match (kernels, self.format) {
-            (Kernels::Avx2, Format::Q4K) => k_avx2::dot_q4k::<T>,
             (Kernels::Avx2, Format::Q6K) => k_avx2::dot_q6k::<T>,
-            (Kernels::AvxVnni, Format::Q4K) => k_avx_vnni::dot_q4k::<T>,
             (Kernels::AvxVnni, Format::Q6K) => k_avx_vnni::dot_q6k::<T>,
-            (Kernels::Avx512Vnni, Format::Q4K) => k_avx512_vnni::dot_q4k::<T>,
             (Kernels::Avx512Vnni, Format::Q6K) => k_avx512_vnni::dot_q6k::<T>,
             _ => return None,
         })
@@ -438,6 +509,15 @@ impl QMatrix {
 
     /// Row `r` · x.
     pub(crate) fn dot(&self, r: usize, x: &Q8Vector, kernels: Kernels) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if let Some((kernel, _)) = self.q4k_kernels(kernels) {
+            let mut sums = avx2::Q4kSums::default();
+            // SAFETY: q4k_kernels hands out a kernel only for a set the CPU has; the row holds
+            // cols / 256 super-blocks and x as many blocks quantised per 256 (checked by the
+            // callers' widths).
+            unsafe { kernel(self.row(r).as_ptr(), 0..self.cols / SUPER, x, &mut sums) };
+            return sums.finish();
+        }
         #[cfg(target_arch = "x86_64")]
         if let Some(kernel) = self.k_quant_kernel::<1>(kernels) {
             let mut sums = [avx2::Partial::ZERO];
@@ -585,6 +665,50 @@ impl Q8Vector {
     }
 }
 
+/// [`TILE`] tokens' activations quantised per 256 (from their [`Q8Vector`]s), laid out for the
+/// Q4_K tile kernels: each 8 consecutive levels of the tokens side by side (`kq`:
+/// cols / 8 × tokens × 8), so that a 32-byte load holds the same 8 levels of 4 tokens. Per
+/// super-block, the tokens' scales and, for each pair of sub-blocks of 32, the tokens' sums
+/// of both (as pairs of 16-bit lanes), in the order the kernels' sums come out: [`Self::ORDER`].
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Q8Tile {
+    kq: Vec<i8>,
+    kd: Vec<f32>,
+    ksums: Vec<i16>,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Q8Tile {
+    /// The token in each lane of the kernels' per-token sums (`hadd` of tokens 0 … 3 with
+    /// tokens 4 … 7 interleaves them by 128-bit halves).
+    const ORDER: [usize; TILE] = [0, 1, 4, 5, 2, 3, 6, 7];
+
+    fn new(xs: &[Q8Vector]) -> Self {
+        assert_eq!(xs.len(), TILE);
+        let cols = xs[0].kq.len();
+        assert!(xs.iter().all(|x| x.kq.len() == cols), "tile widths differ");
+        let mut kq = Vec::with_capacity(TILE * cols);
+        for k in (0..cols).step_by(8) {
+            for x in xs {
+                kq.extend_from_slice(&x.kq[k..k + 8]);
+            }
+        }
+        let blocks = cols / SUPER;
+        let mut kd = Vec::with_capacity(TILE * blocks);
+        let mut ksums = Vec::with_capacity(TILE * 8 * blocks);
+        for b in 0..blocks {
+            kd.extend(Self::ORDER.map(|t| xs[t].kd[b]));
+            for pair in 0..4 {
+                for t in Self::ORDER {
+                    let s = &xs[t].ksums32[8 * b + 2 * pair..];
+                    ksums.extend_from_slice(&s[..2]);
+                }
+            }
+        }
+        Q8Tile { kq, kd, ksums }
+    }
+}
+
 /// `x` (within ±127.5) rounded to the nearest integer, ties to even, by the float adder (as
 /// llama.cpp does): `round` is a library call on baseline x86-64 and took a third of the time of
 /// quantising a prompt's activations.
@@ -701,8 +825,8 @@ macro_rules! k_quant_kernels {
     ) => {
         $(#[$doc])*
         mod $module {
-        use super::avx2::{halves, lane, q4k_scales_mins, Partial};
-        use super::{Format, Q8Vector, SUPER};
+        use super::avx2::{halves, hsum4, lane, q4k_scales_mins, Partial, Q4kSums, Q4kTileSums};
+        use super::{Format, Q8Tile, Q8Vector, SUPER};
         use half::f16;
         use std::arch::x86_64::*;
 
@@ -712,60 +836,118 @@ macro_rules! k_quant_kernels {
             $add
         }
 
-        /// A row's Q4_K super-blocks `blocks` · each of `T` activation vectors, added to `sums`.
-        /// Per super-block the products are summed in integers with each sub-block's scale
-        /// applied by `madd`, then converted once; the minimums meet the activations' sums per
-        /// 32 the same way. Each block is unpacked once for the `T` vectors.
+        /// The integer parts of a Q4_K super-block at `p`: its two f16 scales, the sub-block
+        /// scales copied to both 128-bit halves (16-bit lanes 0 … 7) and the minimums
+        /// (16-bit lanes 8 … 15 of the other vector).
+        #[inline]
         #[target_feature(enable = $features)]
-        pub(crate) unsafe fn dot_q4k<const T: usize>(
+        unsafe fn q4k_header(p: *const u8) -> (f32, f32, __m256i, __m256i) {
+            let (d, dmin) = halves(p);
+            let sm = _mm256_cvtepu8_epi16(q4k_scales_mins(p.add(4)));
+            (d, dmin, _mm256_permute2x128_si256(sm, sm, 0x00), sm)
+        }
+
+        /// A row's Q4_K super-blocks `blocks` · one activation vector, added to `sums`. Per
+        /// super-block the products are summed in integers with each sub-block's scale applied
+        /// by `madd`, and so are the minimums times the activations' sums per 32; each total is
+        /// then converted once and scaled ([`Q4kSums`]), as [`dot_q4k_tile`] does for 8 tokens.
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn dot_q4k(
             row: *const u8,
             blocks: std::ops::Range<usize>,
-            xs: [&Q8Vector; T],
-            sums: &mut [Partial; T],
+            x: &Q8Vector,
+            sums: &mut Q4kSums,
         ) {
             let bb = Format::Q4K.block_bytes();
             let nibble = _mm256_set1_epi8(0x0F);
-            // Element by element: array copies (`map`) became memmove calls.
-            let (mut acc, mut mins) = ([_mm256_setzero_ps(); T], [_mm_setzero_ps(); T]);
-            for t in 0..T {
-                (acc[t], mins[t]) = (sums[t].acc, sums[t].mins);
-            }
             for b in blocks {
                 let p = row.add(b * bb);
-                let (d, dmin) = halves(p);
-                let sm = _mm256_cvtepu8_epi16(q4k_scales_mins(p.add(4)));
+                let (d, dmin, scales, sm) = q4k_header(p);
                 let m = _mm256_extracti128_si256(sm, 1);
-                let scales = _mm256_permute2x128_si256(sm, sm, 0x00);
-                for (t, x) in xs.iter().enumerate() {
-                    let sums = _mm_loadu_si128(x.ksums32.as_ptr().add(b * 8) as *const __m128i);
-                    let xd = *x.kd.get_unchecked(b);
-                    let m = _mm_cvtepi32_ps(_mm_madd_epi16(m, sums));
-                    mins[t] = _mm_fmadd_ps(m, _mm_set1_ps(dmin * xd), mins[t]);
-                }
-                let mut products = [_mm256_setzero_si256(); T];
+                let xsums = _mm_loadu_si128(x.ksums32.as_ptr().add(b * 8) as *const __m128i);
+                let mins = hsum4(_mm_madd_epi16(m, xsums));
+                let mut products = _mm256_setzero_si256();
                 for c in 0..4 {
                     let q = _mm256_loadu_si256(p.add(16 + 32 * c) as *const __m256i);
                     let lo = _mm256_and_si256(q, nibble);
                     let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), nibble);
                     let s0 = _mm256_shuffle_epi8(scales, lane(2 * c as i32));
                     let s1 = _mm256_shuffle_epi8(scales, lane(2 * c as i32 + 1));
-                    for (t, x) in xs.iter().enumerate() {
-                        let a = x.kq.as_ptr().add(b * SUPER + 64 * c);
-                        let a0 = _mm256_loadu_si256(a as *const __m256i);
-                        let a1 = _mm256_loadu_si256(a.add(32) as *const __m256i);
-                        let lo = _mm256_maddubs_epi16(lo, a0);
-                        let hi = _mm256_maddubs_epi16(hi, a1);
-                        products[t] = scaled_add(scaled_add(products[t], lo, s0), hi, s1);
+                    let a = x.kq.as_ptr().add(b * SUPER + 64 * c);
+                    let a0 = _mm256_loadu_si256(a as *const __m256i);
+                    let a1 = _mm256_loadu_si256(a.add(32) as *const __m256i);
+                    let lo = _mm256_maddubs_epi16(lo, a0);
+                    let hi = _mm256_maddubs_epi16(hi, a1);
+                    products = scaled_add(scaled_add(products, lo, s0), hi, s1);
+                }
+                let total = hsum4(_mm_add_epi32(
+                    _mm256_castsi256_si128(products),
+                    _mm256_extracti128_si256(products, 1),
+                ));
+                let xd = *x.kd.get_unchecked(b);
+                sums.acc = (total as f32).mul_add(d * xd, sums.acc);
+                sums.mins = (mins as f32).mul_add(dmin * xd, sums.mins);
+            }
+        }
+
+        /// A row's Q4_K super-blocks `blocks` · the 8 tokens of `tile`, added to `sums`, with
+        /// the same integer totals and float operations per token as [`dot_q4k`] (so the same
+        /// bits). The tile holds each 8 levels of its tokens side by side, so one 32-byte load
+        /// is 8 levels of 4 tokens and the row's 8 weights for them are one broadcast: four
+        /// `maddubs` results add up in 16 bits (at most 4 · 2 · 15 · 127) before one `madd`
+        /// applies the sub-block's scale, where the one-vector layout needs a `madd` for each.
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn dot_q4k_tile(
+            row: *const u8,
+            blocks: std::ops::Range<usize>,
+            tile: &Q8Tile,
+            sums: &mut Q4kTileSums,
+        ) {
+            let bb = Format::Q4K.block_bytes();
+            let nibble = _mm256_set1_epi8(0x0F);
+            let (mut acc, mut mins) = (sums.acc, sums.mins);
+            for b in blocks {
+                let p = row.add(b * bb);
+                let (d, dmin, scales, sm) = q4k_header(p);
+                let mut msum = _mm256_setzero_si256();
+                for pair in 0..4 {
+                    let m = _mm256_permutevar8x32_epi32(sm, _mm256_set1_epi32(4 + pair as i32));
+                    let s = _mm256_loadu_si256(tile.ksums.as_ptr().add((4 * b + pair) * 16) as *const __m256i);
+                    msum = _mm256_add_epi32(msum, _mm256_madd_epi16(m, s));
+                }
+                let mut products = [_mm256_setzero_si256(); 2];
+                for c in 0..4 {
+                    let s0 = _mm256_shuffle_epi8(scales, lane(2 * c as i32));
+                    let s1 = _mm256_shuffle_epi8(scales, lane(2 * c as i32 + 1));
+                    let mut lo_sum = [_mm256_setzero_si256(); 2];
+                    let mut hi_sum = [_mm256_setzero_si256(); 2];
+                    for j in 0..4 {
+                        let w = (p.add(16 + 32 * c + 8 * j) as *const i64).read_unaligned();
+                        let w = _mm256_set1_epi64x(w);
+                        let lo = _mm256_and_si256(w, nibble);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), nibble);
+                        let a_lo = tile.kq.as_ptr().add((32 * b + 8 * c + j) * 64);
+                        let a_hi = a_lo.add(4 * 64);
+                        for g in 0..2 {
+                            let a = _mm256_loadu_si256(a_lo.add(32 * g) as *const __m256i);
+                            lo_sum[g] = _mm256_add_epi16(lo_sum[g], _mm256_maddubs_epi16(lo, a));
+                            let a = _mm256_loadu_si256(a_hi.add(32 * g) as *const __m256i);
+                            hi_sum[g] = _mm256_add_epi16(hi_sum[g], _mm256_maddubs_epi16(hi, a));
+                        }
+                    }
+                    for g in 0..2 {
+                        products[g] = scaled_add(scaled_add(products[g], lo_sum[g], s0), hi_sum[g], s1);
                     }
                 }
-                for (t, x) in xs.iter().enumerate() {
-                    let scale = _mm256_set1_ps(d * *x.kd.get_unchecked(b));
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products[t]), scale, acc[t]);
-                }
+                // Lanes in Q8Tile::ORDER, as the tile's scales and sums.
+                let total = _mm256_hadd_epi32(products[0], products[1]);
+                let xd = _mm256_loadu_ps(tile.kd.as_ptr().add(8 * b));
+                let scale = _mm256_mul_ps(_mm256_set1_ps(d), xd);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), scale, acc);
+                let scale = _mm256_mul_ps(_mm256_set1_ps(dmin), xd);
+                mins = _mm256_fmadd_ps(_mm256_cvtepi32_ps(msum), scale, mins);
             }
-            for t in 0..T {
-                (sums[t].acc, sums[t].mins) = (acc[t], mins[t]);
-            }
+            (sums.acc, sums.mins) = (acc, mins);
         }
 
         /// A row's Q6_K super-blocks `blocks` · each of `T` activation vectors, added to `sums`,
@@ -853,7 +1035,7 @@ macro_rules! k_quant_kernels {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Format, Q8Vector, BLOCK};
+    use super::{Format, Q8Tile, Q8Vector, BLOCK, TILE};
     use half::f16;
     use std::arch::x86_64::*;
 
@@ -880,6 +1062,52 @@ mod avx2 {
             }
             out
         }
+    }
+
+    /// A Q4_K kernel's running sums for one row and one vector: scaled products and scaled
+    /// minimums, each accumulated one super-block at a time.
+    #[derive(Clone, Copy, Default)]
+    pub(crate) struct Q4kSums {
+        pub(super) acc: f32,
+        pub(super) mins: f32,
+    }
+
+    impl Q4kSums {
+        pub(crate) fn finish(self) -> f32 {
+            self.acc - self.mins
+        }
+    }
+
+    /// [`Q4kSums`] for the 8 tokens of a [`Q8Tile`], lanes in [`Q8Tile::ORDER`].
+    #[derive(Clone, Copy)]
+    pub(crate) struct Q4kTileSums {
+        pub(super) acc: __m256,
+        pub(super) mins: __m256,
+    }
+
+    impl Q4kTileSums {
+        // SAFETY: all-zero bits are 0.0 in every lane.
+        pub(crate) const ZERO: Q4kTileSums = unsafe { std::mem::zeroed() };
+
+        /// Σ products − Σ minimums, per token in order.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(crate) unsafe fn finish(&self) -> [f32; TILE] {
+            let mut lanes = [0f32; TILE];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), _mm256_sub_ps(self.acc, self.mins));
+            let mut out = [0f32; TILE];
+            for (&t, v) in Q8Tile::ORDER.iter().zip(lanes) {
+                out[t] = v;
+            }
+            out
+        }
+    }
+
+    /// The sum of four 32-bit lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn hsum4(v: __m128i) -> i32 {
+        let v = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
+        _mm_cvtsi128_si32(_mm_add_epi32(v, _mm_shuffle_epi32(v, 0b01)))
     }
 
     /// The two f16 values at `p` (scale, minimum) as f32.
