@@ -36,20 +36,14 @@ pub(crate) const SUPER: usize = 256;
 /// blocks) and keep whole rows.
 const PASS_BLOCKS: usize = 8;
 
-/// A Q6_K kernel: a row's super-blocks (a range of them) · `T` activation vectors, added to
-/// `T` running sums.
+/// A K-quant kernel: a row's super-blocks (a range of them) · one activation vector, added to
+/// its running sums.
 #[cfg(target_arch = "x86_64")]
-type KQuantKernel<const T: usize> =
-    unsafe fn(*const u8, std::ops::Range<usize>, [&Q8Vector; T], &mut [avx2::Partial; T]);
+type RowKernel = unsafe fn(*const u8, std::ops::Range<usize>, &Q8Vector, &mut avx2::KSums);
 
-/// A Q4_K kernel: a row's super-blocks (a range of them) · one activation vector, added to its
-/// running sums.
+/// A K-quant kernel: a row's super-blocks · a tile of activations, added to its running sums.
 #[cfg(target_arch = "x86_64")]
-type Q4kRowKernel = unsafe fn(*const u8, std::ops::Range<usize>, &Q8Vector, &mut avx2::Q4kSums);
-
-/// A Q4_K kernel: a row's super-blocks · a tile of activations, added to its running sums.
-#[cfg(target_arch = "x86_64")]
-type Q4kTileKernel = unsafe fn(*const u8, std::ops::Range<usize>, &Q8Tile, &mut avx2::Q4kTileSums);
+type TileKernel = unsafe fn(*const u8, std::ops::Range<usize>, &Q8Tile, &mut avx2::KTileSums);
 
 /// How a matrix's rows are stored: GGML's block layouts, byte for byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,10 +296,12 @@ impl QMatrix {
         // Each range's results, token-major (tokens × its rows), then copied into Y's rows.
         let tasks = self.rows.div_ceil(rows_per_task);
         #[cfg(target_arch = "x86_64")]
-        let q4k_tile = self.q4k_kernels(kernels).map(|(_, tile)| tile);
+        let tile_kernel = self.k_quant_kernels(kernels).map(|(_, tile)| tile);
         #[cfg(target_arch = "x86_64")]
-        let interleaved: Vec<Q8Tile> = match q4k_tile {
-            Some(_) => xs.par_chunks_exact(TILE).map(Q8Tile::new).collect(),
+        let interleaved: Vec<Q8Tile> = match tile_kernel {
+            Some(_) => (xs.par_chunks_exact(TILE))
+                .map(|x| Q8Tile::new(x, self.format))
+                .collect(),
             None => Vec::new(),
         };
         let parts: Vec<(usize, Vec<f32>)> = (0..tasks)
@@ -318,18 +314,19 @@ impl QMatrix {
                 // rows stream past from L2: far less traffic than the other way round.
                 let mut tiles = xs.chunks_exact(TILE);
                 for (i, x) in (&mut tiles).enumerate() {
-                    let put = |r: usize, v: [f32; TILE]| {
+                    let mut put = |r: usize, v: [f32; TILE]| {
                         for (j, v) in v.into_iter().enumerate() {
                             out[(TILE * i + j) * n + r - first] = v;
                         }
                     };
                     #[cfg(target_arch = "x86_64")]
-                    if let Some(kernel) = q4k_tile {
-                        self.q4k_tile(kernel, kernels, first..first + n, &interleaved[i], put);
+                    if let Some(kernel) = tile_kernel {
+                        self.k_quant_tile(kernel, kernels, first..first + n, &interleaved[i], put);
                         continue;
                     }
-                    let x = std::array::from_fn(|j| &x[j]);
-                    self.dot_tile(first..first + n, x, kernels, put);
+                    for r in first..first + n {
+                        put(r, std::array::from_fn(|j| self.dot(r, &x[j], kernels)));
+                    }
                 }
                 let done = t / TILE * TILE;
                 for (i, x) in tiles.remainder().iter().enumerate() {
@@ -379,36 +376,13 @@ impl QMatrix {
             });
     }
 
-    /// Each row of `rows` · a tile of tokens' activations, handed to `put`, for
-    /// [`QMatrix::matmul`]. The K-quant kernels unpack each block once for the tile.
-    fn dot_tile(
-        &self,
-        rows: std::ops::Range<usize>,
-        xs: [&Q8Vector; TILE],
-        kernels: Kernels,
-        mut put: impl FnMut(usize, [f32; TILE]),
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(kernel) = self.k_quant_kernel::<TILE>(kernels) {
-            let zero = [avx2::Partial::ZERO; TILE];
-            self.in_passes(rows, zero, kernels, |r, blocks, sums| {
-                self.k_quant(kernel, r, blocks, xs, sums);
-            })
-            // SAFETY: a K-quant kernel ran, so the CPU has AVX2.
-            .for_each(|(r, sums)| put(r, unsafe { avx2::Partial::finish(&sums) }));
-            return;
-        }
-        for r in rows {
-            put(r, xs.map(|x| self.dot(r, x, kernels)));
-        }
-    }
-
     /// Each row of `rows` · an interleaved tile of tokens' activations, handed to `put`: the
-    /// Q4_K tile kernels of [`QMatrix::q4k_kernels`].
+    /// K-quant tile kernels of [`QMatrix::k_quant_kernels`], which unpack each block once for
+    /// the tile.
     #[cfg(target_arch = "x86_64")]
-    fn q4k_tile(
+    fn k_quant_tile(
         &self,
-        kernel: Q4kTileKernel,
+        kernel: TileKernel,
         kernels: Kernels,
         rows: std::ops::Range<usize>,
         tile: &Q8Tile,
@@ -419,13 +393,13 @@ impl QMatrix {
             TILE * self.cols,
             "tile and matrix widths differ"
         );
-        self.in_passes(rows, avx2::Q4kTileSums::ZERO, kernels, |r, blocks, sums| {
-            // SAFETY: q4k_kernels hands out a kernel only for a set the CPU has; the row holds
-            // cols / 256 super-blocks (`in_passes` keeps `blocks` inside them) and the tile as
-            // many (asserted above).
+        self.in_passes(rows, avx2::KTileSums::ZERO, kernels, |r, blocks, sums| {
+            // SAFETY: k_quant_kernels hands out a kernel only for a set the CPU has; the row
+            // holds cols / 256 super-blocks (`in_passes` keeps `blocks` inside them) and the
+            // tile as many (asserted above).
             unsafe { kernel(self.row(r).as_ptr(), blocks, tile, sums) }
         })
-        // SAFETY: the CPU has AVX2 (a Q4_K SIMD kernel ran).
+        // SAFETY: the CPU has AVX2 (a K-quant SIMD kernel ran).
         .for_each(|(r, sums)| put(r, unsafe { sums.finish() }));
     }
 
@@ -457,50 +431,23 @@ impl QMatrix {
         rows.zip(sums)
     }
 
-    /// The SIMD Q4_K kernels for `kernels`, one vector and a [`Q8Tile`]; `None` for other
-    /// formats and for the scalar kernels.
+    /// The SIMD K-quant kernels for `kernels` and this matrix's format, one vector and a
+    /// [`Q8Tile`]; `None` for other formats and for the scalar kernels.
     #[cfg(target_arch = "x86_64")]
-    fn q4k_kernels(&self, kernels: Kernels) -> Option<(Q4kRowKernel, Q4kTileKernel)> {
-        if self.format != Format::Q4K {
-            return None;
-        }
-        Some(match kernels {
-            Kernels::Scalar => return None,
-            Kernels::Avx2 => (k_avx2::dot_q4k, k_avx2::dot_q4k_tile),
-            Kernels::AvxVnni => (k_avx_vnni::dot_q4k, k_avx_vnni::dot_q4k_tile),
-            Kernels::Avx512Vnni => (k_avx512_vnni::dot_q4k, k_avx512_vnni::dot_q4k_tile),
-        })
-    }
-
-    /// The SIMD Q6_K kernel for `kernels` (`T` vectors at a time); `None` for other formats
-    /// and for the scalar kernels.
-    #[cfg(target_arch = "x86_64")]
-    fn k_quant_kernel<const T: usize>(&self, kernels: Kernels) -> Option<KQuantKernel<T>> {
+    fn k_quant_kernels(&self, kernels: Kernels) -> Option<(RowKernel, TileKernel)> {
         Some(match (kernels, self.format) {
-            (Kernels::Avx2, Format::Q6K) => k_avx2::dot_q6k::<T>,
-            (Kernels::AvxVnni, Format::Q6K) => k_avx_vnni::dot_q6k::<T>,
-            (Kernels::Avx512Vnni, Format::Q6K) => k_avx512_vnni::dot_q6k::<T>,
+            (Kernels::Avx2, Format::Q4K) => (k_avx2::dot_q4k, k_avx2::dot_q4k_tile),
+            (Kernels::Avx2, Format::Q6K) => (k_avx2::dot_q6k, k_avx2::dot_q6k_tile),
+            (Kernels::AvxVnni, Format::Q4K) => (k_avx_vnni::dot_q4k, k_avx_vnni::dot_q4k_tile),
+            (Kernels::AvxVnni, Format::Q6K) => (k_avx_vnni::dot_q6k, k_avx_vnni::dot_q6k_tile),
+            (Kernels::Avx512Vnni, Format::Q4K) => {
+                (k_avx512_vnni::dot_q4k, k_avx512_vnni::dot_q4k_tile)
+            }
+            (Kernels::Avx512Vnni, Format::Q6K) => {
+                (k_avx512_vnni::dot_q6k, k_avx512_vnni::dot_q6k_tile)
+            }
             _ => return None,
         })
-    }
-
-    /// Row `r`'s super-blocks `blocks` · each of `xs`, added to `sums`, by `kernel` (from
-    /// [`QMatrix::k_quant_kernel`], looked up once by the caller).
-    #[cfg(target_arch = "x86_64")]
-    fn k_quant<const T: usize>(
-        &self,
-        kernel: KQuantKernel<T>,
-        r: usize,
-        blocks: std::ops::Range<usize>,
-        xs: [&Q8Vector; T],
-        sums: &mut [avx2::Partial; T],
-    ) {
-        assert!(blocks.end <= self.cols / SUPER);
-        // SAFETY: k_quant_kernel hands out a kernel only for a set the CPU has ([`Kernels`]); the
-        // row holds cols / 256 super-blocks (asserted above: `blocks` lies inside them) and
-        // each vector as many blocks of activations quantised per 256 (checked by the callers'
-        // widths).
-        unsafe { kernel(self.row(r).as_ptr(), blocks, xs, sums) }
     }
 
     fn row_bytes(&self) -> usize {
@@ -510,20 +457,13 @@ impl QMatrix {
     /// Row `r` · x.
     pub(crate) fn dot(&self, r: usize, x: &Q8Vector, kernels: Kernels) -> f32 {
         #[cfg(target_arch = "x86_64")]
-        if let Some((kernel, _)) = self.q4k_kernels(kernels) {
-            let mut sums = avx2::Q4kSums::default();
-            // SAFETY: q4k_kernels hands out a kernel only for a set the CPU has; the row holds
+        if let Some((kernel, _)) = self.k_quant_kernels(kernels) {
+            let mut sums = avx2::KSums::default();
+            // SAFETY: k_quant_kernels hands out a kernel only for a set the CPU has; the row holds
             // cols / 256 super-blocks and x as many blocks quantised per 256 (checked by the
             // callers' widths).
             unsafe { kernel(self.row(r).as_ptr(), 0..self.cols / SUPER, x, &mut sums) };
             return sums.finish();
-        }
-        #[cfg(target_arch = "x86_64")]
-        if let Some(kernel) = self.k_quant_kernel::<1>(kernels) {
-            let mut sums = [avx2::Partial::ZERO];
-            self.k_quant(kernel, r, 0..self.cols / SUPER, [x], &mut sums);
-            // SAFETY: a K-quant kernel ran, so the CPU has AVX2.
-            return unsafe { avx2::Partial::finish(&sums)[0] };
         }
         let row = self.row(r);
         match kernels {
@@ -541,7 +481,7 @@ impl QMatrix {
                 match self.format {
                     Format::Q4_1 => avx2::dot_q4_1(row, x),
                     Format::Q8_0 => avx2::dot_q8_0(row, x),
-                    Format::Q4K | Format::Q6K => unreachable!("taken by k_quant"),
+                    Format::Q4K | Format::Q6K => unreachable!("taken by k_quant_kernels"),
                 }
             },
         }
@@ -666,15 +606,16 @@ impl Q8Vector {
 }
 
 /// [`TILE`] tokens' activations quantised per 256 (from their [`Q8Vector`]s), laid out for the
-/// Q4_K tile kernels: each 8 consecutive levels of the tokens side by side (`kq`:
+/// K-quant tile kernels: each 8 consecutive levels of the tokens side by side (`kq`:
 /// cols / 8 × tokens × 8), so that a 32-byte load holds the same 8 levels of 4 tokens. Per
-/// super-block, the tokens' scales and, for each pair of sub-blocks of 32, the tokens' sums
-/// of both (as pairs of 16-bit lanes), in the order the kernels' sums come out: [`Self::ORDER`].
+/// super-block, the tokens' scales and, for each pair of sub-blocks (of 32 levels for Q4_K's
+/// minimums, of 16 for Q6_K's offsets), the tokens' sums of both as pairs of 16-bit lanes, in
+/// the order the kernels' sums come out: [`Self::ORDER`].
 #[cfg(target_arch = "x86_64")]
 pub(crate) struct Q8Tile {
     kq: Vec<i8>,
     kd: Vec<f32>,
-    ksums: Vec<i16>,
+    sums: Vec<i16>,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -683,7 +624,7 @@ impl Q8Tile {
     /// tokens 4 … 7 interleaves them by 128-bit halves).
     const ORDER: [usize; TILE] = [0, 1, 4, 5, 2, 3, 6, 7];
 
-    fn new(xs: &[Q8Vector]) -> Self {
+    fn new(xs: &[Q8Vector], format: Format) -> Self {
         assert_eq!(xs.len(), TILE);
         let cols = xs[0].kq.len();
         assert!(xs.iter().all(|x| x.kq.len() == cols), "tile widths differ");
@@ -695,17 +636,24 @@ impl Q8Tile {
         }
         let blocks = cols / SUPER;
         let mut kd = Vec::with_capacity(TILE * blocks);
-        let mut ksums = Vec::with_capacity(TILE * 8 * blocks);
+        let per_block = if format == Format::Q6K { 16 } else { 8 };
+        let of: Vec<&[i16]> = (xs.iter())
+            .map(|x| match format {
+                Format::Q6K => &x.ksums16[..],
+                _ => &x.ksums32[..],
+            })
+            .collect();
+        let mut sums = Vec::with_capacity(TILE * per_block * blocks);
         for b in 0..blocks {
             kd.extend(Self::ORDER.map(|t| xs[t].kd[b]));
-            for pair in 0..4 {
+            for pair in 0..per_block / 2 {
                 for t in Self::ORDER {
-                    let s = &xs[t].ksums32[8 * b + 2 * pair..];
-                    ksums.extend_from_slice(&s[..2]);
+                    let s = &of[t][per_block * b + 2 * pair..];
+                    sums.extend_from_slice(&s[..2]);
                 }
             }
         }
-        Q8Tile { kq, kd, ksums }
+        Q8Tile { kq, kd, sums }
     }
 }
 
@@ -825,7 +773,7 @@ macro_rules! k_quant_kernels {
     ) => {
         $(#[$doc])*
         mod $module {
-        use super::avx2::{halves, hsum4, lane, q4k_scales_mins, Partial, Q4kSums, Q4kTileSums};
+        use super::avx2::{halves, hsum4, hsum8, lane, q4k_scales_mins, KSums, KTileSums};
         use super::{Format, Q8Tile, Q8Vector, SUPER};
         use half::f16;
         use std::arch::x86_64::*;
@@ -850,23 +798,26 @@ macro_rules! k_quant_kernels {
         /// A row's Q4_K super-blocks `blocks` · one activation vector, added to `sums`. Per
         /// super-block the products are summed in integers with each sub-block's scale applied
         /// by `madd`, and so are the minimums times the activations' sums per 32; each total is
-        /// then converted once and scaled ([`Q4kSums`]), as [`dot_q4k_tile`] does for 8 tokens.
+        /// then converted once and scaled ([`KSums`]), as [`dot_q4k_tile`] does for 8 tokens.
         #[target_feature(enable = $features)]
         pub(crate) unsafe fn dot_q4k(
             row: *const u8,
             blocks: std::ops::Range<usize>,
             x: &Q8Vector,
-            sums: &mut Q4kSums,
+            sums: &mut KSums,
         ) {
             let bb = Format::Q4K.block_bytes();
             let nibble = _mm256_set1_epi8(0x0F);
+            let (mut acc, mut mins_acc) = (_mm_set_ss(sums.acc), _mm_set_ss(sums.mins));
             for b in blocks {
                 let p = row.add(b * bb);
                 let (d, dmin, scales, sm) = q4k_header(p);
                 let m = _mm256_extracti128_si256(sm, 1);
                 let xsums = _mm_loadu_si128(x.ksums32.as_ptr().add(b * 8) as *const __m128i);
-                let mins = hsum4(_mm_madd_epi16(m, xsums));
-                let mut products = _mm256_setzero_si256();
+                let mins = _mm_cvtepi32_ps(hsum4(_mm_madd_epi16(m, xsums)));
+                // Two chains of sums, so that VNNI's `dpwssd` (4 cycles each) does not wait on
+                // the one before.
+                let mut products = [_mm256_setzero_si256(); 2];
                 for c in 0..4 {
                     let q = _mm256_loadu_si256(p.add(16 + 32 * c) as *const __m256i);
                     let lo = _mm256_and_si256(q, nibble);
@@ -878,16 +829,15 @@ macro_rules! k_quant_kernels {
                     let a1 = _mm256_loadu_si256(a.add(32) as *const __m256i);
                     let lo = _mm256_maddubs_epi16(lo, a0);
                     let hi = _mm256_maddubs_epi16(hi, a1);
-                    products = scaled_add(scaled_add(products, lo, s0), hi, s1);
+                    products[0] = scaled_add(products[0], lo, s0);
+                    products[1] = scaled_add(products[1], hi, s1);
                 }
-                let total = hsum4(_mm_add_epi32(
-                    _mm256_castsi256_si128(products),
-                    _mm256_extracti128_si256(products, 1),
-                ));
+                let total = _mm_cvtepi32_ps(hsum8(_mm256_add_epi32(products[0], products[1])));
                 let xd = *x.kd.get_unchecked(b);
-                sums.acc = (total as f32).mul_add(d * xd, sums.acc);
-                sums.mins = (mins as f32).mul_add(dmin * xd, sums.mins);
+                acc = _mm_fmadd_ss(total, _mm_set_ss(d * xd), acc);
+                mins_acc = _mm_fmadd_ss(mins, _mm_set_ss(dmin * xd), mins_acc);
             }
+            (sums.acc, sums.mins) = (_mm_cvtss_f32(acc), _mm_cvtss_f32(mins_acc));
         }
 
         /// A row's Q4_K super-blocks `blocks` · the 8 tokens of `tile`, added to `sums`, with
@@ -901,7 +851,7 @@ macro_rules! k_quant_kernels {
             row: *const u8,
             blocks: std::ops::Range<usize>,
             tile: &Q8Tile,
-            sums: &mut Q4kTileSums,
+            sums: &mut KTileSums,
         ) {
             let bb = Format::Q4K.block_bytes();
             let nibble = _mm256_set1_epi8(0x0F);
@@ -912,7 +862,7 @@ macro_rules! k_quant_kernels {
                 let mut msum = _mm256_setzero_si256();
                 for pair in 0..4 {
                     let m = _mm256_permutevar8x32_epi32(sm, _mm256_set1_epi32(4 + pair as i32));
-                    let s = _mm256_loadu_si256(tile.ksums.as_ptr().add((4 * b + pair) * 16) as *const __m256i);
+                    let s = _mm256_loadu_si256(tile.sums.as_ptr().add((4 * b + pair) * 16) as *const __m256i);
                     msum = _mm256_add_epi32(msum, _mm256_madd_epi16(m, s));
                 }
                 let mut products = [_mm256_setzero_si256(); 2];
@@ -950,20 +900,50 @@ macro_rules! k_quant_kernels {
             (sums.acc, sums.mins) = (acc, mins);
         }
 
-        /// A row's Q6_K super-blocks `blocks` · each of `T` activation vectors, added to `sums`,
-        /// as [`dot_q4k`]: weights 0 … 63 times activations by `maddubs`, each 16's scale by
-        /// `madd`, and the offset of 32 taken off in the same integer sums from the activations'
-        /// sums per 16.
+        /// A Q6_K super-block at `p`: its f16 scale and its 16 sub-block scales (one per 16
+        /// weights) as 16-bit lanes.
+        #[inline]
         #[target_feature(enable = $features)]
-        pub(crate) unsafe fn dot_q6k<const T: usize>(
+        unsafe fn q6k_header(p: *const u8) -> (f32, __m256i) {
+            let d = f16::from_le_bytes([*p.add(208), *p.add(209)]).to_f32();
+            (d, _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i)))
+        }
+
+        /// Weights 128h + 32k … + 31 of the Q6_K super-block at `p` as levels 0 … 63: the low
+        /// four bits from byte 64h + 32(k mod 2) + l (high nibbles for k ≥ 2), the high two from
+        /// bits 2k … 2k + 1 of byte 128 + 32h + l.
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn q6k_levels(p: *const u8, h: usize, k: usize) -> __m256i {
+            let (nibble, two) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
+            let low = _mm256_loadu_si256(p.add(64 * h + 32 * (k % 2)) as *const __m256i);
+            let low = if k < 2 { low } else { _mm256_srli_epi16(low, 4) };
+            let high = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
+            let high = match k {
+                0 => high,
+                1 => _mm256_srli_epi16(high, 2),
+                2 => _mm256_srli_epi16(high, 4),
+                _ => _mm256_srli_epi16(high, 6),
+            };
+            _mm256_or_si256(
+                _mm256_and_si256(low, nibble),
+                _mm256_slli_epi16(_mm256_and_si256(high, two), 4),
+            )
+        }
+
+        /// A row's Q6_K super-blocks `blocks` · one activation vector, added to `sums`, as
+        /// [`dot_q4k`]: levels 0 … 63 times activations by `maddubs`, each 16's scale by `madd`,
+        /// and the offset of 32 taken off the integer total through the activations' sums per
+        /// 16; one conversion and scaling per super-block.
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn dot_q6k(
             row: *const u8,
             blocks: std::ops::Range<usize>,
-            xs: [&Q8Vector; T],
-            sums: &mut [Partial; T],
+            x: &Q8Vector,
+            sums: &mut KSums,
         ) {
             let bb = Format::Q6K.block_bytes();
-            let (nibble, two) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
-            // Lane 2k of the low half and 2k + 1 of the high half, for k = 0 … 3.
+            // 16-bit lane 2k of the low half and 2k + 1 of the high half, for k = 0 … 3.
             let pick: [__m256i; 4] = std::array::from_fn(|k| {
                 let (lo, hi) = (2 * k as i16, 2 * k as i16 + 1);
                 let (lo, hi) = (
@@ -972,62 +952,104 @@ macro_rules! k_quant_kernels {
                 );
                 _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo))
             });
-            let mut acc = [_mm256_setzero_ps(); T];
-            for t in 0..T {
-                acc[t] = sums[t].acc;
-            }
+            let mut acc = _mm_set_ss(sums.acc);
             for b in blocks {
                 let p = row.add(b * bb);
-                let d = f16::from_le_bytes([*p.add(208), *p.add(209)]).to_f32();
-                let scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(192) as *const __m128i));
-                let mut products = [_mm256_setzero_si256(); T];
-                for (t, x) in xs.iter().enumerate() {
-                    let sums = _mm256_loadu_si256(x.ksums16.as_ptr().add(b * 16) as *const __m256i);
-                    let offset = _mm256_madd_epi16(scales, sums);
-                    products[t] = _mm256_sub_epi32(products[t], _mm256_slli_epi32(offset, 5));
-                }
+                let (d, scales) = q6k_header(p);
+                let xsums = _mm256_loadu_si256(x.ksums16.as_ptr().add(b * 16) as *const __m256i);
+                let offset = _mm256_madd_epi16(scales, xsums);
+                // Two chains of sums, as in dot_q4k.
+                let mut products = [
+                    _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offset, 5)),
+                    _mm256_setzero_si256(),
+                ];
                 for h in 0..2 {
-                    let high = _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i);
                     let half = if h == 0 {
                         _mm256_permute2x128_si256(scales, scales, 0x00)
                     } else {
                         _mm256_permute2x128_si256(scales, scales, 0x11)
                     };
                     for (k, &pick) in pick.iter().enumerate() {
-                        let low =
-                            _mm256_loadu_si256(p.add(64 * h + 32 * (k % 2)) as *const __m256i);
-                        let low = if k < 2 {
-                            low
-                        } else {
-                            _mm256_srli_epi16(low, 4)
-                        };
-                        let high = match k {
-                            0 => high,
-                            1 => _mm256_srli_epi16(high, 2),
-                            2 => _mm256_srli_epi16(high, 4),
-                            _ => _mm256_srli_epi16(high, 6),
-                        };
-                        let q = _mm256_or_si256(
-                            _mm256_and_si256(low, nibble),
-                            _mm256_slli_epi16(_mm256_and_si256(high, two), 4),
-                        );
+                        let q = q6k_levels(p, h, k);
+                        let a = x.kq.as_ptr().add(b * SUPER + 128 * h + 32 * k);
+                        let pairs = _mm256_maddubs_epi16(q, _mm256_loadu_si256(a as *const __m256i));
                         let scale = _mm256_shuffle_epi8(half, pick);
-                        for (t, x) in xs.iter().enumerate() {
-                            let a = x.kq.as_ptr().add(b * SUPER + 128 * h + 32 * k);
-                            let av = _mm256_loadu_si256(a as *const __m256i);
-                            let pairs = _mm256_maddubs_epi16(q, av);
-                            products[t] = scaled_add(products[t], pairs, scale);
+                        products[k % 2] = scaled_add(products[k % 2], pairs, scale);
+                    }
+                }
+                let total = _mm_cvtepi32_ps(hsum8(_mm256_add_epi32(products[0], products[1])));
+                acc = _mm_fmadd_ss(total, _mm_set_ss(d * *x.kd.get_unchecked(b)), acc);
+            }
+            sums.acc = _mm_cvtss_f32(acc);
+        }
+
+        /// A row's Q6_K super-blocks `blocks` · the 8 tokens of `tile`, added to `sums`, with
+        /// the same integer totals and float operations per token as [`dot_q6k`], laid out as
+        /// in [`dot_q4k_tile`]: each 8 levels broadcast to meet 8 levels of 4 tokens, and two
+        /// `maddubs` results (at most 2 · 2 · 63 · 127) added in 16 bits before the 16's scale.
+        #[target_feature(enable = $features)]
+        pub(crate) unsafe fn dot_q6k_tile(
+            row: *const u8,
+            blocks: std::ops::Range<usize>,
+            tile: &Q8Tile,
+            sums: &mut KTileSums,
+        ) {
+            let bb = Format::Q6K.block_bytes();
+            let mut acc = sums.acc;
+            for b in blocks {
+                let p = row.add(b * bb);
+                let (d, scales) = q6k_header(p);
+                let mut offset = _mm256_setzero_si256();
+                for pair in 0..8 {
+                    let s = _mm256_permutevar8x32_epi32(scales, _mm256_set1_epi32(pair as i32));
+                    let x = tile.sums.as_ptr().add((8 * b + pair) * 16);
+                    let x = _mm256_loadu_si256(x as *const __m256i);
+                    offset = _mm256_add_epi32(offset, _mm256_madd_epi16(s, x));
+                }
+                let mut products = [_mm256_setzero_si256(); 2];
+                for h in 0..2 {
+                    let half = if h == 0 {
+                        _mm256_permute2x128_si256(scales, scales, 0x00)
+                    } else {
+                        _mm256_permute2x128_si256(scales, scales, 0x11)
+                    };
+                    for k in 0..4 {
+                        let q = q6k_levels(p, h, k);
+                        let w = [
+                            _mm256_permute4x64_epi64(q, 0x00),
+                            _mm256_permute4x64_epi64(q, 0x55),
+                            _mm256_permute4x64_epi64(q, 0xAA),
+                            _mm256_permute4x64_epi64(q, 0xFF),
+                        ];
+                        let a = tile.kq.as_ptr().add((32 * b + 16 * h + 4 * k) * 64);
+                        for g in 0..2 {
+                            let load = |j: usize| {
+                                _mm256_loadu_si256(a.add(64 * j + 32 * g) as *const __m256i)
+                            };
+                            let first = _mm256_add_epi16(
+                                _mm256_maddubs_epi16(w[0], load(0)),
+                                _mm256_maddubs_epi16(w[1], load(1)),
+                            );
+                            let second = _mm256_add_epi16(
+                                _mm256_maddubs_epi16(w[2], load(2)),
+                                _mm256_maddubs_epi16(w[3], load(3)),
+                            );
+                            let s0 = _mm256_shuffle_epi8(half, lane(2 * k as i32));
+                            let s1 = _mm256_shuffle_epi8(half, lane(2 * k as i32 + 1));
+                            products[g] = scaled_add(scaled_add(products[g], first, s0), second, s1);
                         }
                     }
                 }
-                for (t, x) in xs.iter().enumerate() {
-                    let scale = _mm256_set1_ps(d * *x.kd.get_unchecked(b));
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(products[t]), scale, acc[t]);
-                }
+                // Lanes in Q8Tile::ORDER, as the tile's scales and sums.
+                let total = _mm256_sub_epi32(
+                    _mm256_hadd_epi32(products[0], products[1]),
+                    _mm256_slli_epi32(offset, 5),
+                );
+                let xd = _mm256_loadu_ps(tile.kd.as_ptr().add(8 * b));
+                let scale = _mm256_mul_ps(_mm256_set1_ps(d), xd);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), scale, acc);
             }
-            for t in 0..T {
-                sums[t].acc = acc[t];
-            }
+            sums.acc = acc;
         }
         }
     };
@@ -1039,55 +1061,30 @@ mod avx2 {
     use half::f16;
     use std::arch::x86_64::*;
 
-    /// A K-quant kernel's running sums for one row and one vector: products (8 lanes) and, for
-    /// Q4_K, the minimums' part (4 lanes), reduced by [`Partial::finish`].
-    #[derive(Clone, Copy)]
-    pub(crate) struct Partial {
-        pub(super) acc: __m256,
-        pub(super) mins: __m128,
-    }
-
-    impl Partial {
-        // SAFETY: all-zero bits are 0.0 in every lane.
-        pub(crate) const ZERO: Partial = unsafe { std::mem::zeroed() };
-
-        /// Σ products − Σ minimums, for each of `T` vectors.
-        #[target_feature(enable = "avx2,fma,f16c")]
-        pub(crate) unsafe fn finish<const T: usize>(sums: &[Partial; T]) -> [f32; T] {
-            let mut out = [0.0; T];
-            for (out, s) in out.iter_mut().zip(sums) {
-                let m = _mm_add_ps(s.mins, _mm_movehl_ps(s.mins, s.mins));
-                let m = _mm_add_ss(m, _mm_movehdup_ps(m));
-                *out = sum(s.acc) - _mm_cvtss_f32(m);
-            }
-            out
-        }
-    }
-
-    /// A Q4_K kernel's running sums for one row and one vector: scaled products and scaled
-    /// minimums, each accumulated one super-block at a time.
+    /// A K-quant kernel's running sums for one row and one vector: scaled products and (Q4_K)
+    /// scaled minimums, each accumulated one super-block at a time.
     #[derive(Clone, Copy, Default)]
-    pub(crate) struct Q4kSums {
+    pub(crate) struct KSums {
         pub(super) acc: f32,
         pub(super) mins: f32,
     }
 
-    impl Q4kSums {
+    impl KSums {
         pub(crate) fn finish(self) -> f32 {
             self.acc - self.mins
         }
     }
 
-    /// [`Q4kSums`] for the 8 tokens of a [`Q8Tile`], lanes in [`Q8Tile::ORDER`].
+    /// [`KSums`] for the 8 tokens of a [`Q8Tile`], lanes in [`Q8Tile::ORDER`].
     #[derive(Clone, Copy)]
-    pub(crate) struct Q4kTileSums {
+    pub(crate) struct KTileSums {
         pub(super) acc: __m256,
         pub(super) mins: __m256,
     }
 
-    impl Q4kTileSums {
+    impl KTileSums {
         // SAFETY: all-zero bits are 0.0 in every lane.
-        pub(crate) const ZERO: Q4kTileSums = unsafe { std::mem::zeroed() };
+        pub(crate) const ZERO: KTileSums = unsafe { std::mem::zeroed() };
 
         /// Σ products − Σ minimums, per token in order.
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -1102,12 +1099,23 @@ mod avx2 {
         }
     }
 
-    /// The sum of four 32-bit lanes.
+    /// The sum of eight 32-bit lanes, in lane 0 (kept in a vector register: a trip through a
+    /// general one cost Qwen's generation 5 % with VNNI).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn hsum4(v: __m128i) -> i32 {
+    pub(super) unsafe fn hsum8(v: __m256i) -> __m128i {
+        hsum4(_mm_add_epi32(
+            _mm256_castsi256_si128(v),
+            _mm256_extracti128_si256(v, 1),
+        ))
+    }
+
+    /// The sum of four 32-bit lanes, in lane 0.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn hsum4(v: __m128i) -> __m128i {
         let v = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
-        _mm_cvtsi128_si32(_mm_add_epi32(v, _mm_shuffle_epi32(v, 0b01)))
+        _mm_add_epi32(v, _mm_shuffle_epi32(v, 0b01))
     }
 
     /// The two f16 values at `p` (scale, minimum) as f32.
