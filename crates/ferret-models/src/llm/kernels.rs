@@ -1099,8 +1099,8 @@ mod avx2 {
         }
     }
 
-    /// The sum of eight 32-bit lanes, in lane 0 (kept in a vector register: a trip through a
-    /// general one cost Qwen's generation 5 % with VNNI).
+    /// The sum of eight 32-bit lanes, in lane 0 (converted and scaled there, in a vector
+    /// register, like the tile kernels' lanes).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn hsum8(v: __m256i) -> __m128i {
