@@ -378,7 +378,9 @@ impl QMatrix {
 
     /// Each row of `rows` · an interleaved tile of tokens' activations, handed to `put`: the
     /// K-quant tile kernels of [`QMatrix::k_quant_kernels`], which unpack each block once for
-    /// the tile.
+    /// the tile. The AVX2 kernels walk wide rows in passes of [`PASS_BLOCKS`] super-blocks,
+    /// each row's sums carried from pass to pass (the same operations in the same order as one
+    /// pass: the same bits); the others take whole rows.
     #[cfg(target_arch = "x86_64")]
     fn k_quant_tile(
         &self,
@@ -393,42 +395,26 @@ impl QMatrix {
             TILE * self.cols,
             "tile and matrix widths differ"
         );
-        self.in_passes(rows, avx2::KTileSums::ZERO, kernels, |r, blocks, sums| {
-            // SAFETY: k_quant_kernels hands out a kernel only for a set the CPU has; the row
-            // holds cols / 256 super-blocks (`in_passes` keeps `blocks` inside them) and the
-            // tile as many (asserted above).
-            unsafe { kernel(self.row(r).as_ptr(), blocks, tile, sums) }
-        })
-        // SAFETY: the CPU has AVX2 (a K-quant SIMD kernel ran).
-        .for_each(|(r, sums)| put(r, unsafe { sums.finish() }));
-    }
-
-    /// Runs `step(row, super-blocks, sums)` for every row of `rows` over all its super-blocks
-    /// and yields each row's sums. The AVX2 kernels walk wide rows in passes of
-    /// [`PASS_BLOCKS`] super-blocks, each row's sums carried from pass to pass (the same
-    /// operations in the same order as one pass: the same bits); the others take whole rows.
-    #[cfg(target_arch = "x86_64")]
-    fn in_passes<S: Copy>(
-        &self,
-        rows: std::ops::Range<usize>,
-        zero: S,
-        kernels: Kernels,
-        mut step: impl FnMut(usize, std::ops::Range<usize>, &mut S),
-    ) -> impl Iterator<Item = (usize, S)> {
         let blocks = self.cols / SUPER;
-        let mut sums = vec![zero; rows.len()];
         let pass = if kernels == Kernels::Avx2 {
             PASS_BLOCKS
         } else {
             blocks.max(1)
         };
+        let mut sums = vec![avx2::KTileSums::ZERO; rows.len()];
         for first in (0..blocks).step_by(pass) {
             let pass = first..(first + pass).min(blocks);
             for (r, sums) in rows.clone().zip(&mut sums) {
-                step(r, pass.clone(), sums);
+                // SAFETY: k_quant_kernels hands out a kernel only for a set the CPU has; the
+                // row holds cols / 256 super-blocks (`pass` lies inside them) and the tile as
+                // many (asserted above).
+                unsafe { kernel(self.row(r).as_ptr(), pass.clone(), tile, sums) }
             }
         }
-        rows.zip(sums)
+        for (r, sums) in rows.zip(&sums) {
+            // SAFETY: the CPU has AVX2 (a K-quant SIMD kernel ran).
+            put(r, unsafe { sums.finish() });
+        }
     }
 
     /// The SIMD K-quant kernels for `kernels` and this matrix's format, one vector and a
