@@ -13,9 +13,11 @@
 //!   projection (`1_Dense/`), markers and lengths in `config_sentence_transformers.json`
 //!   (`query_prefix`, `document_prefix`, `query_length`, `document_length`,
 //!   `attend_to_expansion_tokens`, `skiplist_words`); the marker is inserted after [CLS].
-//! * **tokens** (zero-shot): any sentence-transformers model's last-layer token states,
-//!   normalised — no markers, no augmentation, punctuation dropped from documents. A
-//!   test bed with real weights where no ColBERT weights are reachable.
+//! * **tokens** (zero-shot): any sentence encoder's last-layer token states, normalised — a
+//!   sentence-transformers folder or a GGUF encoder (nomic-embed) — no markers, no
+//!   augmentation, punctuation dropped from documents. The encoder's task prefixes
+//!   (nomic-embed's `search_query: ` / `search_document: `) are run but their tokens not
+//!   kept. A test bed with real weights where no ColBERT weights are reachable.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ use serde::Deserialize;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::bert::{Bert, Linear};
+use crate::sentence::{Backbone, SentenceEncoder};
 use crate::weights::Weights;
 use crate::ModelError;
 
@@ -68,6 +71,10 @@ pub struct ColbertConfig {
     pub attend_to_mask: bool,
     /// Token ids dropped from documents (punctuation).
     pub skiplist: HashSet<u32>,
+    /// Text put before queries / documents (a sentence encoder's task prefixes): run through
+    /// the model, its tokens not kept.
+    pub query_prefix: String,
+    pub doc_prefix: String,
 }
 
 /// colbert-ai's `artifact.metadata` (the fields the encoder needs).
@@ -126,11 +133,6 @@ struct DenseConfig {
     activation_function: String,
 }
 
-#[derive(Deserialize, Default)]
-struct StConfig {
-    max_seq_length: Option<usize>,
-}
-
 /// The ColBERT model of a folder, loaded once per process.
 pub fn shared(dir: &Path) -> Result<std::sync::Arc<ColbertEncoder>, ModelError> {
     crate::loaded::shared(dir, ColbertEncoder::load)
@@ -177,12 +179,14 @@ fn pylate_config(dir: &Path) -> Result<Option<PylateConfig>, ModelError> {
 /// A loaded late-interaction encoder.
 pub struct ColbertEncoder {
     dir: PathBuf,
-    bert: Bert,
+    backbone: Backbone,
     tokenizer: Tokenizer,
     projection: Option<Linear>,
     dim: usize,
     config: ColbertConfig,
     mask_id: u32,
+    /// How many tokens `config.query_prefix` / `doc_prefix` take (after [CLS]).
+    prefix_tokens: [usize; 2],
 }
 
 impl ColbertEncoder {
@@ -200,17 +204,20 @@ impl ColbertEncoder {
         }
     }
 
-    /// A sentence-transformers model's normalised last-layer token states (no projection).
+    /// A sentence encoder's normalised last-layer token states (no projection): its
+    /// transformer, tokenizer, longest sequence and task prefixes as [`SentenceEncoder::load`]
+    /// reads them.
     pub fn load_tokens(dir: &Path) -> Result<Self, ModelError> {
-        let tokenizer = crate::sentence::load_tokenizer(dir)?;
-        let bert = Bert::load(dir)?;
-        let st: StConfig = read_json(&dir.join("sentence_bert_config.json"))?.unwrap_or_default();
-        let maxlen = st.max_seq_length.unwrap_or(512).min(bert.max_tokens());
+        let sentence = SentenceEncoder::load(dir)?;
+        let maxlen = sentence.max_seq_length;
+        let query_prefix = sentence.query_prefix.clone();
+        let doc_prefix = sentence.document_prefix.clone();
+        let (backbone, tokenizer) = sentence.into_backbone();
         let skiplist = punctuation_ids(&tokenizer);
-        let dim = bert.config.hidden_size;
+        let dim = backbone.hidden_size();
         Self::assemble(
             dir,
-            bert,
+            backbone,
             tokenizer,
             None,
             dim,
@@ -223,6 +230,8 @@ impl ColbertEncoder {
                 expand_queries: false,
                 attend_to_mask: true,
                 skiplist,
+                query_prefix,
+                doc_prefix,
             },
         )
     }
@@ -283,7 +292,7 @@ impl ColbertEncoder {
         };
         Self::assemble(
             dir,
-            bert,
+            Backbone::Bert(Box::new(bert)),
             tokenizer,
             Some(Linear::new(
                 projection,
@@ -301,6 +310,8 @@ impl ColbertEncoder {
                 expand_queries: true,
                 attend_to_mask: meta.attend_to_mask_tokens,
                 skiplist,
+                query_prefix: String::new(),
+                doc_prefix: String::new(),
             },
         )
     }
@@ -389,7 +400,7 @@ impl ColbertEncoder {
             .collect();
         Self::assemble(
             dir,
-            bert,
+            Backbone::Bert(Box::new(bert)),
             tokenizer,
             Some(Linear::new(weight, bias, dc.out_features, dc.in_features)),
             dc.out_features,
@@ -402,13 +413,15 @@ impl ColbertEncoder {
                 expand_queries: config.do_query_expansion,
                 attend_to_mask: config.attend_to_expansion_tokens,
                 skiplist,
+                query_prefix: String::new(),
+                doc_prefix: String::new(),
             },
         )
     }
 
     fn assemble(
         dir: &Path,
-        bert: Bert,
+        backbone: Backbone,
         mut tokenizer: Tokenizer,
         projection: Option<Linear>,
         dim: usize,
@@ -419,14 +432,22 @@ impl ColbertEncoder {
             .token_to_id("[MASK]")
             .or_else(|| tokenizer.token_to_id("<mask>"))
             .ok_or_else(|| ModelError::invalid(dir, "the tokenizer has no [MASK] token"))?;
+        let count = |prefix: &str| {
+            tokenizer
+                .encode(prefix, false)
+                .map(|e| e.len())
+                .map_err(|e| ModelError::invalid(dir, format!("tokenizing '{prefix}': {e}")))
+        };
+        let prefix_tokens = [count(&config.query_prefix)?, count(&config.doc_prefix)?];
         Ok(ColbertEncoder {
             dir: dir.to_path_buf(),
-            bert,
+            backbone,
             tokenizer,
             projection,
             dim,
             config,
             mask_id,
+            prefix_tokens,
         })
     }
 
@@ -444,7 +465,12 @@ impl ColbertEncoder {
 
     /// The token ids a query is run as, and how many of them are attended to.
     pub fn query_ids(&self, text: &str) -> Result<(Vec<u32>, usize), ModelError> {
-        let mut ids = self.token_ids(text, self.config.query_marker, self.config.query_maxlen)?;
+        let mut ids = self.token_ids(
+            &self.config.query_prefix,
+            text,
+            self.config.query_marker,
+            self.config.query_maxlen,
+        )?;
         let real = ids.len();
         if self.config.expand_queries {
             ids.resize(self.config.query_maxlen.max(real), self.mask_id);
@@ -459,13 +485,19 @@ impl ColbertEncoder {
 
     /// The token ids a document is run as (before punctuation is dropped).
     pub fn document_ids(&self, text: &str) -> Result<Vec<u32>, ModelError> {
-        self.token_ids(text, self.config.doc_marker, self.config.doc_maxlen)
+        self.token_ids(
+            &self.config.doc_prefix,
+            text,
+            self.config.doc_marker,
+            self.config.doc_maxlen,
+        )
     }
 
-    /// `[CLS] marker tokens [SEP]` cut at `maxlen`, or the tokenizer's own sequence without
-    /// a marker.
+    /// `[CLS] marker tokens [SEP]` cut at `maxlen`, or the tokenizer's own sequence of
+    /// `prefix` + `text` without a marker.
     fn token_ids(
         &self,
+        prefix: &str,
         text: &str,
         marker: Option<u32>,
         maxlen: usize,
@@ -478,7 +510,7 @@ impl ColbertEncoder {
             }))
             .map_err(|e| ModelError::invalid(&self.dir, e.to_string()))?;
         let encoding = tokenizer
-            .encode(text, true)
+            .encode(format!("{prefix}{text}"), true)
             .map_err(|e| ModelError::invalid(&self.dir, format!("tokenizing: {e}")))?;
         let mut ids = encoding.get_ids().to_vec();
         if let Some(m) = marker {
@@ -487,50 +519,53 @@ impl ColbertEncoder {
         Ok(ids)
     }
 
-    /// Query token vectors (every position, [MASK] augmentation included).
+    /// Query token vectors (every position but the prefix's, [MASK] augmentation included).
     pub fn encode_queries(&self, texts: &[&str]) -> Result<Vec<TokenVectors>, ModelError> {
         let inputs = texts
             .iter()
             .map(|t| self.query_ids(t))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(self.run(inputs, |_| true))
+        Ok(self.run(inputs, self.prefix_tokens[0], |_| true))
     }
 
-    /// Document token vectors, punctuation dropped.
+    /// Document token vectors, punctuation and the prefix's tokens dropped.
     pub fn encode_documents(&self, texts: &[&str]) -> Result<Vec<TokenVectors>, ModelError> {
         let inputs = texts
             .iter()
             .map(|t| self.document_ids(t).map(|ids| (ids.clone(), ids.len())))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(self.run(inputs, |id| !self.config.skiplist.contains(&id)))
+        Ok(self.run(inputs, self.prefix_tokens[1], |id| {
+            !self.config.skiplist.contains(&id)
+        }))
     }
 
     /// Runs sequences over the current rayon pool (longest first), keeping the positions
-    /// whose id `keep` accepts; output order is input order.
+    /// after [CLS] and the `prefix` tokens that follow it whose id `keep` accepts; output
+    /// order is input order.
     fn run(
         &self,
         inputs: Vec<(Vec<u32>, usize)>,
+        prefix: usize,
         keep: impl Fn(u32) -> bool + Sync,
     ) -> Vec<TokenVectors> {
         let mut order: Vec<usize> = (0..inputs.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(inputs[i].0.len()));
+        let kept = |p: usize, id: u32| !(1..=prefix).contains(&p) && keep(id);
         let mut out: Vec<(usize, TokenVectors)> = order
             .par_iter()
             .map(|&i| {
                 let (ids, attended) = &inputs[i];
-                let types = vec![0u32; ids.len()];
-                let hidden_size = self.bert.config.hidden_size;
-                let vectors = self
-                    .bert
-                    .forward_attending(ids, &types, *attended, |hidden| {
-                        let kept: Vec<f32> = hidden
-                            .chunks_exact(hidden_size)
-                            .zip(ids)
-                            .filter(|(_, &id)| keep(id))
-                            .flat_map(|(row, _)| row.iter().copied())
-                            .collect();
-                        kept
-                    });
+                let hidden_size = self.backbone.hidden_size();
+                let vectors = self.backbone.forward_attending(ids, *attended, |hidden| {
+                    let rows: Vec<f32> = hidden
+                        .chunks_exact(hidden_size)
+                        .zip(ids)
+                        .enumerate()
+                        .filter(|&(p, (_, &id))| kept(p, id))
+                        .flat_map(|(_, (row, _))| row.iter().copied())
+                        .collect();
+                    rows
+                });
                 let rows = vectors.len() / hidden_size;
                 let mut projected = Vec::new();
                 let vectors = match &self.projection {
@@ -545,7 +580,12 @@ impl ColbertEncoder {
                     let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
                     row.iter_mut().for_each(|x| *x /= norm);
                 }
-                let ids = ids.iter().copied().filter(|&id| keep(id)).collect();
+                let ids = ids
+                    .iter()
+                    .enumerate()
+                    .filter(|&(p, &id)| kept(p, id))
+                    .map(|(_, &id)| id)
+                    .collect();
                 (i, TokenVectors { ids, vectors })
             })
             .collect();

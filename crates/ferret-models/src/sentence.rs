@@ -48,8 +48,9 @@ struct StPrompts {
     prompts: std::collections::HashMap<String, String>,
 }
 
-/// The transformer under a sentence encoder.
-enum Backbone {
+/// The transformer under a sentence encoder (and under a zero-shot token model,
+/// [`crate::colbert`]).
+pub(crate) enum Backbone {
     /// `config.json` + `model.safetensors`.
     Bert(Box<Bert>),
     /// A GGUF file (vocabulary included).
@@ -57,7 +58,7 @@ enum Backbone {
 }
 
 impl Backbone {
-    fn hidden_size(&self) -> usize {
+    pub(crate) fn hidden_size(&self) -> usize {
         match self {
             Backbone::Bert(b) => b.config.hidden_size,
             Backbone::Nomic(n) => n.hidden_size,
@@ -68,6 +69,24 @@ impl Backbone {
         match self {
             Backbone::Bert(b) => b.forward(ids, type_ids, f),
             Backbone::Nomic(n) => n.forward(ids, f),
+        }
+    }
+
+    /// [`Bert::forward_attending`] (token type 0 throughout). Only BERT checkpoints pad with
+    /// unattended [MASK]s (ColBERT's query augmentation); the GGUF encoders attend to every
+    /// position, which is all a zero-shot token model asks of them.
+    pub(crate) fn forward_attending<R>(
+        &self,
+        ids: &[u32],
+        attended: usize,
+        f: impl FnOnce(&[f32]) -> R,
+    ) -> R {
+        match self {
+            Backbone::Bert(b) => b.forward_attending(ids, &vec![0; ids.len()], attended, f),
+            Backbone::Nomic(n) => {
+                debug_assert_eq!(attended, ids.len(), "GGUF encoders attend to every token");
+                n.forward(ids, f)
+            }
         }
     }
 }
@@ -291,6 +310,12 @@ impl SentenceEncoder {
 
     pub fn dim(&self) -> usize {
         self.backbone.hidden_size()
+    }
+
+    /// The transformer and its tokenizer (truncating at `max_seq_length`), for a zero-shot
+    /// token model built on this encoder ([`crate::colbert::ColbertEncoder::load_tokens`]).
+    pub(crate) fn into_backbone(self) -> (Backbone, Tokenizer) {
+        (self.backbone, self.tokenizer)
     }
 
     pub fn dir(&self) -> &Path {

@@ -1,5 +1,5 @@
 //! Late interaction end to end: ColBERT checkpoints (the tiny-colbert fixture) and zero-shot
-//! token vectors (all-MiniLM-L6-v2) on SciFact — stored vectors against the encoder's own
+//! token vectors (all-MiniLM-L6-v2; nomic-embed-text-v1.5 from GGUF against llama.cpp) on SciFact — stored vectors against the encoder's own
 //! MaxSim, PLAID and XTR against exhaustive MaxSim, ColBERT-PRF, appends and deletes, and bad
 //! input.
 
@@ -514,4 +514,84 @@ fn minilm_token_vectors_on_scifact() {
         explain.contains("expansion (vocabulary id:weight)"),
         "{explain}"
     );
+}
+
+/// A GGUF encoder as a zero-shot token model: nomic-embed-text-v1.5's token states (its task
+/// prefixes run but not kept, punctuation dropped from documents) against llama.cpp's on the
+/// same file, unpooled (`tests/reference/make_nomic_tokens_reference.py`): the same kept token
+/// ids, the first dimensions of every vector within 5e-4 (llama.cpp measured 1.5e-4 away), whole
+/// vectors to cosine 0.99999.
+#[test]
+fn nomic_gguf_token_states_match_llama_cpp() {
+    let home = ferret_home();
+    ok_in(&home, &["models", "pull", "nomic-embed-text-v1.5"]);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/reference/nomic-tokens-scifact.json");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let dims = reference["dims"].as_u64().unwrap() as usize;
+    let floats = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dataset("beir-scifact");
+    for (kind, flag, file) in [
+        ("documents", "--corpus", "corpus.jsonl.gz"),
+        ("queries", "--queries", "queries.jsonl"),
+    ] {
+        let theirs = reference[kind].as_array().unwrap();
+        let out = tmp.path().join(format!("{kind}.jsonl"));
+        let limit = theirs.len().to_string();
+        ok_in(
+            &home,
+            &[
+                "encode",
+                "--tokens",
+                "--model",
+                "nomic-embed-text-v1.5",
+                flag,
+                s(&d.join(file)),
+                "--limit",
+                &limit,
+                "-o",
+                s(&out),
+            ],
+        );
+        let ours: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(ours.len(), theirs.len());
+        for (o, r) in ours.iter().zip(theirs) {
+            let id = r["id"].as_str().unwrap();
+            assert_eq!(o["id"].as_str(), Some(id));
+            assert_eq!(o["ids"], r["ids"], "{kind} {id}: kept token ids");
+            let rows: Vec<Vec<f64>> = o["vectors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(floats)
+                .collect();
+            for (p, (row, head)) in rows.iter().zip(r["head"].as_array().unwrap()).enumerate() {
+                for (j, (a, b)) in row.iter().zip(floats(head)).take(dims).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 5e-4,
+                        "{kind} {id}: token {p}, dimension {j}: {a} against llama.cpp's {b}"
+                    );
+                }
+            }
+            for (p, whole) in r["whole"].as_object().unwrap() {
+                let (a, b) = (&rows[p.parse::<usize>().unwrap()], floats(whole));
+                let dot: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+                let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+                let c = dot / norm(a) / norm(&b);
+                assert!(c >= 0.99999, "{kind} {id}: token {p}: cosine {c}");
+            }
+        }
+    }
 }

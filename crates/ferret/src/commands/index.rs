@@ -97,7 +97,8 @@ pub struct Args {
     #[arg(long, value_name = "MODEL")]
     colbert: Vec<String>,
     /// Add a token-vector representation from a sentence encoder's normalised last-layer
-    /// token states (zero-shot multi-vector; e.g. all-minilm-l6-v2; repeatable)
+    /// token states (zero-shot multi-vector; e.g. all-minilm-l6-v2, or a GGUF encoder such as
+    /// nomic-embed-text-v1.5, whose task prefixes are run but not kept; repeatable)
     #[arg(long, value_name = "MODEL")]
     tokens: Vec<String>,
     /// How --colbert/--tokens vectors are stored: residuals of 1, 2 or 4 bits per dimension
